@@ -1,0 +1,186 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir holds the bind mounts of named namespaces (iproute2's NETNS_RUN_DIR).
+const Dir = "/run/netns"
+
+// Self is a path to the network namespace this process started in.
+//
+// Not /proc/self/ns/net: that follows the main thread, and Go may run a
+// goroutine that locks its thread and changes namespace on the main thread;
+// when such a goroutine exits locked, the runtime cannot end the main thread
+// and parks it, still in the other namespace (runtime.mexit). The handle is
+// opened during package initialisation, which runs locked to the main thread
+// before any goroutine could move it, and stays open for the process's life.
+var Self = openSelf()
+
+var selfHandle *os.File
+
+func openSelf() string {
+	f, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return "/proc/self/ns/net"
+	}
+	selfHandle = f
+	return fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+}
+
+// Path is where the namespace called name is mounted.
+func Path(name string) string { return filepath.Join(Dir, name) }
+
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') || len(name) > 255 {
+		return fmt.Errorf("invalid network namespace name %q", name)
+	}
+	return nil
+}
+
+// IsNamespace reports whether path is a network namespace handle (a bind
+// mount under Dir, or a /proc/.../ns/net link). A plain file left behind
+// by a reboot (when Dir is not on tmpfs) is not one.
+func IsNamespace(path string) (bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	return st.Type == unix.NSFS_MAGIC, nil
+}
+
+// Create makes a new, empty network namespace mounted at Path(name). It
+// fails with an error wrapping os.ErrExist if something is already there.
+func Create(name string) (string, error) {
+	if err := validName(name); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(Dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", Dir, err)
+	}
+	if err := makeShared(Dir); err != nil {
+		return "", err
+	}
+	path := Path(name)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return "", fmt.Errorf("create netns %s: %w", name, err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		orig, err := os.Open(self)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open own netns %s: %w", self, err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		err = unix.Mount(self, path, "none", unix.MS_BIND, "")
+		if err != nil {
+			err = fmt.Errorf("bind mount %s on %s: %w", self, path, err)
+		}
+		// Move back rather than let the thread die with the goroutine:
+		// the main thread cannot die and would stay in the new namespace
+		// (see Self). If moving back fails, it stays locked and is ended.
+		if serr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); serr != nil {
+			errc <- errors.Join(err, fmt.Errorf("leave new netns: %w", serr))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		// The bind mount may have succeeded before the failure.
+		return "", errors.Join(fmt.Errorf("create netns %s: %w", name, err), Remove(path))
+	}
+	return path, nil
+}
+
+// makeShared makes dir a shared mount point, binding it onto itself first
+// if it is not a mount point, as `ip netns add` does: a namespace mounted
+// later then propagates to mount namespaces copied from this one, and its
+// unmount does too, so Remove really frees the namespace.
+func makeShared(dir string) error {
+	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) {
+		if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind mount %s on itself: %w", dir, err)
+		}
+		err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	}
+	if err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", dir, err)
+	}
+	return nil
+}
+
+// Remove unmounts and deletes the namespace handle at path. The namespace
+// itself, with every interface in it, goes away once no process and no
+// open descriptor holds it. A missing path is not an error.
+func Remove(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil &&
+		!errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount netns %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove netns %s: %w", path, err)
+	}
+	return nil
+}
+
+// Do runs fn on an OS thread that has entered the namespace at path.
+// Everything fn creates that is bound to a namespace (sockets, tap devices,
+// child processes started with os/exec, sysctl files opened under
+// /proc/sys/net) belongs to that namespace. fn must not start goroutines
+// that expect to be in it.
+func Do(path string, fn func() error) error {
+	target, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		orig, err := os.Open(self)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open own netns %s: %w", self, err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter netns %s: %w", path, err)
+			return
+		}
+		fnErr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Still locked: the thread dies with this goroutine.
+			errc <- errors.Join(fnErr, fmt.Errorf("leave netns %s: %w", path, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- fnErr
+	}()
+	return <-errc
+}

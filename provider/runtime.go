@@ -1,0 +1,78 @@
+package provider
+
+import (
+	"context"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/container"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Runtime is what the provider needs from the VM runtime: images and one VM
+// per container. Package container implements it (see runtimeAdapter); unit
+// tests of the pod logic use an in-memory fake.
+type Runtime interface {
+	// EnsureImage makes ref available locally following policy and
+	// returns its identity. pullSecrets are .dockerconfigjson contents.
+	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, pullSecrets [][]byte) (ImageInfo, error)
+	// CreateSandbox boots the VM of one container.
+	CreateSandbox(ctx context.Context, cfg container.SandboxConfig) (Sandbox, error)
+	// Sandbox finds an existing VM by id (container.ErrNotFound if none).
+	Sandbox(ctx context.Context, id string) (Sandbox, error)
+	// Sandboxes lists every VM this runtime knows, for reconciliation.
+	Sandboxes(ctx context.Context) ([]Sandbox, error)
+	// Check reports whether new VMs can be started (hypervisor, disk).
+	Check(ctx context.Context) error
+}
+
+// ImageInfo identifies a pulled image the way the kubelet reports it.
+type ImageInfo struct {
+	// Ref is the normalised reference (docker.io/library/busybox:latest).
+	Ref string
+	// ID is the pullable digest reference (docker.io/library/busybox@sha256:…).
+	ID string
+	// Entrypoint, Cmd, Env, WorkingDir, User come from the image config.
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+	// Pulled is true when this call downloaded the image.
+	Pulled bool
+}
+
+// Sandbox is the VM of one container.
+type Sandbox interface {
+	ID() string
+	Labels() map[string]string
+	// IP is the VM's address on the node's VM network.
+	IP() string
+	// Running reports whether the VM is up.
+	Running(ctx context.Context) bool
+	// Reset gives the container a fresh writable layer before a restart.
+	Reset(ctx context.Context) error
+	// Start runs a process; it returns when the process has started.
+	Start(ctx context.Context, p container.ProcessConfig) (time.Time, error)
+	// Wait blocks until the process exits.
+	Wait(ctx context.Context, processID string) (container.ExitStatus, error)
+	// Exec runs a process to completion with its streams attached.
+	Exec(ctx context.Context, p container.ProcessConfig, stdio container.IO) (container.ExitStatus, error)
+	// Attach connects to a running process's streams until it exits.
+	Attach(ctx context.Context, processID string, stdio container.IO) error
+	// Signal sends sig to the process (all=true: every process of the
+	// container).
+	Signal(ctx context.Context, processID string, sig syscall.Signal, all bool) error
+	// WriteFiles atomically replaces a files volume's content.
+	WriteFiles(ctx context.Context, volume string, files []container.File) error
+	// Forward connects conn to a TCP port inside the VM.
+	Forward(ctx context.Context, port uint16, conn io.ReadWriteCloser) error
+	Stats(ctx context.Context) (container.Stats, error)
+	// Stop shuts the VM down: SIGTERM to its processes, SIGKILL after
+	// grace, power off, kill.
+	Stop(ctx context.Context, grace time.Duration) error
+	// Delete stops the VM if needed and frees everything it holds (disk,
+	// IP); logs stay.
+	Delete(ctx context.Context) error
+}
