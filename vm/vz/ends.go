@@ -1,0 +1,119 @@
+package vz
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+)
+
+// The host-side descriptors a machine hands to Virtualization.framework.
+// Nothing here calls vz, so it is tested on every platform.
+
+// Socket buffer sizes for NIC datagram sockets. Apple asks for SO_RCVBUF of
+// at least twice SO_SNDBUF and recommends four times
+// (VZFileHandleNetworkDeviceAttachment.maximumTransmissionUnit docs).
+const (
+	nicSendBuffer    = 1 << 20
+	nicReceiveBuffer = 4 * nicSendBuffer
+	// maxUnixPath is sizeof(sockaddr_un.sun_path) on macOS (<sys/un.h>),
+	// four bytes less than Linux's; the path needs its NUL too.
+	maxUnixPath = 104
+)
+
+// hostEnds holds every descriptor handed to vz. They stay referenced until
+// the machine stops: an *os.File's finalizer would close a descriptor vz
+// still uses (Lima keeps its socketpair files for the same reason).
+type hostEnds struct {
+	// ports are the host-facing pipe ends, handed out once by Port.
+	ports map[string]*portEnds
+	// vzSide are the ends vz reads and writes, NIC sockets, and cleanups.
+	vzSide []io.Closer
+}
+
+func newHostEnds() *hostEnds { return &hostEnds{ports: map[string]*portEnds{}} }
+
+// portEnds is the host side of one console port.
+type portEnds struct {
+	fromGuest *os.File // read: what the guest writes to the port
+	toGuest   *os.File // write: what the guest reads from the port
+}
+
+func (p *portEnds) Read(b []byte) (int, error)  { return p.fromGuest.Read(b) }
+func (p *portEnds) Write(b []byte) (int, error) { return p.toGuest.Write(b) }
+func (p *portEnds) Close() error {
+	return errors.Join(p.toGuest.Close(), p.fromGuest.Close())
+}
+
+// addPort creates the two pipes of a console port and returns the ends vz
+// uses: guestIn, which vz reads and forwards to the guest, and guestOut,
+// which vz writes with what the guest sends.
+func (h *hostEnds) addPort(name string) (guestIn, guestOut *os.File, err error) {
+	guestIn, toGuest, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("port %s: %w", name, err)
+	}
+	fromGuest, guestOut, err := os.Pipe()
+	if err != nil {
+		guestIn.Close()
+		toGuest.Close()
+		return nil, nil, fmt.Errorf("port %s: %w", name, err)
+	}
+	h.vzSide = append(h.vzSide, guestIn, guestOut)
+	h.ports[name] = &portEnds{fromGuest: fromGuest, toGuest: toGuest}
+	return guestIn, guestOut, nil
+}
+
+// addSwitchSocket binds a datagram socket at local, connects it to the
+// switch at remote (each ethernet frame is one datagram both ways) and
+// returns the descriptor for vz; the socket file is removed on release.
+func (h *hostEnds) addSwitchSocket(local, remote string) (*os.File, error) {
+	if len(local) >= maxUnixPath {
+		return nil, fmt.Errorf("socket path %s is %d bytes, macOS allows %d", local, len(local), maxUnixPath-1)
+	}
+	os.Remove(local) // a stale socket from an earlier run of this machine
+	conn, err := net.DialUnix("unixgram",
+		&net.UnixAddr{Name: local, Net: "unixgram"}, &net.UnixAddr{Name: remote, Net: "unixgram"})
+	if err != nil {
+		os.Remove(local) // bound before the connect failed
+		return nil, fmt.Errorf("connect to switch %s: %w", remote, err)
+	}
+	defer conn.Close() // File below holds a duplicate
+	h.vzSide = append(h.vzSide, removeOnClose(local))
+	if err := conn.SetWriteBuffer(nicSendBuffer); err != nil {
+		return nil, fmt.Errorf("switch socket send buffer: %w", err)
+	}
+	if err := conn.SetReadBuffer(nicReceiveBuffer); err != nil {
+		return nil, fmt.Errorf("switch socket receive buffer: %w", err)
+	}
+	file, err := conn.File()
+	if err != nil {
+		return nil, fmt.Errorf("switch socket descriptor: %w", err)
+	}
+	h.vzSide = append(h.vzSide, file)
+	return file, nil
+}
+
+// removeOnClose deletes a socket path when the machine's ends are released.
+type removeOnClose string
+
+func (p removeOnClose) Close() error { return os.Remove(string(p)) }
+
+// closeVZSide releases what vz used, once the machine has stopped, so
+// readers of the ports see EOF. Descriptors go first, then socket files.
+func (h *hostEnds) closeVZSide() {
+	for i := len(h.vzSide) - 1; i >= 0; i-- {
+		h.vzSide[i].Close()
+	}
+	h.vzSide = nil
+}
+
+// closeAll is for a machine that never started.
+func (h *hostEnds) closeAll() {
+	h.closeVZSide()
+	for _, p := range h.ports {
+		p.Close()
+	}
+	h.ports = nil
+}
