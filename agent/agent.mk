@@ -1,0 +1,27 @@
+# Make fragment for the guest agent. Include it from the top-level Makefile:
+#   include agent/agent.mk
+# Targets: agent (static guest binaries), proto (regenerate agent/api).
+
+AGENT_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+AGENT_ARCHES  ?= amd64 arm64
+AGENT_BINS    := $(foreach a,$(AGENT_ARCHES),bin/vk-applevm-agent-linux-$(a))
+AGENT_LDFLAGS := -s -w -X main.version=$(AGENT_VERSION)
+
+.PHONY: agent proto
+agent: $(AGENT_BINS)
+
+# Always rebuilt: go's own cache makes an unchanged build cheap.
+.PHONY: $(AGENT_BINS)
+$(AGENT_BINS): bin/vk-applevm-agent-linux-%:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* go build -trimpath -ldflags '$(AGENT_LDFLAGS)' \
+		-o $@ ./cmd/vk-applevm-agent
+
+# protoc comes from Debian's protobuf-compiler; the Go plugins run through
+# `go run` at pinned versions (agent/api/gen/). The output is committed.
+proto:
+	protoc -I agent/api \
+		--plugin=protoc-gen-go=agent/api/gen/protoc-gen-go \
+		--plugin=protoc-gen-go-grpc=agent/api/gen/protoc-gen-go-grpc \
+		--go_out=agent/api --go_opt=paths=source_relative \
+		--go-grpc_out=agent/api --go-grpc_opt=paths=source_relative \
+		agent/api/agent.proto

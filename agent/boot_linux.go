@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/agent/transport"
+)
+
+// portPollInterval paces the wait for the console ports while their
+// modules load (the port appears ~2.7 s after boot under TCG; see
+// /work/shared/notes/environment.md).
+const portPollInterval = 5 * time.Millisecond
+
+// agentPortWait bounds the wait for the agent port: without it the host
+// cannot reach the guest, so a VM that never shows it powers off instead
+// of idling.
+const agentPortWait = 2 * time.Minute
+
+// ignoreTerminationSignals keeps PID 1 alive when something in the guest
+// signals it: the kernel shields init only from signals it has no handler
+// for, and Go installs handlers whose default is to exit — and init
+// exiting panics the kernel.
+func ignoreTerminationSignals(ctx context.Context, log *slog.Logger) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGPIPE)
+	go func() {
+		for {
+			select {
+			case sig := <-ch:
+				log.Warn("PID 1 ignores signal", "signal", sig)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// Guest is what PID 1 has set up before serving.
+type Guest struct {
+	Reaper    *Reaper
+	Modules   *ModuleLoader
+	AgentPort *transport.VirtioPort
+	// LogPort writes to the "vkav.log" port once it appears.
+	LogPort io.Writer
+}
+
+// BootGuest does PID 1's duties up to the point where the agent can serve:
+// system mounts, console stdio, oom_score_adj, loopback, the reaper, module
+// loading (in the background: serving starts as soon as the agent port
+// exists), and the console ports. Failures that leave the guest usable are
+// logged, not returned.
+func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
+	ignoreTerminationSignals(ctx, log)
+	if err := MountSystem("/", SystemMounts); err != nil {
+		log.Error("mount system filesystems", "err", err)
+	}
+	if err := ConsoleStdio("/dev/console"); err != nil {
+		log.Error("console stdio", "err", err)
+	}
+	if err := SetOOMScoreAdj(0, -1000); err != nil {
+		log.Error("protect the agent from the OOM killer", "err", err)
+	}
+	if err := LoopbackUp(); err != nil {
+		log.Error("bring loopback up", "err", err)
+	}
+	g := &Guest{Reaper: NewReaper(true, nil, log)}
+	go g.Reaper.Run(ctx)
+
+	list, err := ReadModuleList(ModulesList)
+	if err != nil {
+		log.Error("read kernel module list", "err", err)
+	}
+	g.Modules = NewModuleLoader(ModulesDir, list, FinitModule, log)
+	go g.Modules.Run(ctx)
+
+	portCtx, cancel := context.WithTimeout(ctx, agentPortWait)
+	defer cancel()
+	agentPath, err := transport.WaitForPort(portCtx, transport.SysPortsDir, "/dev", transport.AgentPortName, portPollInterval)
+	if err != nil {
+		return nil, fmt.Errorf("boot: %w", err)
+	}
+	g.AgentPort = &transport.VirtioPort{Path: agentPath}
+	g.LogPort = &portWriter{ctx: ctx, name: transport.LogPortName, log: log}
+	return g, nil
+}
+
+// logPortWait bounds the wait for the log port, which the host announces
+// separately from the agent port; a VM without one gets its container
+// output discarded rather than blocked.
+const logPortWait = 10 * time.Second
+
+// portWriter opens a console port on first write, waiting for it to
+// appear. Only the log queue's writer goroutine uses it.
+type portWriter struct {
+	ctx  context.Context
+	name string
+	log  *slog.Logger
+	w    io.Writer
+}
+
+func (p *portWriter) Write(b []byte) (int, error) {
+	if p.w == nil {
+		ctx, cancel := context.WithTimeout(p.ctx, logPortWait)
+		path, err := transport.WaitForPort(ctx, transport.SysPortsDir, "/dev", p.name, portPollInterval)
+		cancel()
+		if err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+				p.w = f
+			}
+		}
+		if err != nil {
+			p.log.Error("no log port; container output is discarded", "port", p.name, "err", err)
+			p.w = io.Discard
+		}
+	}
+	return p.w.Write(b)
+}

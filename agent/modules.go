@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Guest paths of the kernel modules the initrd carries (see guest/initrd).
+const (
+	ModulesDir  = "/lib/vkav/modules"
+	ModulesList = "/lib/vkav/modules.list"
+)
+
+// ParseModuleList reads modules.list: one module path per line, relative to
+// the modules directory, in load (dependency) order. Blank lines and lines
+// starting with '#' are ignored.
+func ParseModuleList(r io.Reader) ([]string, error) {
+	var list []string
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		clean := path.Clean(line)
+		if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") || clean == "." {
+			return nil, fmt.Errorf("modules.list line %d: %q must be a path inside the modules directory", n, line)
+		}
+		list = append(list, clean)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read modules.list: %w", err)
+	}
+	return list, nil
+}
+
+// ModuleName is the kernel's name for a module file: the base name without
+// .ko.
+func ModuleName(file string) string {
+	return strings.TrimSuffix(path.Base(file), ".ko")
+}
+
+// ErrModuleLoaded is what a load function returns for a module that is
+// already present (finit_module's EEXIST); the loader counts it as loaded.
+var ErrModuleLoaded = errors.New("module already loaded")
+
+// ModuleLoader loads the listed modules in order, in the background: the
+// agent starts serving as soon as the port's modules (first in the list)
+// are in, and CreateContainer waits for Done.
+type ModuleLoader struct {
+	dir  string
+	list []string
+	load func(path string) error
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	loaded []string
+	failed map[string]error
+	done   chan struct{}
+}
+
+// NewModuleLoader loads each entry of list from dir with load.
+func NewModuleLoader(dir string, list []string, load func(path string) error, log *slog.Logger) *ModuleLoader {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &ModuleLoader{dir: dir, list: list, load: load, log: log, failed: map[string]error{}, done: make(chan struct{})}
+}
+
+// Run loads every module; a failure is logged and loading goes on (a
+// module the hardware does not need, e.g. 9p under vz, may fail). It closes
+// Done when finished.
+func (m *ModuleLoader) Run(ctx context.Context) {
+	defer close(m.done)
+	for _, rel := range m.list {
+		if ctx.Err() != nil {
+			return
+		}
+		name := ModuleName(rel)
+		err := m.load(filepath.Join(m.dir, filepath.FromSlash(rel)))
+		if err != nil && !errors.Is(err, ErrModuleLoaded) {
+			m.log.Warn("load kernel module", "module", name, "err", err)
+			m.mu.Lock()
+			m.failed[name] = err
+			m.mu.Unlock()
+			continue
+		}
+		m.mu.Lock()
+		m.loaded = append(m.loaded, name)
+		m.mu.Unlock()
+	}
+}
+
+// Loaded returns the modules loaded so far, in order.
+func (m *ModuleLoader) Loaded() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.loaded...)
+}
+
+// Failed returns the modules that failed to load and why.
+func (m *ModuleLoader) Failed() map[string]error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]error, len(m.failed))
+	for k, v := range m.failed {
+		out[k] = v
+	}
+	return out
+}
+
+// Done is closed once every module has been tried.
+func (m *ModuleLoader) Done() <-chan struct{} { return m.done }

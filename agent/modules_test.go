@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseModuleList(t *testing.T) {
+	list, err := ParseModuleList(strings.NewReader("# port first\nkernel/drivers/virtio/virtio_ring.ko\n\n virtio.ko \nkernel/drivers/char/virtio_console.ko\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"kernel/drivers/virtio/virtio_ring.ko", "virtio.ko", "kernel/drivers/char/virtio_console.ko"}
+	if !slices.Equal(list, want) {
+		t.Fatalf("got %v", list)
+	}
+	for _, bad := range []string{"/abs/x.ko", "../x.ko", "a/../../x.ko", "."} {
+		if _, err := ParseModuleList(strings.NewReader(bad + "\n")); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if ModuleName("kernel/fs/overlayfs/overlay.ko") != "overlay" {
+		t.Fatal(ModuleName("kernel/fs/overlayfs/overlay.ko"))
+	}
+}
+
+func TestModuleLoaderLoadsInOrderAndKeepsGoing(t *testing.T) {
+	var calls []string
+	load := func(path string) error {
+		calls = append(calls, path)
+		switch filepath.Base(path) {
+		case "builtin.ko":
+			return ErrModuleLoaded
+		case "broken.ko":
+			return errors.New("unknown symbol")
+		}
+		return nil
+	}
+	m := NewModuleLoader("/lib/vkav/modules", []string{"a/virtio_ring.ko", "builtin.ko", "broken.ko", "virtio_console.ko"}, load, nil)
+	select {
+	case <-m.Done():
+		t.Fatal("done before running")
+	default:
+	}
+	m.Run(context.Background())
+	<-m.Done()
+	if !slices.Equal(calls, []string{"/lib/vkav/modules/a/virtio_ring.ko", "/lib/vkav/modules/builtin.ko", "/lib/vkav/modules/broken.ko", "/lib/vkav/modules/virtio_console.ko"}) {
+		t.Fatalf("calls %v", calls)
+	}
+	if !slices.Equal(m.Loaded(), []string{"virtio_ring", "builtin", "virtio_console"}) {
+		t.Fatalf("loaded %v", m.Loaded())
+	}
+	if f := m.Failed(); len(f) != 1 || f["broken"] == nil {
+		t.Fatalf("failed %v", f)
+	}
+}

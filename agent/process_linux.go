@@ -1,0 +1,348 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/logframe"
+)
+
+type procState int
+
+const (
+	procCreated procState = iota
+	procRunning
+	procExited
+)
+
+// process is one process of a container, from CreateProcess to
+// DeleteProcess.
+type process struct {
+	id       string
+	c        *container
+	exe      string // resolved path inside the container
+	argv     []string
+	env      []string
+	cwd      string
+	cred     *syscall.Credential
+	terminal bool
+	stdin    bool
+	out      *outputHub
+
+	mu          sync.Mutex
+	state       procState
+	pid         int
+	pidfd       int
+	rows, cols  uint32
+	started     time.Time
+	exit        *api.ExitStatus
+	stdinW      *os.File // stdin pipe, or the pty master with terminal
+	pty         *os.File // pty master
+	stdinClosed bool
+	oomBefore   uint64
+
+	exited  chan struct{} // closed when the exit status is known
+	settled chan struct{} // closed when output ended (or drain timed out) after exit
+}
+
+func (p *process) isRunning() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == procRunning
+}
+
+// CreateProcess resolves the command and user inside the container.
+func (s *Server) CreateProcess(ctx context.Context, req *api.CreateProcessRequest) (*api.CreateProcessResponse, error) {
+	if err := checkID("process", req.GetProcessId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetArgs()) == 0 {
+		return nil, fmt.Errorf("create process %s: no command: %w", req.GetProcessId(), ErrInvalidArgument)
+	}
+	if s.shuttingDown.Load() {
+		return nil, fmt.Errorf("create process %s: agent is shutting down: %w", req.GetProcessId(), ErrFailedPrecondition)
+	}
+	if n := req.GetLogName(); len(n) > logframe.MaxName {
+		return nil, fmt.Errorf("create process %s: log name longer than %d: %w", req.GetProcessId(), logframe.MaxName, ErrInvalidArgument)
+	}
+	c, err := s.container(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	cwd := req.GetCwd()
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !path.IsAbs(cwd) {
+		return nil, fmt.Errorf("create process %s: cwd %q is not absolute: %w", req.GetProcessId(), cwd, ErrInvalidArgument)
+	}
+	env := append([]string(nil), req.GetEnv()...)
+	pathEnv, ok := envValue(env, "PATH")
+	if !ok {
+		pathEnv = defaultPath
+		env = append(env, "PATH="+defaultPath)
+	}
+	passwd, _ := readFileInRoot(c.rootfs, "/etc/passwd", 4<<20)
+	user, known := findUser(bytes.NewReader(passwd), req.GetUid())
+	if _, ok := envValue(env, "HOME"); !ok {
+		home := "/"
+		if known && user.home != "" {
+			home = user.home
+		}
+		env = append(env, "HOME="+home)
+	}
+	var groups []uint32
+	if known {
+		group, _ := readFileInRoot(c.rootfs, "/etc/group", 4<<20)
+		groups = supplementaryGroups(bytes.NewReader(group), user.name)
+	}
+	exe, err := lookPathInRoot(c.rootfs, req.GetArgs()[0], pathEnv, cwd)
+	if err != nil {
+		return nil, err
+	}
+	p := &process{
+		id:       req.GetProcessId(),
+		c:        c,
+		exe:      exe,
+		argv:     append([]string(nil), req.GetArgs()...),
+		env:      env,
+		cwd:      cwd,
+		terminal: req.GetTerminal(),
+		stdin:    req.GetStdin(),
+		rows:     req.GetRows(),
+		cols:     req.GetCols(),
+		cred: &syscall.Credential{
+			Uid:    req.GetUid(),
+			Gid:    req.GetGid(),
+			Groups: mergeGroups(req.GetGid(), groups, req.GetAdditionalGids()),
+		},
+		out:     newOutputHub(req.GetLogName(), s.logs, s.cfg.PendingOutputBytes),
+		pidfd:   -1,
+		exited:  make(chan struct{}),
+		settled: make(chan struct{}),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.containers[c.id] != c {
+		return nil, fmt.Errorf("create process %s: container %s was recreated: %w", p.id, c.id, ErrFailedPrecondition)
+	}
+	if _, dup := c.procs[p.id]; dup {
+		return nil, fmt.Errorf("create process %s in %s: already exists: %w", p.id, c.id, ErrFailedPrecondition)
+	}
+	c.procs[p.id] = p
+	return &api.CreateProcessResponse{}, nil
+}
+
+// StartProcess forks the process chrooted into the container.
+func (s *Server) StartProcess(ctx context.Context, req *api.StartProcessRequest) (*api.StartProcessResponse, error) {
+	if s.shuttingDown.Load() {
+		return nil, fmt.Errorf("start process %s: agent is shutting down: %w", req.GetProcessId(), ErrFailedPrecondition)
+	}
+	p, err := s.process(req.GetContainerId(), req.GetProcessId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.start(p); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return &api.StartProcessResponse{Pid: int32(p.pid), StartedUnixNs: p.started.UnixNano()}, nil
+}
+
+func (s *Server) start(p *process) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != procCreated {
+		return fmt.Errorf("start process %s: already started: %w", p.id, ErrFailedPrecondition)
+	}
+	if err := mkdirAllInRoot(p.c.rootfs, p.cwd, 0o755); err != nil {
+		return fmt.Errorf("start process %s: create cwd: %w", p.id, err)
+	}
+	sio, err := s.openStdio(p)
+	if err != nil {
+		return fmt.Errorf("start process %s: %w", p.id, err)
+	}
+	defer func() {
+		for _, f := range sio.closeAfterStart {
+			f.Close()
+		}
+	}()
+	sys := &syscall.SysProcAttr{
+		Chroot:     p.c.rootfs,
+		Credential: p.cred,
+		// Every process leads its own session: terminal signals of one
+		// exec never reach another.
+		Setsid:  true,
+		Setctty: p.terminal,
+		Ctty:    0,
+		PidFD:   &p.pidfd,
+	}
+	if cg := p.c.cgroup; cg != nil {
+		fd, err := cg.openDir()
+		if err != nil {
+			return fmt.Errorf("start process %s: %w", p.id, err)
+		}
+		defer unix.Close(fd)
+		sys.UseCgroupFD, sys.CgroupFD = true, fd
+		p.oomBefore = cg.oomKills()
+	}
+	fds := make([]uintptr, len(sio.child))
+	for i, f := range sio.child {
+		fds[i] = f.Fd()
+	}
+	attr := &syscall.ProcAttr{Dir: p.cwd, Env: p.env, Files: fds, Sys: sys}
+	pid, err := s.cfg.Reaper.Start(func() (int, error) {
+		return syscall.ForkExec(p.exe, p.argv, attr)
+	}, func(ws syscall.WaitStatus) { s.exited(p, ws) })
+	runtime.KeepAlive(sio.child)
+	if err != nil {
+		for _, f := range sio.closeOnStartError {
+			f.Close()
+		}
+		err = fmt.Errorf("start process %s: exec %s: %w", p.id, p.exe, err)
+		switch {
+		case errors.Is(err, syscall.ENOENT):
+			return fmt.Errorf("%w: %w", err, ErrExecutableNotFound)
+		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.ENOEXEC):
+			return fmt.Errorf("%w: %w", err, ErrNotExecutable)
+		}
+		return err
+	}
+	p.pid, p.started, p.state = pid, time.Now(), procRunning
+	p.stdinW, p.pty = sio.stdinW, sio.pty
+	// The agent runs with oom_score_adj -1000, which children inherit; a
+	// container process must be an ordinary OOM victim. (ESRCH: it has
+	// exited already.)
+	if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte("0"), 0); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
+		s.log.Warn("reset oom_score_adj of container process", "pid", pid, "err", err)
+	}
+	s.pumpOutput(p, sio.stdoutR, sio.stderrR)
+	s.log.Info("process started", "container", p.c.id, "process", p.id, "pid", pid, "exe", p.exe)
+	return nil
+}
+
+// exited records the exit status; the reaper calls it.
+func (s *Server) exited(p *process, ws syscall.WaitStatus) {
+	now := time.Now()
+	p.mu.Lock()
+	st := exitStatusOf(ws, func() bool { return p.c.cgroup != nil && p.c.cgroup.oomKills() > p.oomBefore })
+	st.StartedUnixNs, st.FinishedUnixNs = p.started.UnixNano(), now.UnixNano()
+	p.exit, p.state = st, procExited
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+		p.pidfd = -1
+	}
+	if p.stdinW != nil && p.stdinW != p.pty {
+		p.stdinW.Close()
+	}
+	p.stdinW = nil
+	p.mu.Unlock()
+	close(p.exited)
+	s.log.Info("process exited", "container", p.c.id, "process", p.id, "pid", p.pid, "code", st.ExitCode, "signal", st.Signal, "oom", st.OomKilled)
+	s.goSafe("settle "+p.id, func() {
+		t := time.NewTimer(s.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-p.out.done:
+		case <-t.C:
+		case <-s.ctx.Done():
+		}
+		close(p.settled)
+	})
+}
+
+// signal sends sig through the process's pidfd, which cannot hit a
+// recycled pid. Signalling an exited process does nothing.
+func (p *process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch p.state {
+	case procCreated:
+		return fmt.Errorf("signal process %s: not started: %w", p.id, ErrFailedPrecondition)
+	case procExited:
+		return nil
+	}
+	var err error
+	if p.pidfd >= 0 {
+		err = unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	} else {
+		err = syscall.Kill(p.pid, sig)
+	}
+	if err != nil && err != unix.ESRCH {
+		return fmt.Errorf("signal %d to process %s: %w", sig, p.id, err)
+	}
+	return nil
+}
+
+// writeStdin feeds the process; data after CloseStdin or exit is dropped.
+func (p *process) writeStdin(b []byte) error {
+	p.mu.Lock()
+	w := p.stdinW
+	closed := p.stdinClosed
+	p.mu.Unlock()
+	if w == nil || closed {
+		return nil
+	}
+	if _, err := w.Write(b); err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("write stdin of %s: %w", p.id, err)
+	}
+	return nil
+}
+
+// closeStdin ends the process's input. A terminal cannot be closed without
+// losing its output, so it gets the end-of-file character (^D) instead.
+func (p *process) closeStdin() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stdinClosed || p.stdinW == nil {
+		p.stdinClosed = true
+		return nil
+	}
+	p.stdinClosed = true
+	if p.stdinW == p.pty {
+		_, err := p.pty.Write([]byte{4})
+		return err
+	}
+	return p.stdinW.Close()
+}
+
+func (p *process) resize(rows, cols uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.terminal {
+		return fmt.Errorf("resize process %s: it has no terminal: %w", p.id, ErrFailedPrecondition)
+	}
+	switch {
+	case p.state == procExited:
+		return nil
+	case p.pty == nil:
+		p.rows, p.cols = rows, cols // applied at start
+		return nil
+	}
+	return setWinsize(p.pty, rows, cols)
+}
+
+// exitStatus waits for the exit.
+func (p *process) exitStatus(ctx context.Context) (*api.ExitStatus, error) {
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exit, nil
+}

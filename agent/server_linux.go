@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+
+	"github.com/vk-applevm/vk-applevm/agent/api"
+)
+
+// Config configures a Server. Paths default to the guest's.
+type Config struct {
+	// Version is reported by Info.
+	Version string
+	Log     *slog.Logger
+	// StateDir holds containers/<id>/ (mount points, writable layer,
+	// volumes) and etc/ (hosts, resolv.conf). Default /run/vkav.
+	StateDir string
+	// SysBlockDir and DevDir locate disks by serial (/sys/block, /dev).
+	SysBlockDir string
+	DevDir      string
+	// CgroupRoot is the cgroup2 mount (default /sys/fs/cgroup). With
+	// NoCgroups, containers get no cgroup (limits are refused, Stats reports
+	// no container numbers).
+	CgroupRoot string
+	NoCgroups  bool
+	// ProcSysDir is where Setup writes sysctls (default /proc/sys).
+	ProcSysDir string
+	// Reaper starts and waits for every process; required.
+	Reaper *Reaper
+	// Modules reports kernel module loading; CreateContainer waits for it.
+	// Nil means there is nothing to wait for.
+	Modules ModuleStatus
+	// LogSink receives the framed output of logged processes (the
+	// "vkav.log" port). Nil discards it.
+	LogSink io.Writer
+	// LogQueueBytes and PendingOutputBytes bound buffered output
+	// (defaults DefaultLogQueueBytes, DefaultPendingOutputBytes).
+	LogQueueBytes      int
+	PendingOutputBytes int
+	// DiskWait bounds the wait for a disk serial to appear (default 10 s).
+	DiskWait time.Duration
+	// DrainTimeout is how long Attach waits, after the process exited, for
+	// its output pipes to close (a daemonized child may hold them open
+	// forever). Default 2 s.
+	DrainTimeout time.Duration
+	// SetClock sets the wall clock (default settimeofday(2)).
+	SetClock func(time.Time) error
+	// PowerOff runs after Shutdown has stopped every process and replied
+	// (PID 1: sync, unmount, reboot(2)). Nil does nothing.
+	PowerOff func()
+}
+
+// maxRequestBytes bounds one request message.
+const maxRequestBytes = 32 << 20
+
+// ModuleStatus is the part of ModuleLoader the server reads.
+type ModuleStatus interface {
+	Loaded() []string
+	Done() <-chan struct{}
+}
+
+func (c *Config) setDefaults() {
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.StateDir == "" {
+		c.StateDir = "/run/vkav"
+	}
+	if c.SysBlockDir == "" {
+		c.SysBlockDir = "/sys/block"
+	}
+	if c.DevDir == "" {
+		c.DevDir = "/dev"
+	}
+	if c.CgroupRoot == "" {
+		c.CgroupRoot = "/sys/fs/cgroup"
+	}
+	if c.ProcSysDir == "" {
+		c.ProcSysDir = "/proc/sys"
+	}
+	if c.LogQueueBytes == 0 {
+		c.LogQueueBytes = DefaultLogQueueBytes
+	}
+	if c.PendingOutputBytes == 0 {
+		c.PendingOutputBytes = DefaultPendingOutputBytes
+	}
+	if c.DiskWait == 0 {
+		c.DiskWait = 10 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 2 * time.Second
+	}
+	if c.SetClock == nil {
+		c.SetClock = func(t time.Time) error {
+			tv := unix.NsecToTimeval(t.UnixNano())
+			return unix.Settimeofday(&tv)
+		}
+	}
+}
+
+// Server implements api.AgentServer.
+type Server struct {
+	api.UnimplementedAgentServer
+
+	cfg         Config
+	log         *slog.Logger
+	ctx         context.Context // the server's lifetime
+	cancel      context.CancelFunc
+	logs        *LogQueue
+	logDone     chan struct{}
+	readyUptime time.Duration
+
+	setupDone    atomic.Bool
+	shuttingDown atomic.Bool
+	createMu     sync.Mutex // serialises CreateContainer and teardown
+
+	mu         sync.Mutex
+	hostname   string
+	containers map[string]*container
+}
+
+var _ api.AgentServer = (*Server)(nil)
+
+// New returns a server; it starts writing the log sink at once.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.Reaper == nil {
+		return nil, errors.New("agent config: a Reaper is required")
+	}
+	if !cfg.NoCgroups && !isCgroup2(cfg.CgroupRoot) {
+		return nil, fmt.Errorf("agent config: %s is not a cgroup2 mount (set NoCgroups to run without cgroups)", cfg.CgroupRoot)
+	}
+	for _, d := range []string{filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.StateDir, "etc")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create agent state dir: %w", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:         cfg,
+		log:         cfg.Log,
+		ctx:         ctx,
+		cancel:      cancel,
+		logs:        NewLogQueue(cfg.LogQueueBytes),
+		logDone:     make(chan struct{}),
+		readyUptime: uptime(),
+		containers:  map[string]*container{},
+	}
+	sink := cfg.LogSink
+	if sink == nil {
+		sink = io.Discard
+	}
+	go func() {
+		defer close(s.logDone)
+		s.logs.Run(ctx, sink, s.log)
+	}()
+	return s, nil
+}
+
+// Serve answers gRPC on every connection l accepts until ctx ends.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	gs := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.unaryBoundary),
+		grpc.ChainStreamInterceptor(s.streamBoundary),
+		// Small per-connection buffers: the agent serves few connections
+		// and counts its memory (gRPC's defaults are 32 KiB each way).
+		grpc.ReadBufferSize(16<<10),
+		grpc.WriteBufferSize(16<<10),
+		// Files volumes arrive whole in CreateContainer and WriteFiles; a
+		// projected volume may exceed gRPC's default 4 MiB.
+		grpc.MaxRecvMsgSize(maxRequestBytes),
+	)
+	api.RegisterAgentServer(gs, s)
+	stop := context.AfterFunc(ctx, gs.Stop)
+	defer stop()
+	if err := gs.Serve(l); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("serve agent API: %w", err)
+	}
+	return nil
+}
+
+// unaryBoundary turns panics into Internal errors (a panic in PID 1 would
+// panic the kernel) and errors into gRPC codes.
+func (s *Server) unaryBoundary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			resp, err = nil, fmt.Errorf("%s: internal error: %v", info.FullMethod, r)
+		}
+		if err != nil {
+			s.log.Debug("request failed", "method", info.FullMethod, "err", err)
+		}
+		err = grpcError(err)
+	}()
+	return handler(ctx, req)
+}
+
+func (s *Server) streamBoundary(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%s: internal error: %v", info.FullMethod, r)
+		}
+		err = grpcError(err)
+	}()
+	return handler(srv, ss)
+}
+
+// goSafe runs f in a goroutine that cannot crash the agent.
+func (s *Server) goSafe(name string, f func()) {
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("panic in goroutine", "goroutine", name, "panic", r, "stack", string(debug.Stack()))
+			}
+		}()
+		f()
+	}()
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+func checkID(kind, id string) error {
+	if !idPattern.MatchString(id) || id == "." || id == ".." {
+		return fmt.Errorf("%s id %q must be 1-64 characters of [A-Za-z0-9_.-]: %w", kind, id, ErrInvalidArgument)
+	}
+	return nil
+}
+
+func (s *Server) container(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("container %q: %w", id, ErrNotFound)
+	}
+	return c, nil
+}
+
+func (s *Server) process(containerID, processID string) (*process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[containerID]
+	if !ok {
+		return nil, fmt.Errorf("container %q: %w", containerID, ErrNotFound)
+	}
+	p, ok := c.procs[processID]
+	if !ok {
+		return nil, fmt.Errorf("process %q in container %q: %w", processID, containerID, ErrNotFound)
+	}
+	return p, nil
+}
+
+// Close stops every process, unmounts the containers and stops the log
+// writer. It is the teardown for tests and for a non-PID-1 agent; PID 1
+// powers off instead.
+func (s *Server) Close(ctx context.Context) error {
+	s.shuttingDown.Store(true)
+	err := s.stopAll(ctx, 0)
+	s.createMu.Lock()
+	s.mu.Lock()
+	cs := make([]*container, 0, len(s.containers))
+	for _, c := range s.containers {
+		cs = append(cs, c)
+	}
+	clear(s.containers)
+	s.mu.Unlock()
+	for _, c := range cs {
+		err = errors.Join(err, c.destroy())
+	}
+	s.createMu.Unlock()
+	s.logs.Close()
+	select {
+	case <-s.logDone:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("flush container logs: %w", ctx.Err()))
+	}
+	s.cancel()
+	return err
+}
