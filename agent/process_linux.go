@@ -95,7 +95,15 @@ func (s *Server) CreateProcess(ctx context.Context, req *api.CreateProcessReques
 		env = append(env, "PATH="+defaultPath)
 	}
 	passwd, _ := readFileInRoot(c.rootfs, "/etc/passwd", 4<<20)
-	user, known := findUser(bytes.NewReader(passwd), req.GetUid())
+	uid, gid := req.GetUid(), req.GetGid()
+	if spec := req.GetUser(); spec != "" {
+		group, _ := readFileInRoot(c.rootfs, "/etc/group", 4<<20)
+		var err error
+		if uid, gid, err = resolveUser(spec, passwd, group); err != nil {
+			return nil, fmt.Errorf("create process %s: %v: %w", req.GetProcessId(), err, ErrInvalidArgument)
+		}
+	}
+	user, known := findUser(bytes.NewReader(passwd), uid)
 	if _, ok := envValue(env, "HOME"); !ok {
 		home := "/"
 		if known && user.home != "" {
@@ -124,9 +132,9 @@ func (s *Server) CreateProcess(ctx context.Context, req *api.CreateProcessReques
 		rows:     req.GetRows(),
 		cols:     req.GetCols(),
 		cred: &syscall.Credential{
-			Uid:    req.GetUid(),
-			Gid:    req.GetGid(),
-			Groups: mergeGroups(req.GetGid(), groups, req.GetAdditionalGids()),
+			Uid:    uid,
+			Gid:    gid,
+			Groups: mergeGroups(gid, groups, req.GetAdditionalGids()),
 		},
 		out:     newOutputHub(req.GetLogName(), s.logs, s.cfg.PendingOutputBytes),
 		pidfd:   -1,

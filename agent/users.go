@@ -2,6 +2,8 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -88,4 +90,71 @@ func envValue(env []string, key string) (string, bool) {
 		}
 	}
 	return val, found
+}
+
+// resolveUser applies Docker's USER rules to spec ("user[:group]", each a
+// name or a number): a named user must exist in passwd; a numeric one may
+// not (its group is then 0); the group defaults to the user's primary
+// group from passwd.
+func resolveUser(spec string, passwd, group []byte) (uid, gid uint32, err error) {
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	if userPart == "" || (hasGroup && groupPart == "") {
+		return 0, 0, fmt.Errorf("user %q: want user[:group]", spec)
+	}
+	var entry *passwdLine
+	if n, perr := strconv.ParseUint(userPart, 10, 32); perr == nil {
+		uid = uint32(n)
+		entry = lookupPasswd(passwd, func(l passwdLine) bool { return l.uid == uid })
+	} else {
+		entry = lookupPasswd(passwd, func(l passwdLine) bool { return l.name == userPart })
+		if entry == nil {
+			return 0, 0, fmt.Errorf("user %q: no such user in the container's /etc/passwd", userPart)
+		}
+		uid = entry.uid
+	}
+	if entry != nil {
+		gid = entry.gid
+	}
+	if !hasGroup {
+		return uid, gid, nil
+	}
+	if n, perr := strconv.ParseUint(groupPart, 10, 32); perr == nil {
+		return uid, uint32(n), nil
+	}
+	sc := bufio.NewScanner(bytes.NewReader(group))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) < 3 || f[0] != groupPart {
+			continue
+		}
+		if n, perr := strconv.ParseUint(f[2], 10, 32); perr == nil {
+			return uid, uint32(n), nil
+		}
+	}
+	return 0, 0, fmt.Errorf("group %q: no such group in the container's /etc/group", groupPart)
+}
+
+type passwdLine struct {
+	name     string
+	uid, gid uint32
+}
+
+func lookupPasswd(passwd []byte, match func(passwdLine) bool) *passwdLine {
+	sc := bufio.NewScanner(bytes.NewReader(passwd))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) < 4 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		uid, err1 := strconv.ParseUint(f[2], 10, 32)
+		gid, err2 := strconv.ParseUint(f[3], 10, 32)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		l := passwdLine{name: f[0], uid: uint32(uid), gid: uint32(gid)}
+		if match(l) {
+			return &l
+		}
+	}
+	return nil
 }

@@ -42,3 +42,36 @@ func TestEtcFiles(t *testing.T) {
 		t.Fatal("nil DNS")
 	}
 }
+
+func TestResolveUser(t *testing.T) {
+	passwd := []byte("root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n")
+	group := []byte("root:x:0:\nstaff:x:50:user\nweb:x:33:\n")
+	for _, tc := range []struct {
+		spec     string
+		uid, gid uint32
+		err      string
+	}{
+		{"root", 0, 0, ""},
+		{"user", 1000, 1000, ""},
+		{"1000", 1000, 1000, ""},
+		{"4242", 4242, 0, ""}, // numeric without a passwd entry
+		{"user:staff", 1000, 50, ""},
+		{"user:7", 1000, 7, ""},
+		{"33:web", 33, 33, ""},
+		{"nobody", 0, 0, "no such user"},
+		{"user:nogroup", 0, 0, "no such group"},
+		{":5", 0, 0, "want user[:group]"},
+		{"user:", 0, 0, "want user[:group]"},
+	} {
+		uid, gid, err := resolveUser(tc.spec, passwd, group)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want %q", tc.spec, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || uid != tc.uid || gid != tc.gid {
+			t.Errorf("%q = %d:%d, %v; want %d:%d", tc.spec, uid, gid, err, tc.uid, tc.gid)
+		}
+	}
+}

@@ -1062,11 +1062,18 @@ type CreateProcessRequest struct {
 	// Keep a stdin pipe open for Attach; otherwise stdin is /dev/null.
 	Stdin bool `protobuf:"varint,10,opt,name=stdin,proto3" json:"stdin,omitempty"`
 	// When set, stdout and stderr are also framed onto the log port under
-	// this name (e.g. "main/0"), where the host persists them.
+	// this name, a plain file stem such as the restart count "0"; the host
+	// persists them as <log dir>/<name>.log.
 	LogName string `protobuf:"bytes,11,opt,name=log_name,json=logName,proto3" json:"log_name,omitempty"`
 	// Initial terminal size.
-	Rows          uint32 `protobuf:"varint,12,opt,name=rows,proto3" json:"rows,omitempty"`
-	Cols          uint32 `protobuf:"varint,13,opt,name=cols,proto3" json:"cols,omitempty"`
+	Rows uint32 `protobuf:"varint,12,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols uint32 `protobuf:"varint,13,opt,name=cols,proto3" json:"cols,omitempty"`
+	// When set, wins over uid/gid: Docker's USER rules, "user[:group]" where
+	// each is a name or a number, resolved in the container's /etc/passwd and
+	// /etc/group; the group defaults to the user's primary group (0 for a
+	// numeric user without a passwd entry). A name that does not exist is
+	// InvalidArgument.
+	User          string `protobuf:"bytes,14,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1190,6 +1197,13 @@ func (x *CreateProcessRequest) GetCols() uint32 {
 		return x.Cols
 	}
 	return 0
+}
+
+func (x *CreateProcessRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 type CreateProcessResponse struct {
@@ -2543,7 +2557,7 @@ const file_agent_proto_rawDesc = "" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
 	"\x06volume\x18\x02 \x01(\tR\x06volume\x12)\n" +
 	"\x05files\x18\x03 \x03(\v2\x13.vkav.agent.v1.FileR\x05files\"\x14\n" +
-	"\x12WriteFilesResponse\"\xd2\x02\n" +
+	"\x12WriteFilesResponse\"\xe6\x02\n" +
 	"\x14CreateProcessRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +
 	"\n" +
@@ -2559,7 +2573,8 @@ const file_agent_proto_rawDesc = "" +
 	" \x01(\bR\x05stdin\x12\x19\n" +
 	"\blog_name\x18\v \x01(\tR\alogName\x12\x12\n" +
 	"\x04rows\x18\f \x01(\rR\x04rows\x12\x12\n" +
-	"\x04cols\x18\r \x01(\rR\x04cols\"\x17\n" +
+	"\x04cols\x18\r \x01(\rR\x04cols\x12\x12\n" +
+	"\x04user\x18\x0e \x01(\tR\x04user\"\x17\n" +
 	"\x15CreateProcessResponse\"W\n" +
 	"\x13StartProcessRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +

@@ -22,7 +22,10 @@ type ExecOptions struct {
 	Args, Env              []string
 	Cwd                    string
 	UID, GID               uint32
-	AdditionalGIDs         []uint32
+	// User, when set, wins over UID/GID: "user[:group]" resolved in the
+	// container (CreateProcessRequest.user).
+	User           string
+	AdditionalGIDs []uint32
 	// LogName also sends the output to the log port under that name.
 	LogName string
 	// TTY runs the process on a terminal of InitialSize; output then all
@@ -53,6 +56,7 @@ func (c *Client) Exec(ctx context.Context, o ExecOptions) (*api.ExitStatus, erro
 		Cwd:            o.Cwd,
 		Uid:            o.UID,
 		Gid:            o.GID,
+		User:           o.User,
 		AdditionalGids: o.AdditionalGIDs,
 		Terminal:       o.TTY,
 		Stdin:          o.Stdin != nil,

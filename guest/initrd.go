@@ -1,0 +1,79 @@
+package guest
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/vk-applevm/vk-applevm/guest/initrd"
+)
+
+// Paths inside the initrd that the guest agent reads (design.md, "guest").
+const (
+	ModulesDir  = "/lib/vkav/modules"
+	ModulesList = "/lib/vkav/modules.list"
+)
+
+// WriteInitrd writes an uncompressed newc initrd to dst: init as /init,
+// dev/console, every module in order as /lib/vkav/modules/<name>.ko and
+// /lib/vkav/modules.list naming them (relative to ModulesDir) in load order.
+//
+// The archive is not compressed: the kernel then only copies it, which
+// under TCG is cheaper than inflating it, and the agent binary dominates
+// its size either way.
+func WriteInitrd(dst, init string, order []Module) error {
+	f, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("write initrd: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	w := initrd.NewWriter(bw)
+	err = writeEntries(w, init, order)
+	if err == nil {
+		err = w.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst)
+		return fmt.Errorf("write initrd %s: %w", dst, err)
+	}
+	return nil
+}
+
+func writeEntries(w *initrd.Writer, init string, order []Module) error {
+	// The kernel opens /dev/console for init's stdio before init runs; its
+	// built-in initramfs has it too, this keeps the archive self-contained.
+	if err := w.Dir("dev", 0o755); err != nil {
+		return err
+	}
+	if err := w.CharDevice("dev/console", 0o600, 5, 1); err != nil {
+		return err
+	}
+	for _, d := range []string{"proc", "sys", "run", "tmp"} {
+		if err := w.Dir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := w.FileFromPath("init", 0o755, init); err != nil {
+		return err
+	}
+	if err := w.Dir(ModulesDir, 0o755); err != nil {
+		return err
+	}
+	var list strings.Builder
+	for _, m := range order {
+		name := m.Name + ".ko"
+		if err := w.FileFromPath(path.Join(ModulesDir, name), 0o644, m.Path); err != nil {
+			return err
+		}
+		list.WriteString(name + "\n")
+	}
+	return w.File(ModulesList, 0o644, int64(list.Len()), strings.NewReader(list.String()))
+}

@@ -1,0 +1,186 @@
+// Package qemu is the vm.Driver for Linux hosts: one qemu-system process per
+// machine, KVM when a probe boot proves it works, TCG otherwise.
+//
+// The translation from vm.Spec to QEMU's command line is the pure function
+// Args (this file, every platform); starting and supervising the process
+// lives in *_linux.go files.
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vk-applevm/vk-applevm/vm"
+)
+
+// Accel is a QEMU accelerator.
+type Accel string
+
+const (
+	AccelKVM Accel = "kvm"
+	AccelTCG Accel = "tcg"
+)
+
+// DefaultMachineX86 is the machine type on amd64. Measured under TCG on the
+// 2-core CI host with BenchmarkBootToReady (floor init, variants booted in
+// turn, two runs of 7 rounds, host loaded by parallel builds): QEMU CPU
+// time to "ready", median, q35 1.61/1.79 s, pc 1.79/1.89 s, microvm
+// 1.51/1.52 s; wall medians 3.5-4.4 s, dominated by the load. pc pays for
+// legacy devices it cannot drop (the PIIX IDE controller the kernel
+// probes). microvm is cheapest but hangs at TSC calibration under TCG (no
+// PIT/HPET/PM-timer reference) unless the kernel is given the host's TSC
+// rate (tsc_early_khz=), which is host-specific. q35 has all we need: PCIe
+// virtio devices, the ACPI power button (system_powerdown), a 16550 UART.
+const DefaultMachineX86 = "q35"
+
+// DefaultMachineARM is the machine type on arm64 hosts.
+const DefaultMachineARM = "virt"
+
+// DiskCache is the host cache mode of every virtio-blk disk. writeback uses
+// the host page cache: read-only rootfs images shared by many VMs are
+// cached once on the host, guest flushes are still honoured for scratch
+// disks, and it works on tmpfs, where cache=none (O_DIRECT) fails.
+const DiskCache = "writeback"
+
+// Config is what Args needs besides the spec.
+type Config struct {
+	Accel   Accel
+	Machine string // "" picks DefaultMachineX86 / DefaultMachineARM
+	// Dir is the backend's private directory: QMP and port sockets.
+	Dir string
+}
+
+// Socket paths inside Config.Dir. Ports are named by index, not by name,
+// so paths stay short (sun_path is 108 bytes).
+func qmpSocket(dir string) string          { return filepath.Join(dir, "qmp.sock") }
+func portSocket(dir string, i int) string  { return filepath.Join(dir, "port"+strconv.Itoa(i)+".sock") }
+func nicSocket(dir string, i int) string   { return filepath.Join(dir, "nic"+strconv.Itoa(i)+".sock") }
+func binaryFor(arch string) (string, bool) { b, ok := binaries[arch]; return b, ok }
+
+var binaries = map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
+
+// firstTapFD is the fd number of the first tap in the child: ExtraFiles
+// start after stdin, stdout and stderr (os/exec).
+const firstTapFD = 3
+
+// Args translates spec into qemu-system arguments (without the binary).
+// Tap NICs expect their fds as ExtraFiles in NIC order: the k-th tap NIC is
+// fd 3+k.
+func Args(spec vm.Spec, cfg Config) ([]string, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Rosetta {
+		return nil, fmt.Errorf("%w: rosetta is a vz feature", vm.ErrNotSupported)
+	}
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("qemu args: empty private directory")
+	}
+	machine, console := cfg.Machine, "ttyS0"
+	switch spec.Arch {
+	case "amd64":
+		if machine == "" {
+			machine = DefaultMachineX86
+		}
+	case "arm64":
+		if machine == "" {
+			machine = DefaultMachineARM
+		}
+		console = "ttyAMA0" // the virt machine's PL011 UART
+	}
+	cpu := "max" // TCG: every feature QEMU can emulate
+	switch cfg.Accel {
+	case AccelKVM:
+		cpu = "host"
+	case AccelTCG:
+		if spec.Arch == "amd64" {
+			cpu = "qemu64" // QEMU's x86 default; Go needs only x86-64-v1
+		}
+	default:
+		return nil, fmt.Errorf("qemu args: unknown accelerator %q", cfg.Accel)
+	}
+
+	cmdline := strings.Join(strings.Fields("console="+console+" "+spec.Cmdline+" panic=-1"), " ")
+	a := []string{
+		"-name", "vkav-" + spec.ID + ",process=vkav-" + spec.ID,
+		"-machine", machine,
+		"-accel", string(cfg.Accel),
+		"-cpu", cpu,
+		"-smp", strconv.Itoa(spec.CPUs),
+		"-m", strconv.FormatUint(spec.MemoryMiB, 10) + "M",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-kernel", spec.Kernel,
+		"-initrd", spec.Initrd,
+		"-append", cmdline,
+		// append=on keeps the log of an earlier boot of the same machine.
+		"-chardev", "file,id=console,append=on,path=" + escape(spec.ConsoleLog),
+		"-serial", "chardev:console",
+		"-chardev", "socket,id=qmp,server=on,wait=off,path=" + escape(qmpSocket(cfg.Dir)),
+		"-mon", "chardev=qmp,mode=control",
+	}
+	if len(spec.Ports) > 0 {
+		a = append(a, "-device", "virtio-serial-pci,id=vser0")
+		for i, name := range spec.Ports {
+			id := "port" + strconv.Itoa(i)
+			a = append(a,
+				"-chardev", "socket,id="+id+",server=on,wait=off,path="+escape(portSocket(cfg.Dir, i)),
+				"-device", "virtserialport,bus=vser0.0,chardev="+id+",name="+name)
+		}
+	}
+	for i, d := range spec.Disks {
+		id := "disk" + strconv.Itoa(i)
+		drive := "id=" + id + ",if=none,format=raw,cache=" + DiskCache + ",file=" + escape(d.Path)
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		a = append(a, "-drive", drive, "-device", "virtio-blk-pci,drive="+id+",serial="+d.Serial)
+	}
+	for i, sh := range spec.Shares {
+		id := "fs" + strconv.Itoa(i)
+		// security_model=none: files keep the host's ownership; the guest
+		// runs as root against a directory the shim prepared.
+		fsdev := "local,id=" + id + ",security_model=none,path=" + escape(sh.HostPath)
+		if sh.ReadOnly {
+			fsdev += ",readonly=on"
+		}
+		a = append(a, "-fsdev", fsdev, "-device", "virtio-9p-pci,fsdev="+id+",mount_tag="+sh.Tag)
+	}
+	taps := 0
+	for i, n := range spec.NICs {
+		id := "net" + strconv.Itoa(i)
+		var netdev string
+		switch n.Attachment.Kind {
+		case vm.AttachTap:
+			// QEMU reads IFF_VNET_HDR from the fd itself (TUNGETIFF);
+			// it refuses vnet_hdr= together with fd=.
+			netdev = "tap,id=" + id + ",fd=" + strconv.Itoa(firstTapFD+taps)
+			taps++
+		case vm.AttachSocket:
+			netdev = "dgram,id=" + id + ",local.type=unix,local.path=" + escape(nicSocket(cfg.Dir, i)) +
+				",remote.type=unix,remote.path=" + escape(n.Attachment.Socket)
+		case vm.AttachNAT:
+			netdev = "user,id=" + id
+		}
+		a = append(a, "-netdev", netdev, "-device", "virtio-net-pci,netdev="+id+",mac="+n.MAC)
+	}
+	a = append(a,
+		"-object", "rng-random,id=rng0,filename=/dev/urandom",
+		"-device", "virtio-rng-pci,rng=rng0")
+	return a, nil
+}
+
+// tapNICs returns the spec's tap NICs in the order Args numbers their fds.
+func tapNICs(spec vm.Spec) []vm.NIC {
+	var taps []vm.NIC
+	for _, n := range spec.NICs {
+		if n.Attachment.Kind == vm.AttachTap {
+			taps = append(taps, n)
+		}
+	}
+	return taps
+}
+
+// escape doubles commas, QEMU's escape inside an option value.
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

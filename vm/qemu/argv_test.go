@@ -1,0 +1,153 @@
+package qemu
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/vk-applevm/vk-applevm/vm"
+)
+
+func baseSpec() vm.Spec {
+	return vm.Spec{
+		ID: "abc123", Arch: "amd64", Kernel: "/g/vmlinuz", Initrd: "/g/initrd.img",
+		CPUs: 2, MemoryMiB: 512, ConsoleLog: "/s/console.log",
+	}
+}
+
+// common is the prefix every amd64 TCG machine gets.
+const common = "-name vkav-abc123,process=vkav-abc123 -machine q35 -accel tcg -cpu qemu64 -smp 2 -m 512M " +
+	"-nodefaults -no-user-config -display none -no-reboot -kernel /g/vmlinuz -initrd /g/initrd.img"
+
+const consoleAndQMP = " -chardev file,id=console,append=on,path=/s/console.log -serial chardev:console" +
+	" -chardev socket,id=qmp,server=on,wait=off,path=/d/qmp.sock -mon chardev=qmp,mode=control"
+
+const rng = " -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0"
+
+func TestArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*vm.Spec, *Config)
+		want string // arguments joined by spaces; "-append" value quoted by the test
+	}{{
+		name: "minimal",
+		edit: func(*vm.Spec, *Config) {},
+		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rng,
+	}, {
+		name: "cmdline between console and panic",
+		edit: func(s *vm.Spec, _ *Config) { s.Cmdline = "  quiet  vkavfloor=wait " },
+		want: common + " -append [console=ttyS0 quiet vkavfloor=wait panic=-1]" + consoleAndQMP + rng,
+	}, {
+		name: "ports by index",
+		edit: func(s *vm.Spec, _ *Config) { s.Ports = []string{vm.AgentPort, vm.LogPort} },
+		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
+			" -device virtio-serial-pci,id=vser0" +
+			" -chardev socket,id=port0,server=on,wait=off,path=/d/port0.sock" +
+			" -device virtserialport,bus=vser0.0,chardev=port0,name=vkav.agent" +
+			" -chardev socket,id=port1,server=on,wait=off,path=/d/port1.sock" +
+			" -device virtserialport,bus=vser0.0,chardev=port1,name=vkav.log" + rng,
+	}, {
+		name: "disks with serial, read-only, comma escaped",
+		edit: func(s *vm.Spec, _ *Config) {
+			s.Disks = []vm.Disk{
+				{Serial: vm.DiskRootfs, Path: "/img/a,b.ext4", ReadOnly: true},
+				{Serial: vm.DiskScratch, Path: "/s/scratch.ext4"},
+			}
+		},
+		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
+			" -drive id=disk0,if=none,format=raw,cache=writeback,file=/img/a,,b.ext4,readonly=on" +
+			" -device virtio-blk-pci,drive=disk0,serial=vkav-rootfs" +
+			" -drive id=disk1,if=none,format=raw,cache=writeback,file=/s/scratch.ext4" +
+			" -device virtio-blk-pci,drive=disk1,serial=vkav-scratch" + rng,
+	}, {
+		name: "9p shares",
+		edit: func(s *vm.Spec, _ *Config) {
+			s.Shares = []vm.Share{{Tag: "vol1", HostPath: "/v/1", ReadOnly: true}, {Tag: "vol2", HostPath: "/v/2"}}
+		},
+		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
+			" -fsdev local,id=fs0,security_model=none,path=/v/1,readonly=on -device virtio-9p-pci,fsdev=fs0,mount_tag=vol1" +
+			" -fsdev local,id=fs1,security_model=none,path=/v/2 -device virtio-9p-pci,fsdev=fs1,mount_tag=vol2" + rng,
+	}, {
+		name: "nics: tap fds count taps only, socket, nat",
+		edit: func(s *vm.Spec, _ *Config) {
+			s.NICs = []vm.NIC{
+				{MAC: "02:00:00:00:00:01", Attachment: vm.Attachment{Kind: vm.AttachTap, Tap: "tap0", Netns: "/run/netns/x"}},
+				{MAC: "02:00:00:00:00:02", Attachment: vm.Attachment{Kind: vm.AttachSocket, Socket: "/run/sw.sock"}},
+				{MAC: "02:00:00:00:00:03", Attachment: vm.Attachment{Kind: vm.AttachTap, Tap: "tap1"}},
+				{MAC: "02:00:00:00:00:04", Attachment: vm.Attachment{Kind: vm.AttachNAT}},
+			}
+		},
+		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
+			" -netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" +
+			" -netdev dgram,id=net1,local.type=unix,local.path=/d/nic1.sock,remote.type=unix,remote.path=/run/sw.sock" +
+			" -device virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02" +
+			" -netdev tap,id=net2,fd=4 -device virtio-net-pci,netdev=net2,mac=02:00:00:00:00:03" +
+			" -netdev user,id=net3 -device virtio-net-pci,netdev=net3,mac=02:00:00:00:00:04" + rng,
+	}, {
+		name: "kvm uses the host cpu",
+		edit: func(_ *vm.Spec, c *Config) { c.Accel = AccelKVM },
+		want: strings.Replace(common, "-accel tcg -cpu qemu64", "-accel kvm -cpu host", 1) +
+			" -append [console=ttyS0 panic=-1]" + consoleAndQMP + rng,
+	}, {
+		name: "machine override",
+		edit: func(_ *vm.Spec, c *Config) { c.Machine = "pc" },
+		want: strings.Replace(common, "-machine q35", "-machine pc", 1) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rng,
+	}, {
+		name: "arm64: virt, PL011 console, max cpu",
+		edit: func(s *vm.Spec, _ *Config) { s.Arch = "arm64" },
+		want: strings.Replace(common, "-machine q35 -accel tcg -cpu qemu64", "-machine virt -accel tcg -cpu max", 1) +
+			" -append [console=ttyAMA0 panic=-1]" + consoleAndQMP + rng,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, cfg := baseSpec(), Config{Accel: AccelTCG, Dir: "/d"}
+			tt.edit(&spec, &cfg)
+			args, err := Args(spec, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := joinArgs(args); got != tt.want {
+				t.Fatalf("args:\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// joinArgs joins with spaces, bracketing the -append value, which holds spaces.
+func joinArgs(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if i > 0 && args[i-1] == "-append" {
+			a = "[" + a + "]"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
+func TestArgsRefuses(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(*vm.Spec, *Config)
+		target error
+	}{
+		{"invalid spec", func(s *vm.Spec, _ *Config) { s.CPUs = 0 }, vm.ErrInvalidSpec},
+		{"console in cmdline", func(s *vm.Spec, _ *Config) { s.Cmdline = "console=hvc0" }, vm.ErrInvalidSpec},
+		{"rosetta", func(s *vm.Spec, _ *Config) { s.Rosetta = true }, vm.ErrNotSupported},
+		{"no dir", func(_ *vm.Spec, c *Config) { c.Dir = "" }, nil},
+		{"unknown accel", func(_ *vm.Spec, c *Config) { c.Accel = "hvf" }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, cfg := baseSpec(), Config{Accel: AccelTCG, Dir: "/d"}
+			tt.edit(&spec, &cfg)
+			_, err := Args(spec, cfg)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if tt.target != nil && !errors.Is(err, tt.target) {
+				t.Fatalf("got %v, want %v", err, tt.target)
+			}
+		})
+	}
+}

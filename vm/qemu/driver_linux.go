@@ -1,0 +1,149 @@
+package qemu
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/vm"
+)
+
+// Driver runs machines as qemu-system processes.
+type Driver struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	verdict *Verdict // per host arch, found once per Driver
+}
+
+var _ vm.Driver = (*Driver)(nil)
+
+// New returns a Driver.
+func New(opts Options) *Driver {
+	if opts.ProbeTimeout == 0 {
+		opts.ProbeTimeout = 6 * time.Second
+	}
+	if opts.CacheDir == "" {
+		if base, err := os.UserCacheDir(); err == nil {
+			opts.CacheDir = filepath.Join(base, "vk-applevm", "qemu")
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Driver{opts: opts, log: log.With("backend", "qemu")}
+}
+
+// Name implements vm.Driver.
+func (d *Driver) Name() string { return "qemu" }
+
+func (d *Driver) binary(arch string) (string, error) {
+	name := d.opts.Binary
+	if name == "" {
+		var ok bool
+		if name, ok = binaryFor(arch); !ok {
+			return "", fmt.Errorf("no QEMU binary for arch %q", arch)
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		pkg := "qemu-system-x86"
+		if arch == "arm64" {
+			pkg = "qemu-system-arm"
+		}
+		return "", fmt.Errorf("find %s (apt-get install %s): %w", name, pkg, err)
+	}
+	return p, nil
+}
+
+// Check implements vm.Driver: the QEMU binary runs and an accelerator is
+// chosen (probing KVM once if needed).
+func (d *Driver) Check(ctx context.Context) error {
+	if _, err := d.binary(runtime.GOARCH); err != nil {
+		return err
+	}
+	v, err := d.Accelerator(ctx)
+	if err != nil {
+		return err
+	}
+	d.log.Debug("accelerator", "accel", v.Accel, "reason", v.Reason)
+	return nil
+}
+
+// Start implements vm.Driver.
+func (d *Driver) Start(ctx context.Context, spec vm.Spec, dir string) (vm.Machine, error) {
+	accel := AccelTCG
+	if spec.Arch == runtime.GOARCH {
+		v, err := d.Accelerator(ctx)
+		if err != nil {
+			return nil, err
+		}
+		accel = v.Accel
+	}
+	return d.start(ctx, spec, dir, accel)
+}
+
+func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Accel) (*machine, error) {
+	bin, err := d.binary(spec.Arch)
+	if err != nil {
+		return nil, err
+	}
+	cfg := Config{Accel: accel, Machine: d.opts.Machine, Dir: dir}
+	args, err := Args(spec, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+	}
+	// Sockets of an earlier run would let Port connect to nothing.
+	stale, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+	for _, s := range stale {
+		os.Remove(s)
+	}
+	var taps []*os.File
+	defer func() {
+		for _, f := range taps {
+			f.Close() // QEMU holds its own copies
+		}
+	}()
+	for _, n := range tapNICs(spec) {
+		f, err := openTap(n.Attachment.Netns, n.Attachment.Tap, !d.opts.NoVnetHdr)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+		}
+		taps = append(taps, f)
+	}
+	logFile, err := os.OpenFile(filepath.Join(dir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: open qemu log: %w", spec.ID, err)
+	}
+	defer logFile.Close()
+
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = logFile, logFile, taps
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// QEMU dies with the shim (design.md). Setpgid keeps terminal
+		// signals meant for the shim's group away from QEMU.
+		Pdeathsig: syscall.SIGKILL,
+		Setpgid:   true,
+	}
+	m := newMachine(spec, dir, cmd, d.log.With("vm", spec.ID))
+	if err := m.run(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+	}
+	d.log.Info("qemu started", "vm", spec.ID, "pid", m.Pid(), "accel", accel, "args", args)
+	return m, nil
+}

@@ -1,0 +1,254 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/vm"
+)
+
+// killGrace is how long Kill waits for QEMU to quit by QMP before SIGKILL.
+const killGrace = 2 * time.Second
+
+type machine struct {
+	spec vm.Spec
+	dir  string
+	cmd  *exec.Cmd
+	log  *slog.Logger
+
+	done    chan struct{}
+	err     error // set before done closes
+	qmpUp   chan struct{}
+	mu      sync.Mutex
+	qmp     *qmpClient
+	reason  string // SHUTDOWN event reason
+	killing bool
+}
+
+var _ vm.Machine = (*machine)(nil)
+
+func newMachine(spec vm.Spec, dir string, cmd *exec.Cmd, log *slog.Logger) *machine {
+	return &machine{spec: spec, dir: dir, cmd: cmd, log: log, done: make(chan struct{}), qmpUp: make(chan struct{})}
+}
+
+// run starts QEMU from a goroutine that keeps its OS thread locked for the
+// VM's whole life: Pdeathsig fires when the thread that forked the child
+// exits, not the process (go.dev/issue/27505), and Go may retire idle
+// threads.
+func (m *machine) run() error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := m.cmd.Start(); err != nil {
+			started <- fmt.Errorf("run %s: %w", m.cmd.Path, err)
+			return
+		}
+		started <- nil
+		werr := m.cmd.Wait()
+		m.finish(werr)
+	}()
+	if err := <-started; err != nil {
+		return err
+	}
+	go m.connectQMP()
+	return nil
+}
+
+func (m *machine) finish(werr error) {
+	// QEMU sends SHUTDOWN before it exits; let the reader take it from the
+	// socket (it sees EOF right after) before judging why QEMU ended.
+	m.mu.Lock()
+	q := m.qmp
+	m.mu.Unlock()
+	if q != nil {
+		select {
+		case <-q.closed:
+		case <-time.After(time.Second):
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.killing:
+		m.err = ErrKilled
+	case werr != nil:
+		m.err = fmt.Errorf("qemu exited: %w%s", werr, m.logTail())
+	case m.reason == "guest-reset" || m.reason == "guest-panic":
+		m.err = ErrGuestReset
+	case m.reason == "host-signal" || m.reason == "host-qmp-quit":
+		m.err = fmt.Errorf("qemu stopped by the host (%s)", m.reason)
+	}
+	if m.qmp != nil {
+		m.qmp.Close()
+	}
+	m.log.Info("qemu exited", "err", m.err, "reason", m.reason)
+	close(m.done)
+}
+
+// logTail returns the end of qemu.log for error messages.
+func (m *machine) logTail() string {
+	b, err := os.ReadFile(filepath.Join(m.dir, "qemu.log"))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 1024 {
+		b = b[len(b)-1024:]
+	}
+	return ": " + strings.TrimSpace(string(b))
+}
+
+// connectQMP connects once QEMU has created the socket and keeps the
+// session for commands and the SHUTDOWN event.
+func (m *machine) connectQMP() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := m.dialSocket(ctx, qmpSocket(m.dir))
+	if err != nil {
+		select {
+		case <-m.done: // QEMU ended first; nothing to control
+		default:
+			m.log.Warn("no QMP connection", "err", err)
+		}
+		return
+	}
+	q, err := newQMPClient(ctx, conn, func(ev qmpMessage) {
+		if ev.Event == "SHUTDOWN" {
+			m.mu.Lock()
+			m.reason = ev.Data.Reason
+			m.mu.Unlock()
+		}
+	})
+	if err != nil {
+		conn.Close()
+		select {
+		case <-m.done:
+		default:
+			m.log.Warn("no QMP session", "err", err)
+		}
+		return
+	}
+	m.mu.Lock()
+	m.qmp = q
+	m.mu.Unlock()
+	close(m.qmpUp)
+}
+
+// dialSocket connects to a unix socket QEMU creates asynchronously after it
+// starts, retrying until ctx ends or QEMU exits.
+func (m *machine) dialSocket(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	wait := time.Millisecond
+	for {
+		conn, err := d.DialContext(ctx, "unix", path)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-m.done:
+			return nil, fmt.Errorf("connect %s: machine stopped: %w", path, m.Err())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect %s: %w (last error: %v)", path, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// Port implements vm.Machine: a connection to the port's chardev socket.
+// QEMU's socket chardev takes one client at a time; after a Close the
+// port can be connected again.
+func (m *machine) Port(ctx context.Context, name string) (io.ReadWriteCloser, error) {
+	for i, p := range m.spec.Ports {
+		if p == name {
+			conn, err := m.dialSocket(ctx, portSocket(m.dir, i))
+			if err != nil {
+				return nil, fmt.Errorf("open port %s of %s: %w", name, m.spec.ID, err)
+			}
+			return conn, nil
+		}
+	}
+	return nil, fmt.Errorf("open port %s of %s: no such port (spec has %v)", name, m.spec.ID, m.spec.Ports)
+}
+
+func (m *machine) session(ctx context.Context) (*qmpClient, error) {
+	select {
+	case <-m.qmpUp:
+	case <-m.done:
+		return nil, fmt.Errorf("machine %s stopped", m.spec.ID)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for QMP of %s: %w", m.spec.ID, ctx.Err())
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.qmp, nil
+}
+
+// RequestStop implements vm.Machine: presses the ACPI power button.
+func (m *machine) RequestStop(ctx context.Context) error {
+	q, err := m.session(ctx)
+	if err != nil {
+		return fmt.Errorf("request stop: %w", err)
+	}
+	if err := q.execute(ctx, "system_powerdown"); err != nil {
+		return fmt.Errorf("request stop of %s: %w", m.spec.ID, err)
+	}
+	return nil
+}
+
+// Kill implements vm.Machine: QMP quit, then SIGKILL after killGrace.
+func (m *machine) Kill() error {
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	m.mu.Lock()
+	m.killing = true
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), killGrace)
+	defer cancel()
+	if q, err := m.session(ctx); err == nil {
+		if err := q.execute(ctx, "quit"); err != nil && !errors.Is(err, errQMPClosed) {
+			m.log.Warn("qmp quit failed; killing", "err", err)
+		}
+	}
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+	}
+	if err := m.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill qemu %d: %w", m.Pid(), err)
+	}
+	<-m.done
+	return nil
+}
+
+// Done implements vm.Machine.
+func (m *machine) Done() <-chan struct{} { return m.done }
+
+// Err implements vm.Machine.
+func (m *machine) Err() error {
+	select {
+	case <-m.done:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.err
+	default:
+		return nil
+	}
+}
+
+// Pid implements vm.Machine: the QEMU process.
+func (m *machine) Pid() int { return m.cmd.Process.Pid }

@@ -1,0 +1,52 @@
+package shim
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// The control API on shim.sock, HTTP/1.1 with JSON bodies:
+//
+//	GET  /state              → 200 State
+//	POST /stop?grace=<dur>   → 202 State; graceful stop (Go duration syntax)
+//	POST /kill               → 202 State
+//	GET  /wait               → 200 State once the machine has stopped
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.snapshot())
+	})
+	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		grace := s.cfg.StopGrace
+		if v := r.URL.Query().Get("grace"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				http.Error(w, fmt.Sprintf("bad grace period %q", v), http.StatusBadRequest)
+				return
+			}
+			grace = d
+		}
+		s.request(stopRequest{grace: grace})
+		writeJSON(w, http.StatusAccepted, s.snapshot())
+	})
+	mux.HandleFunc("POST /kill", func(w http.ResponseWriter, r *http.Request) {
+		s.request(stopRequest{kill: true})
+		writeJSON(w, http.StatusAccepted, s.snapshot())
+	})
+	mux.HandleFunc("GET /wait", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-s.final:
+			writeJSON(w, http.StatusOK, s.snapshot())
+		case <-r.Context().Done():
+		}
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,81 @@
+package shim
+
+import (
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/internal/crilog"
+)
+
+func guestLog(t *testing.T, v fakeVM, name, stream, data string) {
+	t.Helper()
+	if got := agentCommand(t, v.Client, fmt.Sprintf("log %s %s %s", name, stream, hex.EncodeToString([]byte(data)))); got != "ok" {
+		t.Fatalf("guest log command: %q", got)
+	}
+}
+
+// Frames from the guest's log port end up as CRI records in LogDir, read
+// back by the node's reader; a bad name is dropped without harm.
+func TestLogsPersistedFromLogPort(t *testing.T) {
+	v := launchFake(t, func(c *Config) { c.LogMaxSize, c.LogMaxFiles = minLogMaxSize, 3 })
+	before := time.Now()
+	guestLog(t, v, "0", "stdout", "line one\nline two\npart")
+	guestLog(t, v, "0", "stdout", "ial line\n")
+	guestLog(t, v, "0", "stderr", "an error\n")
+	guestLog(t, v, "init-0", "stdout", "init says hi\n")
+	guestLog(t, v, "../escape", "stdout", "must not land\n")
+	want := "line one\nline two\npartial line\nan error\n"
+	eventually(t, 10*time.Second, "records on disk", func() bool {
+		b, _ := os.ReadFile(filepath.Join(v.logDir, "0.log"))
+		return strings.Count(string(b), "\n") >= 4 &&
+			strings.HasSuffix(readFileString(t, filepath.Join(v.logDir, "init-0.log")), "\n")
+	})
+	if got := readLog(t, v.logDir, "0"); got != want {
+		t.Fatalf("0.log reads %q, want %q", got, want)
+	}
+	if got := readLog(t, v.logDir, "init-0"); got != "init says hi\n" {
+		t.Fatalf("init-0.log reads %q", got)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(readFileString(t, filepath.Join(v.logDir, "0.log"))), "\n") {
+		r, err := crilog.Parse([]byte(line))
+		if err != nil {
+			t.Fatalf("record %q: %v", line, err)
+		}
+		if r.Time.Before(before.Add(-time.Second)) || r.Time.After(time.Now()) {
+			t.Fatalf("record %q not timestamped on arrival", line)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Dir(v.logDir))
+	for _, e := range entries {
+		if strings.Contains(e.Name(), "escape") {
+			t.Fatalf("bad log name escaped the log dir: %s", e.Name())
+		}
+	}
+	waitShimLog(t, v.dir, "invalid log name")
+
+	// Enough output to rotate several times; only LogMaxFiles files stay.
+	chunk := strings.Repeat("z", 1000) + "\n"
+	for range 100 {
+		guestLog(t, v, "0", "stdout", chunk)
+	}
+	eventually(t, 10*time.Second, "rotation", func() bool {
+		segs, _ := crilog.Segments(v.logDir, "0")
+		return len(segs) == 3 && strings.HasSuffix(readFileString(t, filepath.Join(v.logDir, "0.log")), "z\n")
+	})
+	if err := v.Stop(ctxFor(t, 20*time.Second), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := crilog.Segments(v.logDir, "0")
+	if err != nil || len(segs) != 3 {
+		t.Fatalf("segments after stop: %v, %v; want 3", segs, err)
+	}
+	got := readLog(t, v.logDir, "0")
+	if strings.Contains(got, "line one") || !strings.HasSuffix(got, chunk+chunk) {
+		t.Fatalf("after rotation the log should hold only the newest output (%d bytes)", len(got))
+	}
+}
