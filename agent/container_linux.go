@@ -44,13 +44,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 	if s.shuttingDown.Load() {
 		return nil, fmt.Errorf("create container %s: agent is shutting down: %w", id, ErrFailedPrecondition)
 	}
-	// Disks, overlay and 9p/virtio-fs may need modules still loading.
-	if m := s.cfg.Modules; m != nil {
-		select {
-		case <-m.Done():
-		case <-ctx.Done():
-			return nil, fmt.Errorf("create container %s: wait for kernel modules: %w", id, ctx.Err())
-		}
+	// Disks, overlay and virtio-fs may need modules still loading.
+	if err := s.waitModules(ctx, "create container "+id); err != nil {
+		return nil, err
 	}
 	s.createMu.Lock()
 	defer s.createMu.Unlock()

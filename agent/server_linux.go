@@ -292,3 +292,18 @@ func (s *Server) Close(ctx context.Context) error {
 	s.cancel()
 	return err
 }
+
+// waitModules blocks until the kernel modules are loaded (devices they
+// drive may appear only then).
+func (s *Server) waitModules(ctx context.Context, what string) error {
+	m := s.cfg.Modules
+	if m == nil {
+		return nil
+	}
+	select {
+	case <-m.Done():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: wait for kernel modules: %w", what, ctx.Err())
+	}
+}

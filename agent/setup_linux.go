@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -41,7 +42,17 @@ func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupRe
 			return nil, fmt.Errorf("setup: %w", err)
 		}
 	}
+	if len(req.GetInterfaces()) > 0 {
+		// virtio_net may still be loading, or its device still probing.
+		if err := s.waitModules(ctx, "setup"); err != nil {
+			return nil, err
+		}
+	}
 	addrs, err := configureNetwork(req.GetInterfaces(), req.GetRoutes())
+	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, ErrNotFound) && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(20 * time.Millisecond)
+		addrs, err = configureNetwork(req.GetInterfaces(), req.GetRoutes())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
