@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/image"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,7 +58,7 @@ func (r *fakeRuntime) flag(name string) bool {
 	return r.flags[name]
 }
 
-func (r *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets [][]byte) (ImageInfo, error) {
+func (r *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret) (ImageInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	img, ok := r.images[ref]

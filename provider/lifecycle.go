@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/image"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
@@ -72,9 +73,9 @@ func (w *podWorker) pullImage(ctx context.Context, c *ctrState, spec *corev1.Con
 
 // pullSecrets reads the pod's imagePullSecrets; a missing one is reported
 // and skipped, as the kubelet does.
-func (w *podWorker) pullSecrets() [][]byte {
+func (w *podWorker) pullSecrets() []image.PullSecret {
 	pod := w.spec()
-	var out [][]byte
+	var out []image.PullSecret
 	for _, ref := range pod.Spec.ImagePullSecrets {
 		s, err := w.p.cfg.Objects.Secret(pod.Namespace, ref.Name)
 		if err != nil {
@@ -82,11 +83,8 @@ func (w *podWorker) pullSecrets() [][]byte {
 				"Unable to retrieve some image pull secrets (%s); attempting to pull the image may not succeed.", ref.Name)
 			continue
 		}
-		if b, ok := s.Data[corev1.DockerConfigJsonKey]; ok {
-			out = append(out, b)
-		} else if b, ok := s.Data[corev1.DockerConfigKey]; ok {
-			out = append(out, b)
-		}
+		out = append(out, image.PullSecret{Name: pod.Namespace + "/" + ref.Name,
+			DockerConfigJSON: s.Data[corev1.DockerConfigJsonKey], DockerCfg: s.Data[corev1.DockerConfigKey]})
 	}
 	return out
 }

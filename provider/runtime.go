@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/image"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -15,8 +16,8 @@ import (
 // tests of the pod logic use an in-memory fake.
 type Runtime interface {
 	// EnsureImage makes ref available locally following policy and
-	// returns its identity. pullSecrets are .dockerconfigjson contents.
-	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, pullSecrets [][]byte) (ImageInfo, error)
+	// returns its identity.
+	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, pullSecrets []image.PullSecret) (ImageInfo, error)
 	// CreateSandbox boots the VM of one container.
 	CreateSandbox(ctx context.Context, cfg container.SandboxConfig) (Sandbox, error)
 	// Sandbox finds an existing VM by id (container.ErrNotFound if none).

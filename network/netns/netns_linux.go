@@ -65,6 +65,9 @@ func Create(name string) (string, error) {
 	if err := validName(name); err != nil {
 		return "", err
 	}
+	if err := checkMountNamespace(); err != nil {
+		return "", fmt.Errorf("create netns %s: %w", name, err)
+	}
 	if err := os.MkdirAll(Dir, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", Dir, err)
 	}
@@ -112,6 +115,22 @@ func Create(name string) (string, error) {
 		return "", errors.Join(fmt.Errorf("create netns %s: %w", name, err), Remove(path))
 	}
 	return path, nil
+}
+
+// ErrPrivateMounts: this process has a mount namespace of its own (as
+// under `ip netns exec`), so the bind mount naming a new namespace would
+// vanish with the process while the namespace lived on unnamed.
+var ErrPrivateMounts = errors.New("this process runs in a private mount namespace (for example under `ip netns exec`): a named network namespace created here would disappear with it; enter the network namespace with `nsenter --net=PATH` instead")
+
+// checkMountNamespace refuses to name namespaces from a mount namespace
+// other than init's, where the name would not outlive the process.
+func checkMountNamespace() error {
+	self, err1 := os.Readlink("/proc/self/ns/mnt")
+	init, err2 := os.Readlink("/proc/1/ns/mnt")
+	if err1 != nil || err2 != nil || self == init {
+		return nil // cannot tell (no /proc/1 access): assume fine
+	}
+	return ErrPrivateMounts
 }
 
 // makeShared makes dir a shared mount point, binding it onto itself first

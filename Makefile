@@ -1,0 +1,79 @@
+# vk-applevm — a Kubernetes node whose every container is a VM.
+#
+#   make run     build everything, start a local control plane and the node,
+#                run a demo Deployment and print the kubectl commands to use it
+#   make test    everything the project tests (installs what it needs)
+#   make bench   side-by-side benchmarks (ratios, one run)
+#   make build   binaries into bin/
+#
+# First runs install Debian packages, download Debian's cloud kernel and
+# build the control plane from the Go module proxy (about 10 minutes on 2
+# cores); later runs reuse the caches.
+
+SHELL   := /bin/bash
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Test timeout for `go test ./...`: VM boots are seconds under TCG.
+TEST_TIMEOUT ?= 60m
+
+include agent/agent.mk
+include guest/guest.mk
+include image/image.mk
+include network/network.mk
+include deploy/darwin.mk
+include hack/cluster/cluster.mk
+
+.PHONY: all build deps test test-unit test-e2e bench run stop fmt vet clean
+
+all: build
+
+# Debian packages the tests and the node need; installed only when missing.
+DEB_PACKAGES := qemu-system-x86 qemu-system-common qemu-utils e2fsprogs busybox-static cpio kmod \
+	iproute2 nftables iptables
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (apt-get install $$missing)" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: bin/vk-applevm agent bin/testregistry
+
+.PHONY: bin/vk-applevm bin/testregistry
+bin/vk-applevm:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/vk-applevm
+
+bin/testregistry:
+	$(GO) build -o $@ ./image/imagetest/cmd/testregistry
+
+# The guest bundle needs the Debian tools from deps.
+guest: deps
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite: unit tests, real-VM tests, the node against a real
+# control plane, virtual-kubelet's own e2e suite, the darwin type-check.
+test: deps build guest controlplane fmt vet check-darwin
+	$(GO) test -timeout $(TEST_TIMEOUT) -p 2 ./...
+	$(MAKE) test-controlplane
+
+test-unit:
+	$(GO) test -short ./...
+
+bench: deps build guest
+	$(GO) run ./hack/bench
+
+run: deps build guest controlplane
+	hack/run.sh
+
+stop:
+	hack/run.sh stop
+
+clean:
+	rm -rf bin _output

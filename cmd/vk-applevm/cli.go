@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/guest"
+	"github.com/vk-applevm/vk-applevm/image"
+	"github.com/vk-applevm/vk-applevm/network"
+	"github.com/vk-applevm/vk-applevm/network/platform"
+)
+
+// labelCLI marks sandboxes the CLI made (the node leaves them alone).
+const labelCLI = "vk-applevm.io/cli"
+
+// mainProcess is the id of a CLI container's process and its log name.
+const mainProcess = "main"
+
+// openImages opens the image store under the state root.
+func (g *globals) openImages(extra ...image.Option) (*image.Store, error) {
+	opts := append([]image.Option{image.WithLogger(g.log)}, extra...)
+	return image.Open(g.root, opts...)
+}
+
+// cliEnv is what the container commands share.
+type cliEnv struct {
+	rt     *container.Runtime
+	images *image.Store
+	net    network.Network
+}
+
+func (e *cliEnv) close(ctx context.Context) {
+	if e.net != nil {
+		_ = e.net.Close(ctx)
+	}
+}
+
+// openRuntime opens images, the VM network and the guest bundle.
+func (g *globals) openRuntime(ctx context.Context, insecure []string) (*cliEnv, error) {
+	b, err := guest.Find(g.guestDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w (looked in %s; set --guest or VKAV_GUEST_DIR)", err, g.guestDir)
+	}
+	var opts []image.Option
+	if len(insecure) > 0 {
+		opts = append(opts, image.WithInsecureRegistries(insecure...))
+	}
+	images, err := g.openImages(opts...)
+	if err != nil {
+		return nil, err
+	}
+	n, err := platform.Open(ctx, platform.Options{StateDir: g.root, EnableIPForward: true})
+	if err != nil {
+		return nil, fmt.Errorf("set up the VM network: %w", err)
+	}
+	rt, err := container.New(container.Config{
+		Root: g.root, Images: images, Network: n, Guest: b, Driver: defaultDriver, Logger: g.log,
+	})
+	if err != nil {
+		_ = n.Close(ctx)
+		return nil, err
+	}
+	return &cliEnv{rt: rt, images: images, net: n}, nil
+}
+
+// findSandbox resolves a container name or (a prefix of) an id.
+func (e *cliEnv) findSandbox(ctx context.Context, nameOrID string) (*container.Sandbox, error) {
+	all, err := e.rt.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var byPrefix []*container.Sandbox
+	for _, sb := range all {
+		if sb.Name() == nameOrID || sb.ID() == nameOrID {
+			return sb, nil
+		}
+		if strings.HasPrefix(sb.ID(), nameOrID) {
+			byPrefix = append(byPrefix, sb)
+		}
+	}
+	switch len(byPrefix) {
+	case 1:
+		return byPrefix[0], nil
+	case 0:
+		return nil, fmt.Errorf("no container %q: %w", nameOrID, container.ErrNotFound)
+	}
+	return nil, fmt.Errorf("%q matches %d containers; give more of the id", nameOrID, len(byPrefix))
+}
+
+// logDir is where a CLI container's output is kept.
+func (g *globals) logDir(id string) string { return filepath.Join(g.root, "containers", id) }
+
+// internal wraps an error of vk-applevm itself (exit 125).
+func internal(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: exitInternal, err: err}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

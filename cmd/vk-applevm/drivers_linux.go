@@ -1,0 +1,22 @@
+package main
+
+import (
+	"github.com/vk-applevm/vk-applevm/guest"
+	"github.com/vk-applevm/vk-applevm/vm"
+	"github.com/vk-applevm/vk-applevm/vm/qemu"
+)
+
+// defaultDriver is the hypervisor backend of this platform.
+const defaultDriver = "qemu"
+
+// drivers returns the backends the shim can boot machines with. The QEMU
+// driver probes KVM with the guest bundle's floor initrd (the verdict is
+// cached), so machines use KVM only where it really works.
+func (g *globals) drivers() map[string]vm.Driver {
+	opts := qemu.Options{Logger: g.log}
+	if b, err := guest.Find(g.guestDir); err == nil && b.FloorInitrd != "" {
+		opts.Probe = qemu.ProbeImage{Kernel: b.Kernel, Initrd: b.FloorInitrd}
+	}
+	d := qemu.New(opts)
+	return map[string]vm.Driver{d.Name(): d}
+}

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/image"
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+func init() {
+	register(command{name: "run", summary: "run a command in a new container, in its own VM", run: runRun})
+}
+
+type runFlags struct {
+	cpus       int
+	memory     string
+	env        stringList
+	workdir    string
+	user       string
+	entrypoint string
+	stdin, tty bool
+	rm, detach bool
+	name       string
+	platform   string
+	pull       string
+	insecure   stringList
+}
+
+func runRun(ctx context.Context, g *globals, args []string) error {
+	var f runFlags
+	fs := newFlags("run", "[flags] IMAGE [COMMAND [ARG...]]")
+	fs.IntVar(&f.cpus, "cpus", 1, "number of vCPUs")
+	fs.StringVar(&f.memory, "memory", "512Mi", "memory for the container (the VM gets this plus a fixed overhead), e.g. 512Mi, 1G")
+	fs.Var(&f.env, "e", "set an environment variable KEY=VALUE (repeatable)")
+	fs.Var(&f.env, "env", "same as -e")
+	fs.StringVar(&f.workdir, "w", "", "working directory inside the container")
+	fs.StringVar(&f.user, "u", "", "user as USER[:GROUP] (names or numbers, as in the image's /etc/passwd)")
+	fs.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
+	fs.BoolVar(&f.stdin, "i", false, "keep stdin open and pass it to the command")
+	fs.BoolVar(&f.tty, "t", false, "allocate a terminal")
+	fs.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fs.BoolVar(&f.detach, "d", false, "run in the background and print the container id")
+	fs.StringVar(&f.name, "name", "", "name the container")
+	fs.StringVar(&f.platform, "platform", "", "image platform, e.g. linux/amd64 (default: the host's)")
+	fs.StringVar(&f.pull, "pull", "missing", "pull the image: always, missing, never")
+	fs.Var(&f.insecure, "insecure-registry", "registry host:port reached over plain HTTP (repeatable; loopback needs no flag)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return errUsage
+	}
+	mem, err := resource.ParseQuantity(normaliseSize(f.memory))
+	if err != nil || mem.Value() < 16<<20 {
+		return internal(fmt.Errorf("--memory %q: want a size of at least 16Mi, e.g. 512Mi or 1G", f.memory))
+	}
+	if f.cpus < 1 {
+		return internal(fmt.Errorf("--cpus %d: want at least 1", f.cpus))
+	}
+	for _, kv := range f.env {
+		if k, _, _ := strings.Cut(kv, "="); k == "" {
+			return internal(fmt.Errorf("-e %q: want KEY=VALUE", kv))
+		}
+	}
+	if f.detach && f.rm {
+		return internal(errors.New("-d and --rm together are not supported: a detached container is removed with `vk-applevm rm`"))
+	}
+	ref, cmdArgs := fs.Arg(0), fs.Args()[1:]
+
+	env, err := g.openRuntime(ctx, f.insecure)
+	if err != nil {
+		return internal(err)
+	}
+	defer env.close(ctx)
+	if f.name != "" {
+		if _, err := env.findSandbox(ctx, f.name); err == nil {
+			return internal(fmt.Errorf("a container named %q exists; remove it with `vk-applevm rm %s`", f.name, f.name))
+		}
+	}
+	img, err := ensureImage(ctx, env.images, ref, f.pull, f.platform)
+	if err != nil {
+		return internal(err)
+	}
+
+	cfg := container.SandboxConfig{
+		Name:        f.name,
+		Labels:      map[string]string{labelCLI: "true"},
+		ImageRef:    ref,
+		Platform:    f.platform,
+		CPUs:        f.cpus,
+		MemoryBytes: uint64(mem.Value()),
+		Hostname:    f.name,
+	}
+	cfg.ID = container.NewID()
+	id := cfg.ID
+	if cfg.Name == "" {
+		cfg.Name = id
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = id
+	}
+	cfg.LogDir = g.logDir(id)
+	sb, err := env.rt.Create(ctx, cfg)
+	if err != nil {
+		return internal(err)
+	}
+	proc := container.ProcessConfig{
+		ID: mainProcess, LogName: mainProcess, TTY: f.tty, Stdin: f.stdin,
+		Args: commandLine(img.Config.Entrypoint, img.Config.Cmd, f.entrypoint, cmdArgs),
+		Env:  mergeEnv(img.Config.Env, f.env), Cwd: f.workdir, User: f.user,
+	}
+	if proc.Cwd == "" {
+		proc.Cwd = img.Config.WorkingDir
+	}
+	if proc.User == "" {
+		proc.User = img.Config.User
+	}
+	if len(proc.Args) == 0 {
+		_ = sb.Delete(context.WithoutCancel(ctx))
+		return internal(fmt.Errorf("no command: the image %s has no entrypoint or cmd; give one after the image", ref))
+	}
+	if f.detach {
+		if _, err := sb.Start(ctx, proc); err != nil {
+			return startFailed(ctx, sb, err)
+		}
+		fmt.Println(id)
+		return nil
+	}
+	code, err := runForeground(ctx, sb, proc, f)
+	cleanup := context.WithoutCancel(ctx)
+	if f.rm {
+		if derr := sb.Delete(cleanup); derr != nil {
+			g.log.Warn("remove container", "id", id, "err", derr)
+		}
+		_ = os.RemoveAll(g.logDir(id))
+	} else {
+		// Like an exited Docker container: nothing runs, the record and
+		// logs stay until `vk-applevm rm`.
+		_ = sb.Stop(cleanup, 5*time.Second)
+	}
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// runForeground runs the main process attached to this terminal and
+// returns its exit code.
+func runForeground(ctx context.Context, sb *container.Sandbox, proc container.ProcessConfig, f runFlags) (int, error) {
+	stdio := container.IO{Stdout: os.Stdout, Stderr: os.Stderr}
+	if f.stdin {
+		stdio.Stdin = os.Stdin
+	}
+	if f.tty {
+		stdio.Stderr = nil
+		if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
+			if cols, rows, err := term.GetSize(fd); err == nil {
+				proc.Rows, proc.Cols = uint16(rows), uint16(cols)
+			}
+			if f.stdin {
+				old, err := term.MakeRaw(fd)
+				if err == nil {
+					defer term.Restore(fd, old)
+				}
+			}
+			stdio.Resize = watchResize(ctx, fd)
+		}
+	}
+	// Ctrl-C on a non-terminal run goes to the container, as docker run
+	// --sig-proxy does; the container decides how to end.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				_ = sb.Signal(runCtx, proc.ID, s.(syscall.Signal), false)
+			case <-runCtx.Done():
+				return
+			}
+		}
+	}()
+	exit, err := sb.Exec(runCtx, proc, stdio)
+	if err != nil {
+		return 0, startFailed(ctx, sb, err)
+	}
+	return exit.Code, nil
+}
+
+// startFailed maps a failed start to the shell's exit codes.
+func startFailed(ctx context.Context, sb *container.Sandbox, err error) error {
+	switch {
+	case errors.Is(err, container.ErrCommandNotFound):
+		return &exitError{code: exitNotFound, err: err}
+	case errors.Is(err, container.ErrCommandNotExecutable):
+		return &exitError{code: exitNotExecutable, err: err}
+	}
+	return internal(err)
+}
+
+func watchResize(ctx context.Context, fd int) <-chan container.TermSize {
+	ch := make(chan container.TermSize, 1)
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	go func() {
+		defer signal.Stop(winch)
+		defer close(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-winch:
+				if cols, rows, err := term.GetSize(fd); err == nil {
+					select {
+					case ch <- container.TermSize{Rows: uint16(rows), Cols: uint16(cols)}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+// ensureImage applies --pull.
+func ensureImage(ctx context.Context, store *image.Store, ref, policy, platform string) (*image.Image, error) {
+	switch policy {
+	case "always", "missing", "never":
+	default:
+		return nil, fmt.Errorf("--pull %q: want always, missing or never", policy)
+	}
+	if policy != "always" {
+		img, err := store.Get(ctx, ref)
+		if err == nil {
+			return img, nil
+		}
+		if !errors.Is(err, image.ErrNotFound) {
+			return nil, err
+		}
+		if policy == "never" {
+			return nil, fmt.Errorf("image %s is not present and --pull=never", ref)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "pulling %s\n", ref)
+	img, err := store.Pull(ctx, ref, image.PullOptions{Platform: platform})
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// commandLine follows docker run: --entrypoint replaces the image's
+// entrypoint (and drops its cmd); arguments after the image replace cmd.
+func commandLine(entrypoint, cmd []string, overrideEntry string, args []string) []string {
+	if overrideEntry != "" {
+		entrypoint, cmd = []string{overrideEntry}, nil
+	}
+	if len(args) > 0 {
+		cmd = args
+	}
+	return append(append([]string{}, entrypoint...), cmd...)
+}
+
+// mergeEnv overlays KEY=VALUE settings on the image's environment.
+func mergeEnv(base, extra []string) []string {
+	idx := map[string]int{}
+	out := append([]string{}, base...)
+	for i, kv := range out {
+		k, _, _ := strings.Cut(kv, "=")
+		idx[k] = i
+	}
+	for _, kv := range extra {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+// normaliseSize accepts Docker-style sizes (512m, 1g) besides Kubernetes
+// quantities (512Mi, 1G).
+func normaliseSize(s string) string {
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'b', 'B':
+			s = s[:n-1]
+		}
+	}
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'm', 'g':
+			return s[:n-1] + strings.ToUpper(s[n-1:]) + "i"
+		}
+	}
+	return s
+}

@@ -1,0 +1,323 @@
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/guest"
+	"github.com/vk-applevm/vk-applevm/image"
+	"github.com/vk-applevm/vk-applevm/image/ext4"
+	"github.com/vk-applevm/vk-applevm/network"
+	"github.com/vk-applevm/vk-applevm/vm/shim"
+)
+
+// Config configures a Runtime.
+type Config struct {
+	// Root is the state directory; VMs live in Root/vms/<id>.
+	Root    string
+	Images  *image.Store
+	Network network.Network
+	Guest   guest.Bundle
+	// Driver names the hypervisor backend the shims use ("qemu", "vz").
+	Driver string
+	// ShimArgv overrides how a shim is started (tests); the VM directory
+	// is appended after "--dir".
+	ShimArgv []string
+	// OverheadBytes is added to every VM's memory (default
+	// DefaultOverheadBytes).
+	OverheadBytes uint64
+	// BootTimeout bounds the wait for the guest agent (default 2 min: TCG
+	// boots take seconds, a loaded CI machine many more).
+	BootTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Runtime creates and finds sandboxes.
+type Runtime struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks the configuration and returns a Runtime.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Root == "" || cfg.Images == nil || cfg.Network == nil || cfg.Driver == "" {
+		return nil, errors.New("container runtime: root, images, network and driver are required")
+	}
+	if cfg.Guest.Kernel == "" || cfg.Guest.Initrd == "" {
+		return nil, fmt.Errorf("container runtime: %w", guest.ErrNoBundle)
+	}
+	if cfg.OverheadBytes == 0 {
+		cfg.OverheadBytes = DefaultOverheadBytes
+	}
+	if cfg.BootTimeout == 0 {
+		cfg.BootTimeout = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Root, "vms"), 0o700); err != nil {
+		return nil, fmt.Errorf("create VM directory: %w", err)
+	}
+	return &Runtime{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Overhead is the memory added to every VM.
+func (r *Runtime) Overhead() uint64 { return r.cfg.OverheadBytes }
+
+// Images is the runtime's image store.
+func (r *Runtime) Images() *image.Store { return r.cfg.Images }
+
+func (r *Runtime) vmDir(id string) string { return filepath.Join(r.cfg.Root, "vms", id) }
+
+var idPattern = regexp.MustCompile(`^[0-9a-f]{12}$`)
+
+// NewID returns a random sandbox id.
+func NewID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// record is the sandbox's own metadata, next to the shim's files.
+type record struct {
+	Config SandboxConfig `json:"config"`
+	// Image is repository@digest; ImageDigest the platform manifest digest
+	// (what the image store's Prune is told is in use).
+	Image       string            `json:"image"`
+	ImageDigest string            `json:"imageDigest"`
+	Endpoint    *network.Endpoint `json:"endpoint,omitempty"`
+	Created     time.Time         `json:"created"`
+	// Mounts' files are not persisted; Reset recreates files volumes
+	// empty and the caller rewrites them.
+}
+
+const recordFile = "sandbox.json"
+
+func writeRecord(dir string, rec record) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, recordFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write sandbox record: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, recordFile))
+}
+
+func readRecord(dir string) (record, error) {
+	var rec record
+	b, err := os.ReadFile(filepath.Join(dir, recordFile))
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("parse %s: %w", filepath.Join(dir, recordFile), err)
+	}
+	return rec, nil
+}
+
+// Create boots the VM of one container: root disk from the (already
+// pulled) image, a fresh writable disk, an address, the shim, and the
+// container's root filesystem and mounts inside the guest. On failure
+// everything it made is removed and the error carries the guest's console
+// tail.
+func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, retErr error) {
+	id := cfg.ID
+	if id == "" {
+		id = NewID()
+	}
+	if !idPattern.MatchString(id) {
+		return nil, fmt.Errorf("sandbox id %q must be 12 lower-case hex characters", id)
+	}
+	cfg.ID = id
+	img, err := r.cfg.Images.Get(ctx, cfg.ImageRef)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", cfg.ImageRef, err)
+	}
+	rootfs, err := r.cfg.Images.Rootfs(ctx, img)
+	if err != nil {
+		return nil, fmt.Errorf("root filesystem of %s: %w", cfg.ImageRef, err)
+	}
+	dir := r.vmDir(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("sandbox %s already exists", id)
+		}
+		return nil, fmt.Errorf("create sandbox directory: %w", err)
+	}
+	var sc *shim.Client
+	attached := false
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if sc != nil {
+			_ = sc.Delete(cctx)
+		}
+		if attached {
+			_ = r.cfg.Network.Detach(cctx, id)
+		}
+		_ = os.RemoveAll(dir)
+	}()
+
+	scratchSize := cfg.ScratchBytes
+	if scratchSize <= 0 {
+		scratchSize = DefaultScratchBytes
+	}
+	scratch := filepath.Join(dir, "scratch.ext4")
+	if err := ext4.CreateEmpty(scratch, scratchSize); err != nil {
+		return nil, fmt.Errorf("create writable layer: %w", err)
+	}
+	for _, m := range cfg.Mounts {
+		if m.Kind == MountShare {
+			if err := os.MkdirAll(m.HostPath, 0o777); err != nil {
+				return nil, fmt.Errorf("create shared directory %s: %w", m.HostPath, err)
+			}
+		}
+	}
+	ep, err := r.cfg.Network.Attach(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("attach to the VM network: %w", err)
+	}
+	attached = true
+	rec := record{Config: cfg, Image: img.DigestRef(), ImageDigest: img.Digest, Endpoint: ep, Created: time.Now().UTC()}
+	if err := writeRecord(dir, rec); err != nil {
+		return nil, err
+	}
+	if cfg.LogDir != "" {
+		if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create log directory: %w", err)
+		}
+	}
+	spec := machineSpec(machineInputs{
+		ID: id, Arch: r.cfg.Guest.Arch, Kernel: r.cfg.Guest.Kernel, Initrd: r.cfg.Guest.Initrd,
+		Dir: dir, Rootfs: rootfs, Scratch: scratch, Endpoint: ep, Cfg: cfg, Overhead: r.cfg.OverheadBytes,
+	})
+	var opts []shim.LaunchOption
+	if len(r.cfg.ShimArgv) > 0 {
+		opts = append(opts, shim.WithArgv(append(append([]string{}, r.cfg.ShimArgv...), "--dir", dir)...))
+	}
+	sc, err = shim.Launch(ctx, dir, shim.Config{Spec: spec, Driver: r.cfg.Driver, LogDir: cfg.LogDir}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start VM: %w", err)
+	}
+	sb := &Sandbox{rt: r, id: id, dir: dir, rec: rec, shim: sc}
+	if err := sb.boot(ctx); err != nil {
+		sb.closeAgent()
+		return nil, fmt.Errorf("%w%s", err, consoleTail(dir))
+	}
+	r.log.Debug("sandbox created", "id", id, "name", cfg.Name, "image", cfg.ImageRef, "ip", sb.IP())
+	return sb, nil
+}
+
+// boot waits for the agent and configures the guest and the container.
+func (s *Sandbox) boot(ctx context.Context) error {
+	bctx, cancel := context.WithTimeout(ctx, s.rt.cfg.BootTimeout)
+	defer cancel()
+	ag, err := s.agentClient()
+	if err != nil {
+		return err
+	}
+	if _, err := ag.WaitReady(bctx); err != nil {
+		return fmt.Errorf("wait for the guest agent: %w", err)
+	}
+	if _, err := ag.Setup(bctx, setupRequest(s.rec.Config, s.rec.Endpoint, time.Now())); err != nil {
+		return fmt.Errorf("configure the guest: %w", err)
+	}
+	req, err := createContainerRequest(s.id, s.rec.Config)
+	if err != nil {
+		return err
+	}
+	if _, err := ag.CreateContainer(bctx, req); err != nil {
+		return fmt.Errorf("create the container's root filesystem: %w", err)
+	}
+	return nil
+}
+
+// consoleTail returns the end of a VM's console log for error messages.
+func consoleTail(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "console.log"))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 2048 {
+		b = b[len(b)-2048:]
+	}
+	return "\nguest console (last lines):\n" + string(b)
+}
+
+// Get finds an existing sandbox.
+func (r *Runtime) Get(ctx context.Context, id string) (*Sandbox, error) {
+	if !idPattern.MatchString(id) {
+		return nil, fmt.Errorf("sandbox %q: %w", id, ErrNotFound)
+	}
+	dir := r.vmDir(id)
+	rec, err := readRecord(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("sandbox %s: %w", id, ErrNotFound)
+		}
+		return nil, err
+	}
+	sc, err := shim.Connect(dir)
+	if err != nil && !errors.Is(err, shim.ErrShimDead) {
+		return nil, fmt.Errorf("sandbox %s: %w", id, err)
+	}
+	if sc == nil {
+		return nil, fmt.Errorf("sandbox %s: no shim client: %w", id, err)
+	}
+	return &Sandbox{rt: r, id: id, dir: dir, rec: rec, shim: sc}, nil
+}
+
+// List returns every sandbox, oldest first. Directories that are not
+// sandboxes (a crash between mkdir and the record) are removed.
+func (r *Runtime) List(ctx context.Context) ([]*Sandbox, error) {
+	entries, err := os.ReadDir(filepath.Join(r.cfg.Root, "vms"))
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	var out []*Sandbox
+	for _, e := range entries {
+		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
+			continue
+		}
+		sb, err := r.Get(ctx, e.Name())
+		if err != nil {
+			r.log.Warn("skip unreadable sandbox", "id", e.Name(), "err", err)
+			continue
+		}
+		out = append(out, sb)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.Created.Before(out[j].rec.Created) })
+	return out, nil
+}
+
+// Check reports whether VMs can be started: the guest bundle is there and
+// the network works. The hypervisor is checked by the node through the
+// driver.
+func (r *Runtime) Check(ctx context.Context) error {
+	for _, f := range []string{r.cfg.Guest.Kernel, r.cfg.Guest.Initrd} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("guest bundle: %w", err)
+		}
+	}
+	if err := r.cfg.Network.Check(ctx); err != nil {
+		return fmt.Errorf("VM network: %w", err)
+	}
+	return nil
+}

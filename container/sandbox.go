@@ -1,0 +1,410 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/client"
+	"github.com/vk-applevm/vk-applevm/vm/shim"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Sandbox is the VM of one container.
+type Sandbox struct {
+	rt   *Runtime
+	id   string
+	dir  string
+	rec  record
+	shim *shim.Client
+
+	mu    sync.Mutex
+	agent *client.Client
+}
+
+func (s *Sandbox) ID() string                { return s.id }
+func (s *Sandbox) Name() string              { return s.rec.Config.Name }
+func (s *Sandbox) Labels() map[string]string { return s.rec.Config.Labels }
+func (s *Sandbox) Config() SandboxConfig     { return s.rec.Config }
+func (s *Sandbox) Created() time.Time        { return s.rec.Created }
+
+// ImageRef is the repository@digest reference the sandbox runs.
+func (s *Sandbox) ImageRef() string { return s.rec.Image }
+
+// ImageDigest is the platform manifest digest of the sandbox's image.
+func (s *Sandbox) ImageDigest() string { return s.rec.ImageDigest }
+
+// Dir is the sandbox's state directory (console.log lives there).
+func (s *Sandbox) Dir() string { return s.dir }
+
+// IP is the VM's address ("" when the guest got it by DHCP and it is not
+// known yet).
+func (s *Sandbox) IP() string {
+	if s.rec.Endpoint == nil || !s.rec.Endpoint.IP.IsValid() {
+		return ""
+	}
+	return s.rec.Endpoint.IP.String()
+}
+
+// Addr is IP as a netip.Addr.
+func (s *Sandbox) Addr() netip.Addr {
+	if s.rec.Endpoint == nil {
+		return netip.Addr{}
+	}
+	return s.rec.Endpoint.IP
+}
+
+// State is the shim's view of the VM.
+func (s *Sandbox) State(ctx context.Context) (shim.State, error) {
+	return s.shim.State(ctx)
+}
+
+// Running reports whether the VM is up.
+func (s *Sandbox) Running(ctx context.Context) bool {
+	st, err := s.shim.State(ctx)
+	return err == nil && st.Status == shim.StatusRunning
+}
+
+func (s *Sandbox) agentClient() (*client.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.agent != nil {
+		return s.agent, nil
+	}
+	ag, err := client.Dial(context.Background(), s.shim.DialAgent)
+	if err != nil {
+		return nil, err
+	}
+	s.agent = ag
+	return ag, nil
+}
+
+func (s *Sandbox) closeAgent() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.agent != nil {
+		s.agent.Close()
+		s.agent = nil
+	}
+}
+
+// Close releases the sandbox's connections; the VM keeps running.
+func (s *Sandbox) Close() error {
+	s.closeAgent()
+	return s.shim.Close()
+}
+
+// agentErr turns an RPC failure into ErrStopped when the VM is gone, and
+// maps NotFound to ErrNotFound.
+func (s *Sandbox) agentErr(ctx context.Context, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.NotFound:
+			return fmt.Errorf("%s: %w: %s", what, ErrNotFound, st.Message())
+		case codes.Unavailable:
+			if !s.Running(context.WithoutCancel(ctx)) {
+				return fmt.Errorf("%s: %w", what, ErrStopped)
+			}
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Reset discards the container's writable layer and builds a fresh one for
+// the next instance of the container (files volumes come back empty; the
+// caller rewrites them). Leftover processes are killed first.
+func (s *Sandbox) Reset(ctx context.Context) error {
+	ag, err := s.agentClient()
+	if err != nil {
+		return err
+	}
+	req, err := createContainerRequest(s.id, s.rec.Config)
+	if err != nil {
+		return err
+	}
+	_, _ = ag.Signal(ctx, &api.SignalRequest{ContainerId: s.id, Signal: int32(syscall.SIGKILL), All: true})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err = ag.CreateContainer(ctx, req)
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond) // processes still exiting
+			continue
+		}
+		return s.agentErr(ctx, "reset writable layer", err)
+	}
+}
+
+// userSpec is who a process runs as, for the agent to resolve in the
+// container's /etc/passwd: explicit ids win over the User string; a uid
+// without a gid takes the user's primary group, as containerd does.
+func userSpec(p ProcessConfig) string {
+	switch {
+	case p.UID != nil && p.GID != nil:
+		return fmt.Sprintf("%d:%d", *p.UID, *p.GID)
+	case p.UID != nil:
+		return fmt.Sprint(*p.UID)
+	case p.GID != nil && p.User != "":
+		u, _, _ := strings.Cut(p.User, ":")
+		return fmt.Sprintf("%s:%d", u, *p.GID)
+	case p.GID != nil:
+		return fmt.Sprintf("0:%d", *p.GID)
+	}
+	return p.User
+}
+
+func (s *Sandbox) createProcess(ctx context.Context, ag *client.Client, p ProcessConfig, stdin bool) error {
+	_, err := ag.CreateProcess(ctx, &api.CreateProcessRequest{
+		ContainerId: s.id, ProcessId: p.ID, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
+		User: userSpec(p), AdditionalGids: p.AdditionalGIDs, Terminal: p.TTY, Stdin: stdin,
+		LogName: p.LogName, Rows: uint32(p.Rows), Cols: uint32(p.Cols),
+	})
+	return mapProcessErr(err)
+}
+
+// mapProcessErr maps the agent's command errors to ErrCommandNotFound and
+// ErrCommandNotExecutable.
+func mapProcessErr(err error) error {
+	err = client.MapProcessError(err)
+	switch {
+	case errors.Is(err, client.ErrCommandNotFound):
+		return fmt.Errorf("%w: %v", ErrCommandNotFound, err)
+	case errors.Is(err, client.ErrCommandNotExecutable):
+		return fmt.Errorf("%w: %v", ErrCommandNotExecutable, err)
+	}
+	return err
+}
+
+// Start runs a process without attaching to it (its output goes to the
+// log when LogName is set) and returns when it has started.
+func (s *Sandbox) Start(ctx context.Context, p ProcessConfig) (time.Time, error) {
+	ag, err := s.agentClient()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := s.createProcess(ctx, ag, p, p.Stdin); err != nil {
+		return time.Time{}, s.agentErr(ctx, "create process "+p.ID, err)
+	}
+	resp, err := ag.StartProcess(ctx, &api.StartProcessRequest{ContainerId: s.id, ProcessId: p.ID})
+	if err != nil {
+		return time.Time{}, s.agentErr(ctx, "start process "+p.ID, mapProcessErr(err))
+	}
+	return time.Unix(0, resp.GetStartedUnixNs()), nil
+}
+
+// Exec runs a process to completion with its streams attached.
+func (s *Sandbox) Exec(ctx context.Context, p ProcessConfig, stdio IO) (ExitStatus, error) {
+	ag, err := s.agentClient()
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	var resize chan client.TermSize
+	if stdio.Resize != nil {
+		resize = make(chan client.TermSize)
+		go func() {
+			defer close(resize)
+			for sz := range stdio.Resize {
+				select {
+				case resize <- client.TermSize{Rows: uint32(sz.Rows), Cols: uint32(sz.Cols)}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	st, err := ag.Exec(ctx, client.ExecOptions{
+		ContainerID: s.id, ProcessID: p.ID, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
+		User: userSpec(p), AdditionalGIDs: p.AdditionalGIDs, LogName: p.LogName,
+		TTY: p.TTY, InitialSize: client.TermSize{Rows: uint32(p.Rows), Cols: uint32(p.Cols)}, Resize: resize,
+		Stdin: stdio.Stdin, Stdout: stdio.Stdout, Stderr: stdio.Stderr, Keep: p.LogName != "",
+	})
+	if err != nil {
+		return ExitStatus{}, s.agentErr(ctx, "exec "+p.ID, mapProcessErr(err))
+	}
+	return exitStatus(st), nil
+}
+
+func exitStatus(st *api.ExitStatus) ExitStatus {
+	return ExitStatus{
+		Code: int(st.GetExitCode()), Signal: int(st.GetSignal()), OOMKilled: st.GetOomKilled(),
+		StartedAt: time.Unix(0, st.GetStartedUnixNs()), FinishedAt: time.Unix(0, st.GetFinishedUnixNs()),
+	}
+}
+
+// Wait blocks until the process exits.
+func (s *Sandbox) Wait(ctx context.Context, processID string) (ExitStatus, error) {
+	ag, err := s.agentClient()
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	resp, err := ag.Wait(ctx, &api.WaitRequest{ContainerId: s.id, ProcessId: processID})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ExitStatus{}, ctx.Err()
+		}
+		return ExitStatus{}, s.agentErr(ctx, "wait for "+processID, err)
+	}
+	return exitStatus(resp.GetExit()), nil
+}
+
+// Signal sends sig to a process, or to every process of the container.
+func (s *Sandbox) Signal(ctx context.Context, processID string, sig syscall.Signal, all bool) error {
+	ag, err := s.agentClient()
+	if err != nil {
+		return err
+	}
+	_, err = ag.Signal(ctx, &api.SignalRequest{ContainerId: s.id, ProcessId: processID, Signal: int32(sig), All: all})
+	return s.agentErr(ctx, "signal "+processID, err)
+}
+
+// WriteFiles atomically replaces a files volume's content.
+func (s *Sandbox) WriteFiles(ctx context.Context, volume string, files []File) error {
+	ag, err := s.agentClient()
+	if err != nil {
+		return err
+	}
+	req := &api.WriteFilesRequest{ContainerId: s.id, Volume: volume}
+	for _, f := range files {
+		req.Files = append(req.Files, &api.File{Path: f.Path, Content: f.Content, Mode: f.Mode})
+	}
+	_, err = ag.WriteFiles(ctx, req)
+	return s.agentErr(ctx, "write volume "+volume, err)
+}
+
+// Stats samples the container's and the VM's resource use.
+func (s *Sandbox) Stats(ctx context.Context) (Stats, error) {
+	ag, err := s.agentClient()
+	if err != nil {
+		return Stats{}, err
+	}
+	r, err := ag.Stats(ctx, &api.StatsRequest{ContainerId: s.id})
+	if err != nil {
+		return Stats{}, s.agentErr(ctx, "stats", err)
+	}
+	st := Stats{
+		Time:               time.Unix(0, r.GetTimestampUnixNs()),
+		CPUUsageNanos:      r.GetCpuUsageNs(),
+		MemoryUsageBytes:   r.GetMemoryUsageBytes(),
+		MemoryWorkingSet:   r.GetMemoryWorkingSetBytes(),
+		MemoryRSSBytes:     r.GetMemoryRssBytes(),
+		OOMKills:           r.GetOomKills(),
+		Processes:          r.GetPids(),
+		ScratchUsedBytes:   r.GetScratchUsedBytes(),
+		ScratchTotalBytes:  r.GetScratchTotalBytes(),
+		GuestMemoryBytes:   r.GetGuestMemoryTotalBytes(),
+		GuestMemoryFree:    r.GetGuestMemoryAvailableBytes(),
+		GuestCPUUsageNanos: r.GetGuestCpuUsageNs(),
+	}
+	if shimSt, err := s.shim.State(ctx); err == nil && shimSt.HypervisorPid > 0 {
+		st.HostMemoryBytes, _ = processRSS(shimSt.HypervisorPid)
+	}
+	return st, nil
+}
+
+// Forward connects conn to a TCP port on the VM's loopback through the
+// agent, copying both ways until both sides are done.
+func (s *Sandbox) Forward(ctx context.Context, port uint16, conn io.ReadWriteCloser) error {
+	ag, err := s.agentClient()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := ag.Forward(ctx)
+	if err != nil {
+		return s.agentErr(ctx, "forward", err)
+	}
+	if err := stream.Send(&api.ForwardRequest{Port: uint32(port)}); err != nil {
+		return s.agentErr(ctx, "forward", err)
+	}
+	clientDone, guestDone := make(chan error, 1), make(chan error, 1)
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := conn.Read(buf)
+			if n > 0 {
+				if serr := stream.Send(&api.ForwardRequest{Data: append([]byte(nil), buf[:n]...)}); serr != nil {
+					clientDone <- serr
+					return
+				}
+			}
+			if err != nil {
+				// The client is done sending: half-close toward the guest.
+				clientDone <- stream.Send(&api.ForwardRequest{CloseWrite: true})
+				return
+			}
+		}
+	}()
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				guestDone <- err
+				return
+			}
+			if _, err := conn.Write(m.GetData()); err != nil {
+				guestDone <- err
+				return
+			}
+		}
+	}()
+	// The guest closing its side ends the forward; the client closing its
+	// side only half-closes, and the guest's answer still flows back.
+	var err2 error
+	select {
+	case err2 = <-guestDone:
+	case err2 = <-clientDone:
+		if err2 == nil {
+			err2 = <-guestDone
+		}
+	}
+	conn.Close()
+	if err2 != nil {
+		return s.agentErr(ctx, fmt.Sprintf("forward to port %d", port), err2)
+	}
+	return nil
+}
+
+// Stop shuts the VM down: the agent stops the processes (SIGTERM, SIGKILL
+// after grace) and powers off; the shim kills the VM if that fails.
+func (s *Sandbox) Stop(ctx context.Context, grace time.Duration) error {
+	s.closeAgent()
+	if err := s.shim.Stop(ctx, grace); err != nil && !errors.Is(err, shim.ErrShimDead) {
+		return fmt.Errorf("stop VM %s: %w", s.id, err)
+	}
+	return nil
+}
+
+// Delete stops the VM if needed and frees its disk, address and directory;
+// logs in LogDir stay.
+func (s *Sandbox) Delete(ctx context.Context) error {
+	s.closeAgent()
+	if err := s.shim.Delete(ctx); err != nil {
+		return fmt.Errorf("delete VM %s: %w", s.id, err)
+	}
+	if err := s.rt.cfg.Network.Detach(ctx, s.id); err != nil {
+		return fmt.Errorf("release the address of VM %s: %w", s.id, err)
+	}
+	if err := os.RemoveAll(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// ConsoleLog is the path of the guest's console output.
+func (s *Sandbox) ConsoleLog() string { return filepath.Join(s.dir, "console.log") }

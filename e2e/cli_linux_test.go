@@ -1,0 +1,287 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/vk-applevm/vk-applevm/network/netns"
+)
+
+func TestRunEcho(t *testing.T) {
+	r := vkav(t, "", "run", "--rm", env.busybox, "echo", "hello from a VM")
+	if r.code != 0 || r.stdout != "hello from a VM\n" {
+		t.Fatalf("code %d stdout %q", r.code, r.stdout)
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"exit 3", []string{"sh", "-c", "exit 3"}, 3},
+		{"killed by SIGKILL", []string{"sh", "-c", "kill -KILL $$"}, 128 + 9},
+		{"killed by SIGTERM", []string{"sh", "-c", "kill -TERM $$"}, 128 + 15},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := vkav(t, "", append([]string{"run", "--rm", env.busybox}, tc.args...)...)
+			if r.code != tc.code {
+				t.Fatalf("exit code %d, want %d", r.code, tc.code)
+			}
+		})
+	}
+}
+
+func TestRunEnvWorkdirUser(t *testing.T) {
+	r := vkav(t, "", "run", "--rm", "-e", "GREETING=hi there", "-w", "/tmp/work", "-u", "1000:1000", env.busybox,
+		"sh", "-c", `echo "$GREETING"; pwd; id -u; id -g; echo "$PATH"`)
+	want := "hi there\n/tmp/work\n1000\n1000\n/usr/sbin:/usr/bin:/sbin:/bin\n"
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("code %d stdout %q, want %q", r.code, r.stdout, want)
+	}
+}
+
+func TestRunStdinPiped(t *testing.T) {
+	r := vkav(t, "line one\nline two\n", "run", "--rm", "-i", env.busybox, "sh", "-c", "tr a-z A-Z; echo done")
+	if r.code != 0 || r.stdout != "LINE ONE\nLINE TWO\ndone\n" {
+		t.Fatalf("code %d stdout %q", r.code, r.stdout)
+	}
+}
+
+func TestRunCommandNotFound(t *testing.T) {
+	r := vkav(t, "", "run", "--rm", env.busybox, "no-such-command")
+	if r.code != 127 || !strings.Contains(r.stderr, "no-such-command") || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("code %d stderr %q, want 127 naming the command", r.code, r.stderr)
+	}
+	r = vkav(t, "", "run", "--rm", env.busybox, "/etc/passwd")
+	if r.code != 126 {
+		t.Fatalf("running a non-executable file: code %d, want 126 (stderr %q)", r.code, r.stderr)
+	}
+}
+
+func TestRunImageNotFound(t *testing.T) {
+	r := vkav(t, "", "run", "--rm", env.registry+"/no/such-image:1", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "not found") || !strings.Contains(r.stderr, "no/such-image") {
+		t.Fatalf("code %d stderr %q, want 125 with a clear message", r.code, r.stderr)
+	}
+	if r := vkav(t, "", "ps", "-a"); strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("a failed run left a container behind:\n%s", r.stdout)
+	}
+}
+
+func TestDetachedContainer(t *testing.T) {
+	name := "detached"
+	r := vkav(t, "", "run", "-d", "--name", name, env.busybox, "sh", "-c", "echo started; echo to-stderr >&2; exec sleep 1000")
+	if r.code != 0 || len(strings.TrimSpace(r.stdout)) != 12 {
+		t.Fatalf("run -d: code %d stdout %q", r.code, r.stdout)
+	}
+	t.Cleanup(func() { vkav(t, "", "rm", "-f", name) })
+	if r := vkav(t, "", "ps"); !strings.Contains(r.stdout, name) || !strings.Contains(r.stdout, "Up ") {
+		t.Fatalf("ps does not show %s running:\n%s", name, r.stdout)
+	}
+	waitLogs(t, name, "started\nto-stderr\n")
+
+	if r := vkav(t, "", "exec", name, "sh", "-c", "exit 5"); r.code != 5 {
+		t.Fatalf("exec exit code %d, want 5", r.code)
+	}
+	if r := vkav(t, "", "exec", "-t", name, "tty"); r.code != 0 || !strings.HasPrefix(r.stdout, "/dev/pts/") {
+		t.Fatalf("exec -t: code %d stdout %q", r.code, r.stdout)
+	}
+	if r := vkav(t, "", "exec", name, "tty"); r.code == 0 {
+		t.Fatalf("exec without -t has a terminal: %q", r.stdout)
+	}
+	// A real terminal on our side: its size reaches the guest, and a
+	// resize is delivered.
+	cmd := exec.Command("nsenter", inNamespace("exec", "-i", "-t", name, "sh", "-c", "stty size; read x; stty size")...)
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 31, Cols: 97})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out syncBuffer
+	done := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(done) }()
+	waitOutput(t, &out, "31 97")
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the SIGWINCH round trip
+	fmt.Fprintln(ptmx, "go")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exec -it: %v; output %q", err, out.String())
+	}
+	<-done
+	if !strings.Contains(out.String(), "50 120") {
+		t.Fatalf("terminal resize not seen in the guest: %q", out.String())
+	}
+
+	// stop sends SIGTERM; sleep dies of it.
+	if r := vkav(t, "", "stop", "-t", "5", name); r.code != 0 {
+		t.Fatalf("stop: %d %s", r.code, r.stderr)
+	}
+	if r := vkav(t, "", "ps", "-a"); !strings.Contains(r.stdout, "Stopped") {
+		t.Fatalf("ps -a after stop:\n%s", r.stdout)
+	}
+	if r := vkav(t, "", "rm", name); r.code != 0 {
+		t.Fatalf("rm: %d %s", r.code, r.stderr)
+	}
+	if r := vkav(t, "", "ps", "-a"); strings.Contains(r.stdout, name) {
+		t.Fatalf("rm left %s:\n%s", name, r.stdout)
+	}
+}
+
+// TestNetwork: the VM has its own address, the host reaches it, and the VM
+// reaches the outside (here: a server inside the test namespace, on its
+// veth address, i.e. through the VM network's NAT).
+func TestNetwork(t *testing.T) {
+	// A server "outside" the VM network.
+	var ln net.Listener
+	if err := netns.Do(env.nsPath, func() error {
+		var err error
+		ln, err = net.Listen("tcp", env.nsIP+":0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.RemoteAddr)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	name := "web"
+	r := vkav(t, "", "run", "-d", "--name", name, env.busybox, "sh", "-c", "echo served-by-vm > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
+	if r.code != 0 {
+		t.Fatalf("run -d: %d %s", r.code, r.stderr)
+	}
+	t.Cleanup(func() { vkav(t, "", "rm", "-f", name) })
+	ip := containerIP(t, name)
+
+	// Host → VM (sockets are made in the namespace; net/http would dial
+	// from another thread, outside it).
+	var body string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		body, err = httpGetInNamespace("http://" + net.JoinHostPort(ip, "8080") + "/index.html")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET from the host to the VM at %s: %v", ip, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if body != "200 OK served-by-vm\n" {
+		t.Fatalf("body %q", body)
+	}
+	// VM → outside.
+	r = vkav(t, "", "exec", name, "wget", "-q", "-O-", "http://"+ln.Addr().String()+"/")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "hello ") {
+		t.Fatalf("VM → outside: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// httpGetInNamespace GETs url over a connection opened inside the test
+// namespace and returns "<status> <body>".
+func httpGetInNamespace(url string) (string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	var conn net.Conn
+	if err := netns.Do(env.nsPath, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", req.URL.Host, 2*time.Second)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req.Close = true
+	if err := req.Write(conn); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.Status + " " + string(b), err
+}
+
+func containerIP(t *testing.T, name string) string {
+	t.Helper()
+	r := vkav(t, "", "ps")
+	for _, line := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && f[1] == name {
+			for _, x := range f {
+				if ip := net.ParseIP(x); ip != nil && ip.To4() != nil {
+					return x
+				}
+			}
+		}
+	}
+	t.Fatalf("no IP for %s in ps:\n%s", name, r.stdout)
+	return ""
+}
+
+func waitLogs(t *testing.T, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := vkav(t, "", "logs", name)
+		if r.stdout == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs %q, want %q", r.stdout, want)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitOutput(t *testing.T, b *syncBuffer, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for !strings.Contains(b.String(), want) {
+		if ctx.Err() != nil {
+			t.Fatalf("output %q lacks %q", b.String(), want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,110 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/image"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// RuntimeAdapter presents a container.Runtime as the provider's Runtime.
+type RuntimeAdapter struct {
+	Runtime *container.Runtime
+	// Mirrors maps a registry host (as normalised, e.g. index.docker.io)
+	// to the host[:port] that serves its content, like containerd's
+	// registry mirrors; the pod keeps the image name it asked for.
+	Mirrors map[string]string
+	// Check, when set, adds the hypervisor's health to the runtime's.
+	HypervisorCheck func(context.Context) error
+}
+
+var _ Runtime = (*RuntimeAdapter)(nil)
+
+// mirrored rewrites ref to its mirror, if any.
+func (a *RuntimeAdapter) mirrored(ref string) (string, error) {
+	if len(a.Mirrors) == 0 {
+		return ref, nil
+	}
+	r, err := image.ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	reg := r.Context().RegistryStr()
+	m, ok := a.Mirrors[reg]
+	if !ok {
+		return ref, nil
+	}
+	return m + strings.TrimPrefix(r.Name(), reg), nil
+}
+
+// EnsureImage applies the pull policy.
+func (a *RuntimeAdapter) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret) (ImageInfo, error) {
+	store := a.Runtime.Images()
+	ref, err := a.mirrored(ref)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	if policy != corev1.PullAlways {
+		img, err := store.Get(ctx, ref)
+		switch {
+		case err == nil:
+			return imageInfo(img, false), nil
+		case !errors.Is(err, image.ErrNotFound):
+			return ImageInfo{}, err
+		case policy == corev1.PullNever:
+			return ImageInfo{}, errNeverPull
+		}
+	}
+	img, err := store.Pull(ctx, ref, image.PullOptions{PullSecrets: secrets})
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	return imageInfo(img, true), nil
+}
+
+func imageInfo(img *image.Image, pulled bool) ImageInfo {
+	return ImageInfo{
+		Ref: img.Ref, ID: img.DigestRef(), Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd,
+		Env: img.Config.Env, WorkingDir: img.Config.WorkingDir, User: img.Config.User, Pulled: pulled,
+	}
+}
+
+// CreateSandbox boots a VM; the image ref goes through the mirrors as in
+// EnsureImage.
+func (a *RuntimeAdapter) CreateSandbox(ctx context.Context, cfg container.SandboxConfig) (Sandbox, error) {
+	ref, err := a.mirrored(cfg.ImageRef)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ImageRef = ref
+	return a.Runtime.Create(ctx, cfg)
+}
+
+func (a *RuntimeAdapter) Sandbox(ctx context.Context, id string) (Sandbox, error) {
+	return a.Runtime.Get(ctx, id)
+}
+
+func (a *RuntimeAdapter) Sandboxes(ctx context.Context) ([]Sandbox, error) {
+	sbs, err := a.Runtime.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Sandbox, len(sbs))
+	for i, sb := range sbs {
+		out[i] = sb
+	}
+	return out, nil
+}
+
+func (a *RuntimeAdapter) Check(ctx context.Context) error {
+	if a.HypervisorCheck != nil {
+		if err := a.HypervisorCheck(ctx); err != nil {
+			return fmt.Errorf("hypervisor: %w", err)
+		}
+	}
+	return a.Runtime.Check(ctx)
+}
