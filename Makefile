@@ -70,10 +70,10 @@ bench: deps build guest
 	$(GO) run ./hack/bench
 
 run: deps build guest controlplane
-	hack/run.sh
+	$(GO) run ./hack/demo up
 
 stop:
-	hack/run.sh stop
+	$(GO) run ./hack/demo down
 
 clean:
 	rm -rf bin _output

@@ -20,6 +20,7 @@ func init() {
 	register(command{name: "exec", summary: "run a command in a running container", run: runExec})
 	register(command{name: "stop", summary: "stop containers (SIGTERM, then SIGKILL after a grace period)", run: runStop})
 	register(command{name: "rm", summary: "remove containers", run: runRm})
+	register(command{name: "cleanup", summary: "remove every container and VM and the VM network of this state root", run: runCleanup})
 }
 
 // mainState describes a container's main process for ps.
@@ -226,8 +227,8 @@ func runRm(ctx context.Context, g *globals, args []string) error {
 	var failed error
 	for _, name := range fs.Args() {
 		sb, err := env.findSandbox(ctx, name)
-		if err == nil && sb.Labels()[labelCLI] == "" {
-			err = fmt.Errorf("it belongs to a pod; delete the pod with kubectl")
+		if err == nil && sb.Labels()[labelCLI] == "" && !*force {
+			err = fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
 		}
 		if err == nil && !*force {
 			if s, _ := mainState(ctx, sb); strings.HasPrefix(s, "Up") {
@@ -244,6 +245,36 @@ func runRm(ctx context.Context, g *globals, args []string) error {
 		}
 		_ = os.RemoveAll(g.logDir(sb.ID()))
 		fmt.Println(name)
+	}
+	return internal(failed)
+}
+
+// runCleanup removes every sandbox (CLI containers and pod VMs alike) and
+// tears the VM network down: `make stop`, or a clean slate after a crash.
+func runCleanup(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags("cleanup", "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	env, err := g.openRuntime(ctx, nil)
+	if err != nil {
+		return internal(err)
+	}
+	sbs, err := env.rt.List(ctx)
+	if err != nil {
+		return internal(err)
+	}
+	var failed error
+	for _, sb := range sbs {
+		if err := sb.Delete(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "vk-applevm: remove %s: %v\n", sb.ID(), err)
+			failed = err
+			continue
+		}
+		fmt.Printf("removed %s (%s)\n", sb.ID(), sb.Name())
+	}
+	if err := env.net.Teardown(ctx); err != nil {
+		return internal(fmt.Errorf("tear down the VM network: %w", err))
 	}
 	return internal(failed)
 }

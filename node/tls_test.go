@@ -1,0 +1,249 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+var testNames = certNames{NodeName: "mac-mini", Hostname: "mac-mini.local", IPs: []net.IP{net.ParseIP("127.0.0.1")}}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// handshake serves sc on loopback and connects to it as a client that
+// trusts roots (nil: verification off), returning the server's leaf.
+func handshake(t *testing.T, sc *servingCert, roots *x509.CertPool) (*x509.Certificate, error) {
+	t.Helper()
+	cfg := &tls.Config{}
+	for _, o := range tlsOptions(sc, nil) {
+		if err := o(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	conn, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", InsecureSkipVerify: roots == nil})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+func TestServingCertificateFromFiles(t *testing.T) {
+	ca := newTestCA(t, "cluster")
+	certPEM, keyPEM, _ := ca.keyPair(t, "mac-mini", x509.ExtKeyUsageServerAuth, nil, testNames.IPs)
+	cfg := testConfig(t)
+	dir := t.TempDir()
+	cfg.TLSCertFile, cfg.TLSKeyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if os.WriteFile(cfg.TLSCertFile, certPEM, 0o644) != nil || os.WriteFile(cfg.TLSKeyFile, keyPEM, 0o600) != nil {
+		t.Fatal("write certificate files")
+	}
+	sc, more, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog())
+	if err != nil || more != nil || sc.Source() != "files" {
+		t.Fatalf("setupServing = %v, %v, %v", sc, more != nil, err)
+	}
+	if _, err := handshake(t, sc, ca.pool()); err != nil {
+		t.Fatalf("a client trusting the CA: %v", err)
+	}
+	cfg.TLSKeyFile = cfg.TLSCertFile
+	if _, _, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog()); err == nil {
+		t.Fatal("a broken key file must fail")
+	}
+}
+
+func TestSelfSignedWithoutCSR(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ServingCSR = false
+	sc, _, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog())
+	if err != nil || sc.Source() != "self-signed" {
+		t.Fatalf("setupServing = %v, %v", sc, err)
+	}
+	leaf, err := handshake(t, sc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !testNames.covers(leaf) || leaf.VerifyHostname("mac-mini") != nil {
+		t.Fatalf("self-signed SANs = %v %v", leaf.DNSNames, leaf.IPAddresses)
+	}
+	if _, err := handshake(t, sc, x509.NewCertPool()); err == nil {
+		t.Fatal("a verifying client accepted a self-signed certificate")
+	}
+}
+
+// approver plays kube-controller-manager and the admin: it checks every
+// CSR the node makes against the kubelet-serving signer's rules, then
+// approves and signs it with ca (deny: denies it instead).
+func approver(t *testing.T, ctx context.Context, client kubernetes.Interface, ca *testCA, deny bool, seen *atomic.Int32) {
+	go func() {
+		for ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+			list, err := client.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+			if err != nil {
+				continue
+			}
+			for _, c := range list.Items {
+				if len(c.Status.Conditions) > 0 {
+					continue
+				}
+				seen.Add(1)
+				block, _ := pem.Decode(c.Spec.Request)
+				req, err := x509.ParseCertificateRequest(block.Bytes)
+				if err != nil || c.Spec.SignerName != certificatesv1.KubeletServingSignerName || len(c.Spec.Usages) != 3 ||
+					req.Subject.CommonName != "system:node:mac-mini" || len(req.Subject.Organization) != 1 ||
+					req.Subject.Organization[0] != "system:nodes" || len(req.IPAddresses) != 1 || len(req.DNSNames) != 2 {
+					t.Errorf("CSR %s does not meet the kubelet-serving signer's rules: %+v %+v", c.Name, c.Spec, req)
+					deny = true
+				}
+				cond := certificatesv1.CertificateSigningRequestCondition{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Test"}
+				if deny {
+					cond.Type = certificatesv1.CertificateDenied
+				} else {
+					c.Status.Certificate = ca.sign(t, req.PublicKey, req.Subject.CommonName, x509.ExtKeyUsageServerAuth,
+						req.DNSNames, req.IPAddresses, time.Now().Add(24*time.Hour))
+				}
+				c.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{cond}
+				if _, err := client.CertificatesV1().CertificateSigningRequests().UpdateStatus(ctx, &c, metav1.UpdateOptions{}); err != nil {
+					t.Errorf("approve: %v", err)
+				}
+			}
+		}
+	}()
+}
+
+func TestServingCSRIssuedThenReused(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ca := newTestCA(t, "cluster")
+	client := fake.NewClientset()
+	var seen atomic.Int32
+	approver(t, ctx, client, ca, false, &seen)
+	cfg := testConfig(t)
+	sc, more, err := setupServing(ctx, &cfg, client, testNames, quietLog())
+	if err != nil || more != nil || sc.Source() != "csr" {
+		t.Fatalf("setupServing = source %q, pending %v, %v", sc.Source(), more != nil, err)
+	}
+	if _, err := handshake(t, sc, ca.pool()); err != nil {
+		t.Fatalf("the issued certificate does not verify against the cluster CA: %v", err)
+	}
+	for _, f := range []string{servingKeyFile, servingCertFile} {
+		if _, err := os.Stat(filepath.Join(cfg.Provider.Root, "pki", f)); err != nil {
+			t.Fatalf("not kept on disk: %v", err)
+		}
+	}
+
+	// A restart reuses the issued certificate and asks for nothing.
+	refuse := fake.NewClientset()
+	refuse.PrependReactor("create", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("the restarted node must not create a CSR")
+	})
+	sc2, _, err := setupServing(ctx, &cfg, refuse, testNames, quietLog())
+	if err != nil || sc2.Source() != "csr" {
+		t.Fatalf("restart: source %q, %v", sc2.Source(), err)
+	}
+	if _, err := handshake(t, sc2, ca.pool()); err != nil {
+		t.Fatal(err)
+	}
+	// A new node IP that the certificate does not cover means a new CSR.
+	moved := testNames
+	moved.IPs = []net.IP{net.ParseIP("127.0.0.2")}
+	if c, err := loadIssued(filepath.Join(cfg.Provider.Root, "pki"), moved, time.Now()); c != nil || err == nil {
+		t.Fatal("a certificate that does not cover the node IP was reused")
+	}
+	if c, err := loadIssued(filepath.Join(cfg.Provider.Root, "pki"), testNames, time.Now().Add(48*time.Hour)); c != nil || err == nil {
+		t.Fatal("an expired certificate was reused")
+	}
+}
+
+func TestServingCSRPendingFallsBackThenSwitches(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ca := newTestCA(t, "cluster")
+	client := fake.NewClientset()
+	cfg := testConfig(t)
+	cfg.CSRWait = 200 * time.Millisecond
+	sc, more, err := setupServing(ctx, &cfg, client, testNames, quietLog())
+	if err != nil || more == nil || sc.Source() != "self-signed" {
+		t.Fatalf("setupServing = source %q, pending %v, %v", sc.Source(), more != nil, err)
+	}
+	go more(ctx)
+	var seen atomic.Int32
+	approver(t, ctx, client, ca, false, &seen) // the admin approves late
+	deadline := time.Now().Add(10 * time.Second)
+	for sc.Source() != "csr" {
+		if time.Now().After(deadline) {
+			t.Fatal("the issued certificate never replaced the self-signed one")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := handshake(t, sc, ca.pool()); err != nil {
+		t.Fatalf("after the switch: %v", err)
+	}
+	if n := seen.Load(); n != 1 {
+		t.Fatalf("%d CSRs created, want 1", n)
+	}
+}
+
+func TestServingCSRDeniedFallsBack(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset()
+	var seen atomic.Int32
+	approver(t, ctx, client, newTestCA(t, "cluster"), true, &seen)
+	cfg := testConfig(t)
+	sc, more, err := setupServing(ctx, &cfg, client, testNames, quietLog())
+	if err != nil || more != nil || sc.Source() != "self-signed" {
+		t.Fatalf("setupServing = source %q, pending %v, %v", sc.Source(), more != nil, err)
+	}
+}
+
+func TestClientCAFromClusterOrFile(t *testing.T) {
+	ca := newTestCA(t, "cluster")
+	ctx := context.Background()
+	client := fake.NewClientset(&corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: rootCAConfigMap},
+		Data:       map[string]string{"ca.crt": string(ca.pem)},
+	})
+	pemBytes, src, err := loadClientCA(ctx, client, "")
+	if err != nil || string(pemBytes) != string(ca.pem) || src != "configmap kube-system/kube-root-ca.crt" {
+		t.Fatalf("loadClientCA = %q, %v", src, err)
+	}
+	if _, _, err := loadClientCA(ctx, fake.NewClientset(), ""); err == nil {
+		t.Fatal("no CA anywhere must be an error")
+	}
+	file := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(file, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadClientCA(ctx, client, file); err == nil {
+		t.Fatal("a broken CA file was accepted")
+	}
+}
