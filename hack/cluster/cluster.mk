@@ -3,6 +3,7 @@
 # fragment works whatever the including Makefile's directory is.
 #
 #   make controlplane       build hack/bin/cluster and the control-plane binaries
+#                           (etcd, kube-apiserver, -controller-manager, -scheduler, metrics-server)
 #                           (first time ~8 min on 2 cores; cached after)
 #   make test-controlplane  unit tests + the real up/down integration test (root)
 

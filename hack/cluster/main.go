@@ -1,9 +1,10 @@
 // Command cluster builds and runs a local Kubernetes control plane (etcd,
-// kube-apiserver, kube-controller-manager, kube-scheduler, from upstream Go
-// modules) inside a network namespace, for `make run` and the e2e tests.
+// kube-apiserver, kube-controller-manager, kube-scheduler and metrics-server,
+// from upstream Go modules) inside a network namespace, for `make run` and the
+// e2e tests.
 //
 //	cluster build  [--out DIR]
-//	cluster up     --dir DIR [--netns NAME] [--host-ip IP] [--ip IP] [--node-name NAME] ...
+//	cluster up     --dir DIR [--netns NAME] [--host-ip IP] [--ip IP] [--node-name NAME] [--metrics-server=false] ...
 //	cluster status --dir DIR
 //	cluster exec   --dir DIR -- CMD [ARGS...]
 //	cluster down   --dir DIR
@@ -36,7 +37,7 @@ import (
 const usage = `usage: cluster <command> [flags]
 
 commands:
-  build   build etcd and the Kubernetes control-plane binaries (cached)
+  build   build etcd, the Kubernetes control-plane binaries and metrics-server (cached)
   up      start a fresh control plane in a network namespace; prints JSON
   status  report whether the cluster in --dir runs; prints JSON
   exec    run a command inside the cluster's network namespace
@@ -147,6 +148,8 @@ func cmdUp(ctx context.Context, args []string, log *slog.Logger) error {
 	bin := fl.String("bin", "", "directory with prebuilt binaries (default: run `build` into "+defaultBin()+")")
 	timeout := fl.Duration("timeout", 5*time.Minute, "how long to wait for the cluster to become ready")
 	nodeRBAC := fl.Bool("node-rbac", true, "let the node list/watch secrets, configmaps and services cluster-wide (virtual-kubelet's informers need it)")
+	metrics := fl.Bool("metrics-server", true, "also run metrics-server behind the aggregation layer (metrics.k8s.io: kubectl top)")
+	resolution := fl.Duration("metric-resolution", 15*time.Second, "how often metrics-server scrapes the nodes' /metrics/resource (at least 10s)")
 	v := fl.Int("v", 1, "log verbosity of the Kubernetes components")
 	if err := parse(fl, args); err != nil {
 		return err
@@ -172,6 +175,7 @@ func cmdUp(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	cfg := controlplane.Config{
 		Dir: d, BinDir: binDir, NodeName: *node, Timeout: *timeout, NodeRBAC: *nodeRBAC, Verbosity: *v,
+		MetricsServer: *metrics, MetricResolution: *resolution,
 		NetNS: netns.Config{Name: *ns, HostIP: ips["--host-ip"], IP: ips["--ip"], PrefixLen: *prefix},
 	}
 	if err := cfg.Validate(); err != nil {

@@ -2,6 +2,9 @@
 // its own so `go test ./internal/...` stays fast; cluster.mk runs it with
 // -run TestUpDown. It needs root, iproute2, kubectl and Go, and builds the
 // control plane the first time (about 8 minutes on 2 cores, cached after).
+// It also proves metrics-server's paths: the aggregation layer (APIService
+// Available, metrics.k8s.io through the apiserver) and the scrape of a node's
+// :10250 (a stand-in kubelet with the node's certificates).
 package test
 
 import (
@@ -119,14 +122,18 @@ func TestUpDown(t *testing.T) {
 			}
 		}
 	})
+	// 10s: metrics-server's minimum, so the scrape check below is quick.
 	out := streamed(t, tool, "up", "--dir", dir, "--netns", ns,
-		"--host-ip", hostIP, "--ip", nsIP, "--node-name", nodeName)
+		"--host-ip", hostIP, "--ip", nsIP, "--node-name", nodeName, "--metric-resolution", "10s")
 	var s controlplane.Summary
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatalf("up printed no JSON summary: %v\n%s", err, out)
 	}
 	if !s.Ready || s.NetNS != ns || s.IP != nsIP || s.APIServer != "https://"+nsIP+":6443" || s.Node.Name != nodeName {
 		t.Fatalf("unexpected summary: %+v", s)
+	}
+	if s.MetricsServer == nil || !s.MetricsServer.Available || s.Components["metrics-server"].Pid == 0 {
+		t.Fatalf("metrics-server not reported available and running: %+v %+v", s.MetricsServer, s.Components)
 	}
 	for _, f := range []string{s.AdminKubeconfig, s.Node.Kubeconfig, s.Node.ServingCert, s.Node.ServingKey, s.Node.ClientCA} {
 		if _, err := os.Stat(f); err != nil {
@@ -155,6 +162,10 @@ func TestUpDown(t *testing.T) {
 	})
 	t.Logf("Deployment → Pod Pending (Unschedulable: no nodes) after %v", time.Since(start).Round(100*time.Millisecond))
 
+	// After the scheduling check: from here on there is a (cordoned) node.
+	checkMetricsAPI(t, admin)
+	checkNodeScraped(t, admin, &s)
+
 	// exec runs inside the namespace.
 	if got := run(t, tool, "exec", "--dir", dir, "--", "ip", "-o", "-4", "addr", "show"); !strings.Contains(got, nsIP+"/24") {
 		t.Errorf("cluster exec does not run in the namespace; ip addr:\n%s", got)
@@ -162,6 +173,9 @@ func TestUpDown(t *testing.T) {
 	var st controlplane.Summary
 	if err := json.Unmarshal([]byte(run(t, tool, "status", "--dir", dir)), &st); err != nil || !st.Ready {
 		t.Errorf("status: ready=%v err=%v", st.Ready, err)
+	}
+	if st.MetricsServer == nil || !st.MetricsServer.Available || !st.Components["metrics-server"].Running {
+		t.Errorf("status does not report metrics-server available and running: %+v", st.MetricsServer)
 	}
 
 	streamed(t, tool, "down", "--dir", dir)
@@ -182,4 +196,6 @@ func TestUpDown(t *testing.T) {
 	if out, err := output(tool, "status", "--dir", dir); err == nil {
 		t.Errorf("status succeeds after down:\n%s", out)
 	}
+
+	checkWithoutMetricsServer(t, tool, filepath.Join(tmp, "no-metrics"))
 }

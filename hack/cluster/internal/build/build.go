@@ -28,29 +28,53 @@ import (
 
 // Pinned versions (must match hack/cluster/go.mod).
 const (
-	KubeVersion = "v1.37.2"
-	EtcdVersion = "v3.7.0"
+	KubeVersion          = "v1.37.2"
+	EtcdVersion          = "v3.7.0"
+	MetricsServerVersion = "v0.9.0"
 )
 
-// Binaries are the component binaries, each built from ./cmd/<name>.
-var Binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+// Binaries are the component binaries, each built from ./cmd/<name>, in
+// start order (`down` stops them in reverse).
+var Binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "metrics-server"}
 
-// ldflags give the components a real version: without them they report
-// v0.0.0-master, which kubectl warns about and which confuses version skew
-// checks. Same variables as upstream's hack/lib/version.sh sets.
-var ldflags = strings.Join([]string{
+// MetricsServer is the optional component (`cluster up --metrics-server`).
+const MetricsServer = "metrics-server"
+
+// kubeLdflags give the Kubernetes components a real version: without them they
+// report v0.0.0-master, which kubectl warns about and which confuses version
+// skew checks. Same variables as upstream's hack/lib/version.sh sets.
+var kubeLdflags = strings.Join([]string{
 	"-X k8s.io/component-base/version.gitVersion=" + KubeVersion,
 	"-X k8s.io/component-base/version.gitMajor=1",
 	"-X k8s.io/component-base/version.gitMinor=37",
 	"-X k8s.io/component-base/version.gitTreeState=clean",
 }, " ")
 
+// metricsServerLdflags: metrics-server reports client-go's version
+// (`--version`, its User-Agent), set like upstream's Makefile does
+// (VERSION_LDFLAGS). component-base's version must stay unset there: it
+// feeds the binary's effective (emulation) version.
+var metricsServerLdflags = "-X k8s.io/client-go/pkg/version.gitVersion=" + MetricsServerVersion
+
+// step is one `go build` invocation; two are needed because one -ldflags
+// applies to every binary of an invocation.
+type step struct {
+	ldflags string
+	pkgs    []string
+}
+
+var steps = []step{
+	{kubeLdflags, []string{"./cmd/etcd", "./cmd/kube-apiserver", "./cmd/kube-controller-manager", "./cmd/kube-scheduler"}},
+	{metricsServerLdflags, []string{"./cmd/metrics-server"}},
+}
+
 // buildArgs are deliberately plain (no -trimpath, no CGO_ENABLED override):
 // compiled packages then share Go's build cache with `go vet ./...` and
 // `go build ./cmd/...` in hack/cluster, so the ~8 minute cold compile of
 // Kubernetes is paid once per machine, not once per flag combination.
-func buildArgs(out string) []string {
-	return []string{"build", "-ldflags", ldflags, "-o", out + "/", "./cmd/..."}
+// -ldflags only changes the link step, so both steps share compiled packages.
+func buildArgs(out string, s step) []string {
+	return append([]string{"build", "-ldflags", s.ldflags, "-o", out + "/"}, s.pkgs...)
 }
 
 // DefaultRoot is ${XDG_CACHE_HOME:-$HOME/.cache}/vk-applevm/controlplane/<version>.
@@ -115,7 +139,8 @@ func Build(ctx context.Context, o Options) (string, error) {
 	}
 	stampPath := filepath.Join(out, ".stamp")
 	if old, err := os.ReadFile(stampPath); err == nil && string(old) == stamp && all(out) {
-		o.Log.Info("control-plane binaries are up to date", "dir", out, "kubernetes", KubeVersion, "etcd", EtcdVersion)
+		o.Log.Info("control-plane binaries are up to date", "dir", out, "kubernetes", KubeVersion,
+			"etcd", EtcdVersion, "metricsServer", MetricsServerVersion)
 		return out, nil
 	}
 
@@ -124,22 +149,28 @@ func Build(ctx context.Context, o Options) (string, error) {
 	}
 	if _, err := os.Stat(stampPath); err != nil {
 		o.Log.Info("building kube-apiserver, kube-controller-manager, kube-scheduler " + KubeVersion +
-			" and etcd " + EtcdVersion + " from the Go module proxy (first time: ~8 min on 2 cores)")
+			", etcd " + EtcdVersion + " and metrics-server " + MetricsServerVersion +
+			" from the Go module proxy (first time: ~8 min on 2 cores)")
 	} else {
 		o.Log.Info("rebuilding control-plane binaries (source or Go toolchain changed; mostly cached)")
 	}
 	// Invalidate first: an interrupted build must not leave a valid stamp.
 	_ = os.Remove(stampPath)
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, gobin, buildArgs(out)...)
-	cmd.Dir = o.SrcDir
-	// GOWORK=off: a go.work above the cache dir must not capture this module.
-	// -mod=readonly: go.sum is embedded and complete; never rewrite it.
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	o.Log.Info("running", "cmd", "go "+strings.Join(buildArgs(out), " "), "dir", o.SrcDir)
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building control-plane binaries in %s: %w", o.SrcDir, err)
+	for _, st := range steps {
+		stepStart := time.Now()
+		args := buildArgs(out, st)
+		cmd := exec.CommandContext(ctx, gobin, args...)
+		cmd.Dir = o.SrcDir
+		// GOWORK=off: a go.work above the cache dir must not capture this module.
+		// -mod=readonly: go.sum is embedded and complete; never rewrite it.
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		o.Log.Info("running", "cmd", "go "+strings.Join(args, " "), "dir", o.SrcDir)
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("building %v in %s: %w", st.pkgs, o.SrcDir, err)
+		}
+		o.Log.Info("built", "pkgs", st.pkgs, "took", time.Since(stepStart).Round(100*time.Millisecond))
 	}
 	if !all(out) {
 		return "", fmt.Errorf("go build succeeded but %s lacks some of %v", out, Binaries)
@@ -171,7 +202,10 @@ func goVersion(ctx context.Context, gobin string) (string, error) {
 // fingerprint hashes every embedded file, the toolchain and the flags.
 func fingerprint(src fs.FS, gover string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n", gover, strings.Join(buildArgs(""), " "))
+	fmt.Fprintf(h, "%s\n", gover)
+	for _, st := range steps {
+		fmt.Fprintf(h, "%s\n", strings.Join(buildArgs("", st), " "))
+	}
 	var paths []string
 	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {

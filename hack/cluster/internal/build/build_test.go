@@ -3,6 +3,7 @@ package build
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"testing/fstest"
 )
@@ -39,5 +40,32 @@ func TestUnpackReplacesDir(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cmd", "stale")); err == nil {
 		t.Error("stale source left behind: a removed command would still be built")
+	}
+}
+
+// Every main package under hack/cluster/cmd is built by exactly one step and
+// is listed in Binaries (which `up`, `down` and the up-to-date check use).
+func TestStepsBuildEveryCommand(t *testing.T) {
+	entries, err := os.ReadDir(filepath.Join("..", "..", "cmd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := map[string]int{}
+	for _, st := range steps {
+		for _, p := range st.pkgs {
+			built[filepath.Base(p)]++
+		}
+	}
+	var cmds []string
+	for _, e := range entries {
+		cmds = append(cmds, e.Name())
+		if built[e.Name()] != 1 {
+			t.Errorf("cmd/%s is built by %d steps, want 1", e.Name(), built[e.Name()])
+		}
+	}
+	slices.Sort(cmds)
+	want := slices.Sorted(slices.Values(Binaries))
+	if !slices.Equal(cmds, want) {
+		t.Errorf("cmd/ holds %v, Binaries lists %v", cmds, want)
 	}
 }

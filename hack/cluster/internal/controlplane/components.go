@@ -3,6 +3,7 @@ package controlplane
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/vk-applevm/vk-applevm/hack/cluster/internal/pki"
 )
@@ -17,9 +18,11 @@ type component struct {
 type paths struct {
 	etcdData                          string
 	admin, cm, scheduler, node        string // kubeconfigs
+	metricsServer                     string // kubeconfig
 	pki                               *pki.Files
 	verbosity                         int
 	advertise, serviceCIDR, apiServer string
+	metricResolution                  time.Duration
 }
 
 func etcd(p paths) component {
@@ -125,6 +128,7 @@ func kubeconfigs(p paths) error {
 		{p.cm, "system:kube-controller-manager", f.ControllerManager},
 		{p.scheduler, "system:kube-scheduler", f.Scheduler},
 		{p.node, f.NodeUser, f.NodeClient},
+		{p.metricsServer, pki.MetricsServerUser, f.MetricsServerClient},
 	} {
 		if err := pki.WriteKubeconfig(k.path, p.apiServer, k.user, f.CA, k.pair); err != nil {
 			return err
@@ -136,15 +140,17 @@ func kubeconfigs(p paths) error {
 func newPaths(c Config, f *pki.Files) paths {
 	j := func(n string) string { return filepath.Join(c.Dir, n) }
 	return paths{
-		etcdData:    j("etcd"),
-		admin:       j("admin.kubeconfig"),
-		cm:          j("controller-manager.kubeconfig"),
-		scheduler:   j("scheduler.kubeconfig"),
-		node:        j("node.kubeconfig"),
-		pki:         f,
-		verbosity:   c.Verbosity,
-		advertise:   c.NetNS.IP.String(),
-		serviceCIDR: ServiceCIDR,
-		apiServer:   fmt.Sprintf("https://%s:%d", c.NetNS.IP, APIServerPort),
+		etcdData:         j("etcd"),
+		admin:            j("admin.kubeconfig"),
+		cm:               j("controller-manager.kubeconfig"),
+		scheduler:        j("scheduler.kubeconfig"),
+		node:             j("node.kubeconfig"),
+		metricsServer:    j("metrics-server.kubeconfig"),
+		pki:              f,
+		verbosity:        c.Verbosity,
+		advertise:        c.NetNS.IP.String(),
+		serviceCIDR:      ServiceCIDR,
+		apiServer:        fmt.Sprintf("https://%s:%d", c.NetNS.IP, APIServerPort),
+		metricResolution: c.MetricResolution,
 	}
 }

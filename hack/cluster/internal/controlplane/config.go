@@ -35,6 +35,10 @@ type Config struct {
 	Timeout   time.Duration // for the whole readiness wait
 	NodeRBAC  bool          // grant the node cluster-wide read of secrets/configmaps/services
 	Verbosity int           // the components' -v
+	// MetricsServer also runs metrics-server behind the aggregation layer
+	// (metrics.k8s.io, kubectl top), scraping nodes every MetricResolution.
+	MetricsServer    bool
+	MetricResolution time.Duration
 }
 
 // Validate checks the configuration before anything is touched.
@@ -55,6 +59,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
+	}
+	if c.MetricsServer && c.MetricResolution < MinMetricResolution {
+		return fmt.Errorf("--metric-resolution %v: metrics-server accepts no less than %v", c.MetricResolution, MinMetricResolution)
 	}
 	return nil
 }
@@ -78,6 +85,7 @@ type Summary struct {
 	LogDir            string               `json:"logDir"`
 	Node              Node                 `json:"node"`
 	Components        map[string]Component `json:"components"`
+	MetricsServer     *MetricsServer       `json:"metricsServer,omitempty"` // nil: not started (--metrics-server=false)
 	Ready             bool                 `json:"ready"`
 }
 

@@ -27,7 +27,7 @@ func Down(s *Summary, log *slog.Logger) error { return down(s, grace, log) }
 
 func down(s *Summary, grace time.Duration, log *slog.Logger) error {
 	var errs []error
-	order := slices.Clone(build.Binaries) // etcd, apiserver, cm, scheduler
+	order := slices.Clone(build.Binaries) // etcd, apiserver, cm, scheduler, metrics-server
 	slices.Reverse(order)
 	pids := map[string]int{}
 	for _, name := range order {

@@ -17,7 +17,8 @@ import (
 
 // Up starts a fresh cluster in c.Dir and returns once it is usable: the
 // apiserver is ready, the scheduler and controller-manager hold their leases,
-// and the default namespace has its service account and root CA ConfigMap.
+// the default namespace has its service account and root CA ConfigMap, and
+// (with c.MetricsServer) the metrics.k8s.io APIService is Available.
 // A previous cluster in the same dir or netns is removed first.
 func Up(ctx context.Context, c Config, log *slog.Logger) (*Summary, error) {
 	if err := c.Validate(); err != nil {
@@ -27,6 +28,9 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*Summary, error) {
 		return nil, errors.New("cluster up needs root (it creates a network namespace and a veth pair): run it with sudo")
 	}
 	for _, b := range build.Binaries {
+		if b == build.MetricsServer && !c.MetricsServer {
+			continue
+		}
 		if _, err := os.Stat(filepath.Join(c.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("%s missing in %s: run `cluster build` first (or pass --bin)", b, c.BinDir)
 		}
@@ -46,6 +50,8 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*Summary, error) {
 		ServiceIP: serviceIP,
 		NodeName:  c.NodeName,
 		NodeIP:    c.NetNS.IP,
+		// metrics-server listens on the namespace address too.
+		MetricsServerDNSNames: metricsServerDNSNames(),
 	})
 	if err != nil {
 		return nil, err
@@ -127,8 +133,25 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*Summary, error) {
 		return fail(err)
 	}
 	// Started only now: before the apiserver answers they just log errors.
-	for _, comp := range []component{controllerManager(p), scheduler(p)} {
+	comps := []component{controllerManager(p), scheduler(p)}
+	if c.MetricsServer {
+		if err := prepareMetricsServer(ctx, a, c.NetNS.IP); err != nil {
+			return fail(err)
+		}
+		comps = append(comps, metricsServer(p))
+	}
+	for _, comp := range comps {
 		if err := startOne(comp); err != nil {
+			return fail(err)
+		}
+	}
+	if c.MetricsServer {
+		ms, err := startMetricsAPI(ctx, w, a, p)
+		if err != nil {
+			return fail(err)
+		}
+		s.MetricsServer = ms
+		if err := s.save(); err != nil {
 			return fail(err)
 		}
 	}
@@ -141,6 +164,17 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*Summary, error) {
 		if err := w.until(ctx, cond.what, func() bool { return a.exists(ctx, cond.path) }); err != nil {
 			return fail(err)
 		}
+	}
+	if c.MetricsServer {
+		// Checked last: the aggregator's availability check ran meanwhile.
+		err := w.untilWhy(ctx, "APIService "+metricsAPIService+" Available", func() (bool, string) {
+			return a.apiServiceAvailable(ctx, metricsAPIService)
+		})
+		if err != nil {
+			return fail(err)
+		}
+		s.MetricsServer.Available = true
+		log.Info("metrics.k8s.io is available", "after", time.Since(start).Round(100*time.Millisecond))
 	}
 	s.Ready = true
 	if err := s.save(); err != nil {
@@ -191,9 +225,16 @@ type waiter struct {
 }
 
 func (w *waiter) until(ctx context.Context, what string, cond func() bool) error {
+	return w.untilWhy(ctx, what, func() (bool, string) { return cond(), "" })
+}
+
+// untilWhy is until for a condition that can say why it does not hold yet;
+// the last reason goes into the timeout error.
+func (w *waiter) untilWhy(ctx context.Context, what string, cond func() (bool, string)) error {
 	w.log.Info("waiting for " + what)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	var why string
 	for {
 		for name, comp := range w.s.Components {
 			if !proc.Alive(comp.Pid) {
@@ -201,11 +242,15 @@ func (w *waiter) until(ctx context.Context, what string, cond func() bool) error
 					name, what, comp.Log, proc.Tail(comp.Log, 40))
 			}
 		}
-		if cond() {
+		var ok bool
+		if ok, why = cond(); ok {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
+			if why != "" {
+				what += " (last: " + why + ")"
+			}
 			return fmt.Errorf("timed out waiting for %s (see logs in %s): %w", what, w.s.LogDir, ctx.Err())
 		case <-t.C:
 		}

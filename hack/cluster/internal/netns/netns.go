@@ -187,9 +187,10 @@ func Teardown(c Config) error {
 }
 
 // Do runs fn on an OS thread that has joined the namespace. Processes that fn
-// starts (fork happens on the calling thread) are born inside it. The thread
-// is never returned to the Go scheduler: the goroutine exits while still
-// locked, so the runtime destroys the thread instead of reusing it elsewhere.
+// starts (fork happens on the calling thread) are born inside it, and so are
+// sockets it opens. The thread is never returned to the Go scheduler: the
+// goroutine exits while still locked, so the runtime destroys the thread
+// instead of reusing it elsewhere.
 func Do(name string, fn func() error) error {
 	f, err := os.Open(Path(name))
 	if err != nil {
@@ -197,15 +198,33 @@ func Do(name string, fn func() error) error {
 	}
 	defer f.Close()
 	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering netns %s: %w", name, err)
-			return
-		}
-		errc <- fn()
-	}()
+	go doLocked(f, name, fn, errc)
 	return <-errc
+}
+
+// doLocked is Do's goroutine. It must not run on the main thread: the runtime
+// cannot destroy that one (it parks it for good), and /proc/<pid>/ns/net —
+// which Pids, and so `down`, reads — is the main thread's namespace, so the
+// whole process would look as if it lived inside and get stopped with it.
+func doLocked(f *os.File, name string, fn func() error, errc chan<- error) {
+	runtime.LockOSThread()
+	if unix.Gettid() == unix.Getpid() {
+		// Keep holding the main thread while a fresh goroutine does the
+		// work: it cannot be scheduled here, so it gets another thread.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			doLocked(f, name, fn, errc)
+		}()
+		<-done
+		runtime.UnlockOSThread()
+		return
+	}
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		errc <- fmt.Errorf("entering netns %s: %w", name, err)
+		return
+	}
+	errc <- fn()
 }
 
 // Enter moves the calling goroutine's thread into the namespace for good.

@@ -14,6 +14,10 @@ type Options struct {
 	ServiceIP net.IP // first address of the service range: the "kubernetes" Service
 	NodeName  string
 	NodeIP    net.IP // the node's InternalIP; its kubelet serving cert names it
+	// MetricsServerDNSNames are the names metrics-server's serving cert is
+	// for besides o.APIServer (it listens on the same namespace address): the
+	// aggregator verifies it as <service>.<namespace>.svc.
+	MetricsServerDNSNames []string
 }
 
 // Files are the absolute paths of everything Generate writes. Pairs are
@@ -30,9 +34,13 @@ type Files struct {
 	Scheduler         string // CN=system:kube-scheduler
 	NodeClient        string // CN=system:node:<name>, O=system:nodes
 	KubeletServing    string // the node's :10250 serving cert
-	ServiceAccountKey string // sa.key
-	ServiceAccountPub string // sa.pub
-	NodeUser          string // system:node:<name>
+	MetricsServer     string // metrics-server's serving cert (the APIService's caBundle is the cluster CA)
+	// MetricsServerClient is metrics-server's identity (MetricsServerUser) towards
+	// the apiserver and, through its kubeconfig, towards the node's :10250.
+	MetricsServerClient string
+	ServiceAccountKey   string // sa.key
+	ServiceAccountPub   string // sa.pub
+	NodeUser            string // system:node:<name>
 }
 
 // Crt and Key turn a pair's base path into its file names.
@@ -45,6 +53,11 @@ func Key(base string) string { return base + ".key" }
 // kubelet's webhook authorizer asks the apiserver (SubjectAccessReview) whether
 // it may use nodes/proxy etc., so it is bound to system:kubelet-api-admin.
 const KubeletClientUser = "kube-apiserver-kubelet-client"
+
+// MetricsServerUser is the user name of metrics-server's client certificate;
+// RBAC grants it what upstream's manifests grant the metrics-server
+// ServiceAccount.
+const MetricsServerUser = "metrics-server"
 
 // Generate writes a complete, fresh PKI for one cluster into o.Dir.
 func Generate(o Options) (*Files, error) {
@@ -99,6 +112,9 @@ func Generate(o Options) (*Files, error) {
 		// kubelets, so logs/exec/port-forward work without x509 errors.
 		{ca, "kubelet-serving", &f.KubeletServing, Spec{CommonName: f.NodeUser, Organization: []string{"system:nodes"},
 			Server: true, IPs: []net.IP{o.NodeIP}, DNSNames: []string{o.NodeName}}},
+		{ca, "metrics-server", &f.MetricsServer, Spec{CommonName: MetricsServerUser, Server: true,
+			IPs: []net.IP{o.APIServer}, DNSNames: o.MetricsServerDNSNames}},
+		{ca, "metrics-server-client", &f.MetricsServerClient, Spec{CommonName: MetricsServerUser, Client: true}},
 	}
 	if err := ca.Write(dir, "ca"); err != nil {
 		return nil, err

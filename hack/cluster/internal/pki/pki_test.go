@@ -15,11 +15,12 @@ import (
 func generate(t *testing.T) *Files {
 	t.Helper()
 	f, err := Generate(Options{
-		Dir:       t.TempDir(),
-		APIServer: net.ParseIP("10.201.0.2"),
-		ServiceIP: net.ParseIP("10.0.0.1"),
-		NodeName:  "mac-1",
-		NodeIP:    net.ParseIP("10.201.0.2"),
+		Dir:                   t.TempDir(),
+		APIServer:             net.ParseIP("10.201.0.2"),
+		ServiceIP:             net.ParseIP("10.0.0.1"),
+		NodeName:              "mac-1",
+		NodeIP:                net.ParseIP("10.201.0.2"),
+		MetricsServerDNSNames: []string{"metrics-server.kube-system.svc"},
 	})
 	if err != nil {
 		t.Fatalf("Generate: %v", err)
@@ -84,6 +85,7 @@ func TestClientCertsIdentitiesAndChains(t *testing.T) {
 		{f.Scheduler, "system:kube-scheduler", "", f.CA},
 		{f.NodeClient, "system:node:mac-1", "system:nodes", f.CA},
 		{f.APIServerKubelet, KubeletClientUser, "", f.CA},
+		{f.MetricsServerClient, MetricsServerUser, "", f.CA},
 		{f.FrontProxyClient, "front-proxy-client", "", f.FrontProxyCA},
 	}
 	for _, tc := range cases {
@@ -126,6 +128,25 @@ func TestKubeletServingCert(t *testing.T) {
 		}); err != nil {
 			t.Errorf("kubelet serving cert for %q: %v", name, err)
 		}
+	}
+}
+
+// The aggregator dials the endpoint IP but verifies the name
+// <service>.<namespace>.svc against the APIService's caBundle (the cluster CA);
+// `cluster up` itself checks metrics-server's /livez by IP.
+func TestMetricsServerServingCert(t *testing.T) {
+	f := generate(t)
+	c := load(t, f.MetricsServer)
+	for _, name := range []string{"metrics-server.kube-system.svc", "10.201.0.2"} {
+		if _, err := c.Verify(x509.VerifyOptions{
+			DNSName: name, Roots: pool(t, f.CA),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}); err != nil {
+			t.Errorf("metrics-server serving cert for %q: %v", name, err)
+		}
+	}
+	if err := c.VerifyHostname("metrics-server.default.svc"); err == nil {
+		t.Error("metrics-server serving cert unexpectedly valid for another namespace's service")
 	}
 }
 
