@@ -50,6 +50,8 @@ type Guest struct {
 	AgentPort *transport.VirtioPort
 	// LogPort writes to the "vkav.log" port once it appears.
 	LogPort io.Writer
+	// PowerButton delivers presses of the power button (Config.PowerButton).
+	PowerButton *PowerButton
 }
 
 // BootGuest does PID 1's duties up to the point where the agent can serve:
@@ -78,14 +80,23 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	if err != nil {
 		log.Error("read kernel module list", "err", err)
 	}
+	buttonFirst := !powerButtonAsync()
+	if buttonFirst {
+		list = powerButtonModulesEarly(list)
+	}
 	g.Modules = NewModuleLoader(ModulesDir, list, FinitModule, log)
 	go g.Modules.Run(ctx)
+	g.PowerButton = WatchPowerButton(ctx, SysClassInput, "/dev", g.Modules.Done(), log)
 
 	portCtx, cancel := context.WithTimeout(ctx, agentPortWait)
 	defer cancel()
 	agentPath, err := transport.WaitForPort(portCtx, transport.SysPortsDir, "/dev", transport.AgentPortName, portPollInterval)
 	if err != nil {
 		return nil, fmt.Errorf("boot: %w", err)
+	}
+	if buttonFirst {
+		// A press before the button is open would be lost.
+		g.PowerButton.Wait(ctx, powerButtonWait)
 	}
 	g.AgentPort = &transport.VirtioPort{Path: agentPath}
 	g.LogPort = &portWriter{ctx: ctx, name: transport.LogPortName, log: log}

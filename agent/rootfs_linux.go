@@ -209,10 +209,6 @@ func (s *Server) etcFile(name, def string) (string, error) {
 	return p, nil
 }
 
-// ninePMsize is the 9p message size: 128 KiB, Lima's default for its 9p
-// mounts; the kernel's default (8 KiB before 6.2) makes large reads slow.
-const ninePMsize = 128 << 10
-
 // userMount makes one of the request's mounts.
 func (c *container) userMount(m *api.Mount) error {
 	dst := m.GetDestination()
@@ -231,20 +227,7 @@ func (c *container) userMount(m *api.Mount) error {
 		}
 		return mountIn(c.rootfs, dst, true, "tmpfs", "tmpfs", nosuid|nodev|ro, data)
 	case "share":
-		tag := m.GetSource()
-		if tag == "" {
-			return fmt.Errorf("share mount on %s: empty tag: %w", dst, ErrInvalidArgument)
-		}
-		// virtio-fs under vz; QEMU here exports 9p.
-		err := mountIn(c.rootfs, dst, true, tag, "virtiofs", ro, "")
-		if err == nil {
-			return nil
-		}
-		data := fmt.Sprintf("trans=virtio,version=9p2000.L,msize=%d", ninePMsize)
-		if err9p := mountIn(c.rootfs, dst, true, tag, "9p", ro, data); err9p != nil {
-			return fmt.Errorf("share %q: virtio-fs: %w; 9p: %w", tag, err, err9p)
-		}
-		return nil
+		return mountShare(c.rootfs, dst, m.GetSource(), m.GetReadOnly())
 	case "files":
 		vol := m.GetVolume()
 		if err := checkID("volume", vol); err != nil {

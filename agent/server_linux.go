@@ -62,6 +62,9 @@ type Config struct {
 	// PowerOff runs after Shutdown has stopped every process and replied
 	// (PID 1: sync, unmount, reboot(2)). Nil does nothing.
 	PowerOff func()
+	// PowerButton delivers presses of the guest's power button (the
+	// host's Machine.RequestStop); the first starts Shutdown. Nil: none.
+	PowerButton <-chan struct{}
 }
 
 // maxRequestBytes bounds one request message.
@@ -168,6 +171,9 @@ func New(cfg Config) (*Server, error) {
 		defer close(s.logDone)
 		s.logs.Run(ctx, sink, s.log)
 	}()
+	if cfg.PowerButton != nil {
+		s.goSafe("power button", func() { s.handlePowerButton(cfg.PowerButton) })
+	}
 	return s, nil
 }
 

@@ -2,8 +2,9 @@
 // machine, KVM when a probe boot proves it works, TCG otherwise.
 //
 // The translation from vm.Spec to QEMU's command line is the pure function
-// Args (this file, every platform); starting and supervising the process
-// lives in *_linux.go files.
+// Args (this file, every platform), and to the command line of the
+// virtiofsd serving each shared directory VirtiofsdArgs (virtiofsd.go);
+// starting and supervising the processes lives in *_linux.go files.
 package qemu
 
 import (
@@ -48,15 +49,22 @@ const DiskCache = "writeback"
 type Config struct {
 	Accel   Accel
 	Machine string // "" picks DefaultMachineX86 / DefaultMachineARM
-	// Dir is the backend's private directory: QMP and port sockets.
+	// Dir is the backend's private directory: QMP, port and share sockets.
 	Dir string
+	// SharedMemory backs guest RAM with a shared memfd even without
+	// shares (a spec with shares always gets it: vhost-user needs it).
+	SharedMemory bool
 }
+
+// guestMemoryID names the memory backend object of shared guest RAM.
+const guestMemoryID = "mem"
 
 // Socket paths inside Config.Dir. Ports are named by index, not by name,
 // so paths stay short (sun_path is 108 bytes).
 func qmpSocket(dir string) string          { return filepath.Join(dir, "qmp.sock") }
 func portSocket(dir string, i int) string  { return filepath.Join(dir, "port"+strconv.Itoa(i)+".sock") }
 func nicSocket(dir string, i int) string   { return filepath.Join(dir, "nic"+strconv.Itoa(i)+".sock") }
+func fsSocket(dir string, i int) string    { return filepath.Join(dir, "fs"+strconv.Itoa(i)+".sock") }
 func binaryFor(arch string) (string, bool) { b, ok := binaries[arch]; return b, ok }
 
 var binaries = map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
@@ -103,23 +111,36 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 	}
 
 	cmdline := strings.Join(strings.Fields("console="+console+" "+spec.Cmdline+" panic=-1"), " ")
+	memory := strconv.FormatUint(spec.MemoryMiB, 10) + "M"
+	sharedMemory := cfg.SharedMemory || len(spec.Shares) > 0
+	if sharedMemory {
+		// vhost-user backends (virtiofsd) map guest RAM themselves, so it
+		// must be a shareable file: a memfd the machine type uses as its
+		// RAM (-machine memory-backend=, QEMU >= 5.0; sizes must match -m).
+		machine += ",memory-backend=" + guestMemoryID
+	}
 	a := []string{
 		"-name", "vkav-" + spec.ID + ",process=vkav-" + spec.ID,
 		"-machine", machine,
 		"-accel", string(cfg.Accel),
 		"-cpu", cpu,
 		"-smp", strconv.Itoa(spec.CPUs),
-		"-m", strconv.FormatUint(spec.MemoryMiB, 10) + "M",
+		"-m", memory,
+	}
+	if sharedMemory {
+		a = append(a, "-object", "memory-backend-memfd,id="+guestMemoryID+",size="+memory+",share=on")
+	}
+	a = append(a,
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", spec.Kernel,
 		"-initrd", spec.Initrd,
 		"-append", cmdline,
 		// append=on keeps the log of an earlier boot of the same machine.
-		"-chardev", "file,id=console,append=on,path=" + escape(spec.ConsoleLog),
+		"-chardev", "file,id=console,append=on,path="+escape(spec.ConsoleLog),
 		"-serial", "chardev:console",
-		"-chardev", "socket,id=qmp,server=on,wait=off,path=" + escape(qmpSocket(cfg.Dir)),
+		"-chardev", "socket,id=qmp,server=on,wait=off,path="+escape(qmpSocket(cfg.Dir)),
 		"-mon", "chardev=qmp,mode=control",
-	}
+	)
 	if len(spec.Ports) > 0 {
 		a = append(a, "-device", "virtio-serial-pci,id=vser0")
 		for i, name := range spec.Ports {
@@ -138,14 +159,13 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 		a = append(a, "-drive", drive, "-device", "virtio-blk-pci,drive="+id+",serial="+d.Serial)
 	}
 	for i, sh := range spec.Shares {
+		// virtio-fs, as under vz, so the guest mounts shares the same way
+		// on both backends. One virtiofsd per share serves the socket (see
+		// VirtiofsdArgs), which also enforces read-only shares.
 		id := "fs" + strconv.Itoa(i)
-		// security_model=none: files keep the host's ownership; the guest
-		// runs as root against a directory the shim prepared.
-		fsdev := "local,id=" + id + ",security_model=none,path=" + escape(sh.HostPath)
-		if sh.ReadOnly {
-			fsdev += ",readonly=on"
-		}
-		a = append(a, "-fsdev", fsdev, "-device", "virtio-9p-pci,fsdev="+id+",mount_tag="+sh.Tag)
+		a = append(a,
+			"-chardev", "socket,id="+id+",path="+escape(fsSocket(cfg.Dir, i)),
+			"-device", "vhost-user-fs-pci,chardev="+id+",tag="+sh.Tag)
 	}
 	taps := 0
 	for i, n := range spec.NICs {

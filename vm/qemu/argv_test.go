@@ -24,6 +24,13 @@ const consoleAndQMP = " -chardev file,id=console,append=on,path=/s/console.log -
 
 const rng = " -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0"
 
+// sharedRAM turns common into the prefix of a machine whose RAM is a shared
+// memfd, which vhost-user devices need.
+func sharedRAM(prefix string) string {
+	prefix = strings.Replace(prefix, "-machine q35", "-machine q35,memory-backend=mem", 1)
+	return strings.Replace(prefix, "-m 512M", "-m 512M -object memory-backend-memfd,id=mem,size=512M,share=on", 1)
+}
+
 func TestArgs(t *testing.T) {
 	tests := []struct {
 		name string
@@ -60,13 +67,22 @@ func TestArgs(t *testing.T) {
 			" -drive id=disk1,if=none,format=raw,cache=writeback,file=/s/scratch.ext4" +
 			" -device virtio-blk-pci,drive=disk1,serial=vkav-scratch" + rng,
 	}, {
-		name: "9p shares",
+		name: "virtio-fs shares: shared memfd RAM, one vhost-user socket per share",
 		edit: func(s *vm.Spec, _ *Config) {
-			s.Shares = []vm.Share{{Tag: "vol1", HostPath: "/v/1", ReadOnly: true}, {Tag: "vol2", HostPath: "/v/2"}}
+			s.Shares = []vm.Share{{Tag: "vol1", HostPath: "/v/1", ReadOnly: true}, {Tag: "vol2", HostPath: "/v/a,b"}}
 		},
-		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
-			" -fsdev local,id=fs0,security_model=none,path=/v/1,readonly=on -device virtio-9p-pci,fsdev=fs0,mount_tag=vol1" +
-			" -fsdev local,id=fs1,security_model=none,path=/v/2 -device virtio-9p-pci,fsdev=fs1,mount_tag=vol2" + rng,
+		want: sharedRAM(common) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
+			" -chardev socket,id=fs0,path=/d/fs0.sock -device vhost-user-fs-pci,chardev=fs0,tag=vol1" +
+			" -chardev socket,id=fs1,path=/d/fs1.sock -device vhost-user-fs-pci,chardev=fs1,tag=vol2" + rng,
+	}, {
+		name: "shared memory without shares",
+		edit: func(_ *vm.Spec, c *Config) { c.SharedMemory = true },
+		want: sharedRAM(common) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rng,
+	}, {
+		name: "arm64 virt with shared memory",
+		edit: func(s *vm.Spec, c *Config) { s.Arch = "arm64"; c.SharedMemory = true },
+		want: strings.Replace(sharedRAM(common), "-machine q35,memory-backend=mem -accel tcg -cpu qemu64",
+			"-machine virt,memory-backend=mem -accel tcg -cpu max", 1) + " -append [console=ttyAMA0 panic=-1]" + consoleAndQMP + rng,
 	}, {
 		name: "nics: tap fds count taps only, socket, nat",
 		edit: func(s *vm.Spec, _ *Config) {

@@ -22,6 +22,10 @@ type Driver struct {
 
 	mu      sync.Mutex
 	verdict *Verdict // per host arch, found once per Driver
+
+	// sharedMemory backs every machine's RAM with a shared memfd, shares
+	// or not (the boot benchmark compares).
+	sharedMemory bool
 }
 
 var _ vm.Driver = (*Driver)(nil)
@@ -65,10 +69,14 @@ func (d *Driver) binary(arch string) (string, error) {
 	return p, nil
 }
 
-// Check implements vm.Driver: the QEMU binary runs and an accelerator is
-// chosen (probing KVM once if needed).
+// Check implements vm.Driver: the QEMU binary and virtiofsd (for shared
+// directories; pods with emptyDirs need it) are there, and an accelerator
+// is chosen (probing KVM once if needed).
 func (d *Driver) Check(ctx context.Context) error {
 	if _, err := d.binary(runtime.GOARCH); err != nil {
+		return err
+	}
+	if _, err := d.virtiofsdBinary(); err != nil {
 		return err
 	}
 	v, err := d.Accelerator(ctx)
@@ -97,7 +105,7 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 	if err != nil {
 		return nil, err
 	}
-	cfg := Config{Accel: accel, Machine: d.opts.Machine, Dir: dir}
+	cfg := Config{Accel: accel, Machine: d.opts.Machine, Dir: dir, SharedMemory: d.sharedMemory}
 	args, err := Args(spec, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.ID, err)
@@ -126,6 +134,18 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 		}
 		taps = append(taps, f)
 	}
+	fsds, err := d.startVirtiofsds(spec, dir)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			for _, v := range fsds {
+				v.stop()
+			}
+		}
+	}()
 	logFile, err := os.OpenFile(filepath.Join(dir, "qemu.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: open qemu log: %w", spec.ID, err)
@@ -140,10 +160,34 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 		Pdeathsig: syscall.SIGKILL,
 		Setpgid:   true,
 	}
-	m := newMachine(spec, dir, cmd, d.log.With("vm", spec.ID))
+	m := newMachine(spec, dir, cmd, fsds, d.log.With("vm", spec.ID))
 	if err := m.run(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.ID, err)
 	}
+	started = true
 	d.log.Info("qemu started", "vm", spec.ID, "pid", m.Pid(), "accel", accel, "args", args)
 	return m, nil
+}
+
+// startVirtiofsds starts one virtiofsd per share; on error none is left.
+func (d *Driver) startVirtiofsds(spec vm.Spec, dir string) ([]*virtiofsd, error) {
+	if len(spec.Shares) == 0 {
+		return nil, nil
+	}
+	bin, err := d.virtiofsdBinary()
+	if err != nil {
+		return nil, err
+	}
+	var fsds []*virtiofsd
+	for i, sh := range spec.Shares {
+		v, err := startVirtiofsd(bin, dir, i, sh, d.log.With("vm", spec.ID))
+		if err != nil {
+			for _, v := range fsds {
+				v.stop()
+			}
+			return nil, err
+		}
+		fsds = append(fsds, v)
+	}
+	return fsds, nil
 }

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,11 +20,18 @@ import (
 // killGrace is how long Kill waits for QEMU to quit by QMP before SIGKILL.
 const killGrace = 2 * time.Second
 
+// helperExitGrace is how long a virtiofsd that exited may precede QEMU's
+// own exit: on a power-off QEMU closes the vhost-user connections (and
+// virtiofsd quits) before it exits itself.
+const helperExitGrace = 2 * time.Second
+
 type machine struct {
 	spec vm.Spec
 	dir  string
 	cmd  *exec.Cmd
 	log  *slog.Logger
+	// virtiofsds serve spec.Shares, in order; they end with the machine.
+	virtiofsds []*virtiofsd
 
 	done    chan struct{}
 	err     error // set before done closes
@@ -34,12 +40,13 @@ type machine struct {
 	qmp     *qmpClient
 	reason  string // SHUTDOWN event reason
 	killing bool
+	failure error // a virtiofsd died under the running machine
 }
 
 var _ vm.Machine = (*machine)(nil)
 
-func newMachine(spec vm.Spec, dir string, cmd *exec.Cmd, log *slog.Logger) *machine {
-	return &machine{spec: spec, dir: dir, cmd: cmd, log: log, done: make(chan struct{}), qmpUp: make(chan struct{})}
+func newMachine(spec vm.Spec, dir string, cmd *exec.Cmd, fsds []*virtiofsd, log *slog.Logger) *machine {
+	return &machine{spec: spec, dir: dir, cmd: cmd, virtiofsds: fsds, log: log, done: make(chan struct{}), qmpUp: make(chan struct{})}
 }
 
 // run starts QEMU from a goroutine that keeps its OS thread locked for the
@@ -62,7 +69,32 @@ func (m *machine) run() error {
 		return err
 	}
 	go m.connectQMP()
+	for _, v := range m.virtiofsds {
+		go m.watchVirtiofsd(v)
+	}
 	return nil
+}
+
+// watchVirtiofsd kills the machine when v dies under it: the guest's
+// accesses to the share would otherwise hang for good.
+func (m *machine) watchVirtiofsd(v *virtiofsd) {
+	select {
+	case <-m.done:
+		return
+	case <-v.done:
+	}
+	select {
+	case <-m.done:
+		return // a power-off: QEMU hung up on virtiofsd first
+	case <-time.After(helperExitGrace):
+	}
+	m.mu.Lock()
+	if m.failure == nil {
+		m.failure = v.err
+	}
+	m.mu.Unlock()
+	m.log.Error("virtiofsd died; killing the machine", "err", v.err)
+	m.Kill()
 }
 
 func (m *machine) finish(werr error) {
@@ -77,9 +109,14 @@ func (m *machine) finish(werr error) {
 		case <-time.After(time.Second):
 		}
 	}
+	for _, v := range m.virtiofsds {
+		v.stop()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
+	case m.failure != nil:
+		m.err = m.failure
 	case m.killing:
 		m.err = ErrKilled
 	case werr != nil:
@@ -97,16 +134,7 @@ func (m *machine) finish(werr error) {
 }
 
 // logTail returns the end of qemu.log for error messages.
-func (m *machine) logTail() string {
-	b, err := os.ReadFile(filepath.Join(m.dir, "qemu.log"))
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > 1024 {
-		b = b[len(b)-1024:]
-	}
-	return ": " + strings.TrimSpace(string(b))
-}
+func (m *machine) logTail() string { return fileTail(filepath.Join(m.dir, "qemu.log")) }
 
 // connectQMP connects once QEMU has created the socket and keeps the
 // session for commands and the SHUTDOWN event.

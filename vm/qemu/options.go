@@ -28,6 +28,9 @@ type Options struct {
 	// TCP (BenchmarkTapThroughput, TCG, 3 rounds): 490 MB/s with it, 71 MB/s
 	// without (0.15×), so it is on by default.
 	NoVnetHdr bool
+	// Virtiofsd is the virtiofsd binary for shared directories; empty
+	// tries VirtiofsdCandidates.
+	Virtiofsd string
 	Logger    *slog.Logger
 }
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -180,21 +179,24 @@ func TestTwoMachinesAtOnce(t *testing.T) {
 	}
 }
 
-// helperEnv makes the test binary act as a shim: start a machine, print
-// QEMU's pid, then wait to be killed.
+// helperEnv makes the test binary act as a shim: start a machine with a
+// share, print the pids of QEMU and virtiofsd, then wait to be killed.
 const helperEnv = "VKAV_QEMU_TEST_SHIM"
 
 func runShimHelper() {
 	var spec vm.Spec
 	parts := strings.SplitN(os.Getenv(helperEnv), "|", 3)
+	share := filepath.Join(parts[2], "share")
+	os.Mkdir(share, 0o755)
 	spec = vm.Spec{ID: "shimhelper", Arch: "amd64", Kernel: parts[0], Initrd: parts[1], CPUs: 1, MemoryMiB: 256,
-		Cmdline: "vkavfloor=wait", Ports: []string{vm.AgentPort}, ConsoleLog: filepath.Join(parts[2], "console.log")}
+		Cmdline: "vkavfloor=wait", Ports: []string{vm.AgentPort}, ConsoleLog: filepath.Join(parts[2], "console.log"),
+		Shares: []vm.Share{{Tag: "s", HostPath: share, ReadOnly: true}}}
 	m, err := New(Options{Logger: testLogger}).Start(context.Background(), spec, parts[2])
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	fmt.Println("pid", m.Pid())
+	fmt.Println("pid", m.Pid(), m.(*machine).virtiofsds[0].cmd.Process.Pid)
 	// Keep the runtime busy creating and retiring threads: Pdeathsig must
 	// follow the shim, not whichever thread forked QEMU.
 	for {
@@ -217,24 +219,27 @@ func TestQEMUDiesWithItsShim(t *testing.T) {
 		t.Fatal(err)
 	}
 	line, _ := bufio.NewReader(out).ReadString('\n')
-	pidStr, ok := strings.CutPrefix(strings.TrimSpace(line), "pid ")
-	pid, err := strconv.Atoi(pidStr)
-	if !ok || err != nil {
+	var pid, fsPid int
+	if n, err := fmt.Sscanf(line, "pid %d %d\n", &pid, &fsPid); n != 2 {
 		cmd.Process.Kill()
-		t.Fatalf("shim helper said %q", line)
+		t.Fatalf("shim helper said %q (%v)", line, err)
 	}
-	if !alive(pid) {
-		t.Fatalf("qemu %d is not running under the shim", pid)
+	for what, p := range map[string]int{"qemu": pid, "virtiofsd": fsPid} {
+		if !alive(p) {
+			t.Fatalf("%s %d is not running under the shim", what, p)
+		}
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("qemu %d outlived its shim by 10 s", pid)
+	for what, p := range map[string]int{"qemu": pid, "virtiofsd": fsPid} {
+		for alive(p) {
+			if time.Now().After(deadline) {
+				syscall.Kill(p, syscall.SIGKILL)
+				t.Fatalf("%s %d outlived its shim by 10 s", what, p)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -1,0 +1,90 @@
+package vmtest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/agent/api"
+)
+
+// TestRequestStopReachesTheAgentAsPowerButton: with the agent's Shutdown
+// RPC left out of the shim's stop, Machine.RequestStop (QEMU's ACPI
+// system_powerdown) is all that asks the guest to stop. The agent must
+// take the press as its graceful shutdown: SIGTERM reaches the container's
+// process, then it powers off, well within the grace period.
+func TestRequestStopReachesTheAgentAsPowerButton(t *testing.T) {
+	v := bootVM(t, vmOptions{noAgentShutdown: true})
+	console := v.console(t)
+	// The button must be open before the agent serves: a press before
+	// would be lost.
+	watching, serving := strings.Index(console, "watching power button"), strings.Index(console, "agent serving")
+	if watching < 0 || serving < 0 || watching > serving {
+		t.Fatalf("console: power button watched at %d, agent serving at %d (want watched first):\n%s", watching, serving, console)
+	}
+	v.createContainer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	const script = `trap 'echo got-TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done`
+	if _, err := v.agent.CreateProcess(ctx, &api.CreateProcessRequest{
+		ContainerId: "c", ProcessId: "main", Args: []string{"sh", "-c", script}, LogName: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.agent.StartProcess(ctx, &api.StartProcessRequest{ContainerId: "c", ProcessId: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(v.logDir, "0.log")
+	waitFor(t, 30*time.Second, "the container's output reaches "+logFile, func() bool {
+		b, _ := os.ReadFile(logFile)
+		return strings.Contains(string(b), "started")
+	})
+
+	const grace = 30 * time.Second
+	begin := time.Now()
+	if err := v.shim.Stop(ctx, grace); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(begin)
+	final, err := v.shim.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimLog, _ := os.ReadFile(filepath.Join(v.dir, "shim.log"))
+	console = v.console(t)
+	t.Logf("stop by power button took %v", took.Round(time.Millisecond))
+	for _, line := range strings.Split(console, "\n") {
+		if strings.Contains(line, "power") || strings.Contains(line, "agent serving") {
+			t.Log("console: " + line)
+		}
+	}
+	if !strings.Contains(string(shimLog), "asking the hypervisor to power the guest off") ||
+		strings.Contains(string(shimLog), "guest agent is shutting down") {
+		t.Fatalf("the stop did not go through RequestStop alone; shim.log:\n%s", shimLog)
+	}
+	if final.Error != "" || took >= grace || strings.Contains(string(shimLog), "grace period over") {
+		t.Fatalf("stop took %v (grace %v), final state %+v; the guest did not power off by itself:\n%s\nconsole:\n%s",
+			took, grace, final, shimLog, console)
+	}
+	for _, want := range []string{"power button pressed: shutting down", "powering off"} {
+		if !strings.Contains(console, want) {
+			t.Fatalf("console lacks the agent's %q:\n%s", want, console)
+		}
+	}
+	if b, _ := os.ReadFile(logFile); !strings.Contains(string(b), "got-TERM") {
+		t.Fatalf("the container's process did not get SIGTERM; its log:\n%s\nconsole:\n%s", b, console)
+	}
+}
+
+func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", bound, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
