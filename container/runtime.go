@@ -39,7 +39,11 @@ type Config struct {
 	// BootTimeout bounds the wait for the guest agent (default 2 min: TCG
 	// boots take seconds, a loaded CI machine many more).
 	BootTimeout time.Duration
-	Logger      *slog.Logger
+	// Rosetta, when set, lets linux/amd64 images run in arm64 guests
+	// through Rosetta (vz on Apple silicon); nil: images must match the
+	// guest's architecture.
+	Rosetta RosettaCheck
+	Logger  *slog.Logger
 }
 
 // Runtime creates and finds sandboxes.
@@ -98,7 +102,9 @@ type record struct {
 	Image       string            `json:"image"`
 	ImageDigest string            `json:"imageDigest"`
 	Endpoint    *network.Endpoint `json:"endpoint,omitempty"`
-	Created     time.Time         `json:"created"`
+	// Rosetta: the image is linux/amd64 in an arm64 guest (see needsRosetta).
+	Rosetta bool      `json:"rosetta,omitempty"`
+	Created time.Time `json:"created"`
 	// Mounts' files are not persisted; Reset recreates files volumes
 	// empty and the caller rewrites them.
 }
@@ -144,6 +150,10 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 	}
 	cfg.ID = id
 	img, err := r.cfg.Images.Get(ctx, cfg.ImageRef)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", cfg.ImageRef, err)
+	}
+	rosetta, err := needsRosetta(ctx, img.Platform, r.cfg.Guest.Arch, r.cfg.Rosetta)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.ImageRef, err)
 	}
@@ -195,7 +205,7 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 		return nil, fmt.Errorf("attach to the VM network: %w", err)
 	}
 	attached = true
-	rec := record{Config: cfg, Image: img.DigestRef(), ImageDigest: img.Digest, Endpoint: ep, Created: time.Now().UTC()}
+	rec := record{Config: cfg, Image: img.DigestRef(), ImageDigest: img.Digest, Endpoint: ep, Rosetta: rosetta, Created: time.Now().UTC()}
 	if err := writeRecord(dir, rec); err != nil {
 		return nil, err
 	}
@@ -207,6 +217,7 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 	spec := machineSpec(machineInputs{
 		ID: id, Arch: r.cfg.Guest.Arch, Kernel: r.cfg.Guest.Kernel, Initrd: r.cfg.Guest.Initrd,
 		Dir: dir, Rootfs: rootfs, Scratch: scratch, Endpoint: ep, Cfg: cfg, Overhead: r.cfg.OverheadBytes,
+		Rosetta: rosetta,
 	})
 	var opts []shim.LaunchOption
 	if len(r.cfg.ShimArgv) > 0 {
@@ -236,7 +247,9 @@ func (s *Sandbox) boot(ctx context.Context) error {
 	if _, err := ag.WaitReady(bctx); err != nil {
 		return fmt.Errorf("wait for the guest agent: %w", err)
 	}
-	if _, err := ag.Setup(bctx, setupRequest(s.rec.Config, s.rec.Endpoint, time.Now())); err != nil {
+	setup := setupRequest(s.rec.Config, s.rec.Endpoint, time.Now())
+	setup.Rosetta = s.rec.Rosetta
+	if _, err := ag.Setup(bctx, setup); err != nil {
 		return fmt.Errorf("configure the guest: %w", err)
 	}
 	req, err := createContainerRequest(s.id, s.rec.Config)

@@ -26,7 +26,7 @@ const (
 	DefaultScratchBytes = 10 << 30
 )
 
-// shareTag names the virtio-fs/9p tag of a container's n-th shared mount.
+// shareTag names the virtio-fs tag of a container's n-th shared mount.
 func shareTag(n int) string { return "vkav-share" + strconv.Itoa(n) }
 
 // machineSpec turns a sandbox into the VM description backends boot.
@@ -37,6 +37,8 @@ type machineInputs struct {
 	Endpoint                 *network.Endpoint
 	Cfg                      SandboxConfig
 	Overhead                 uint64
+	// Rosetta shares Rosetta with the guest (needsRosetta said so).
+	Rosetta bool
 }
 
 func machineSpec(in machineInputs) vm.Spec {
@@ -62,6 +64,7 @@ func machineSpec(in machineInputs) vm.Spec {
 		},
 		Ports:      []string{vm.AgentPort, vm.LogPort},
 		ConsoleLog: path.Join(in.Dir, "console.log"),
+		Rosetta:    in.Rosetta,
 	}
 	n := 0
 	for _, m := range cfg.Mounts {

@@ -71,8 +71,8 @@ type HostEntry struct {
 type MountKind string
 
 const (
-	// MountShare is a host directory shared into the VM (virtio-9p under
-	// QEMU, virtio-fs under vz): emptyDir volumes shared by a pod's VMs.
+	// MountShare is a host directory shared into the VM over virtio-fs:
+	// emptyDir volumes shared by a pod's VMs.
 	MountShare MountKind = "share"
 	// MountFiles is a tmpfs the host fills and updates atomically through
 	// the agent: configMap, secret, projected and downwardAPI volumes.

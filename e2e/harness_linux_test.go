@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
@@ -36,6 +41,10 @@ var env struct {
 	root     string
 	registry string // host:port inside the namespace (loopback)
 	busybox  string // image reference
+	// reg is the registry behind env.registry (pushes go to its listener
+	// on this side); busyboxImg the image pushed as busybox.
+	reg        *imagetest.Registry
+	busyboxImg v1.Image
 }
 
 func TestMain(m *testing.M) {
@@ -107,6 +116,7 @@ func setup() (int, error) {
 	reg.ServeAlso(ln)
 	env.registry = ln.Addr().String()
 	env.busybox = env.registry + "/busybox:latest"
+	env.reg, env.busyboxImg = reg, img
 	return 0, nil
 }
 
@@ -141,6 +151,7 @@ func makeNamespace() error {
 }
 
 func teardown() {
+	stopClusterNode()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if env.root != "" && env.nsPath != "" {
@@ -161,12 +172,6 @@ func teardown() {
 	if env.root != "" {
 		os.RemoveAll(filepath.Dir(env.root))
 	}
-}
-
-// result is one CLI invocation's outcome.
-type result struct {
-	stdout, stderr string
-	code           int
 }
 
 // inNamespace is the nsenter argument list running the CLI in the test's
@@ -200,4 +205,87 @@ func vkav(t *testing.T, stdin string, args ...string) result {
 	}
 	t.Logf("vk-applevm %s → %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	return r
+}
+
+// vkavCommand is the CLI in the namespace, to be started by the caller.
+func vkavCommand(args ...string) *exec.Cmd {
+	return exec.Command("nsenter", inNamespace(args...)...)
+}
+
+// vmAddress is the container's IP as `ps` shows it: on the VM bridge, which
+// the test namespace reaches.
+func vmAddress(t *testing.T, name string) string {
+	t.Helper()
+	ip := psAddress(t, name)
+	if ip == "" {
+		t.Fatalf("no IP for %s in ps", name)
+	}
+	return ip
+}
+
+// listenForVM listens on the namespace's veth address: "outside" the VM
+// network, reached through its NAT.
+func listenForVM(t *testing.T, _ string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := netns.Do(env.nsPath, func() error {
+		var err error
+		ln, err = net.Listen("tcp", env.nsIP+":0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// foreignPlatform: QEMU runs amd64 guests and translates nothing, so an
+// arm64 image is refused before a VM boots. (The image is busybox
+// relabelled: it must never get as far as running.)
+func foreignPlatform(t *testing.T) foreignCase {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Fatalf("the Linux harness expects amd64 guests, this is %s", runtime.GOARCH)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	img := imagetest.WithPlatform(t, env.busyboxImg, "linux/arm64")
+	if _, err := env.reg.PushImage(ctx, "busybox-arm64:latest", img); err != nil {
+		t.Fatalf("push the arm64 image: %v", err)
+	}
+	return foreignCase{
+		ref: env.registry + "/busybox-arm64:latest", platform: "linux/arm64",
+		wantErr: "linux/arm64 images need emulation this host does not offer",
+	}
+}
+
+// httpGetFromHost GETs url over a connection opened inside the test
+// namespace (net/http would dial from another thread, outside it) and
+// returns "<status> <body>".
+func httpGetFromHost(url string) (string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	var conn net.Conn
+	if err := netns.Do(env.nsPath, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", req.URL.Host, 2*time.Second)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req.Close = true
+	if err := req.Write(conn); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.Status + " " + string(b), err
 }

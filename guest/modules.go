@@ -36,10 +36,6 @@ var DefaultModules = []Want{
 	{Name: "virtio_blk"},
 	{Name: "virtio_net"},
 	{Name: "overlay"},
-	// Debian's cloud kernel has no 9p at all (CONFIG_NET_9P is not set);
-	// the generic kernel does.
-	{Name: "9p", Optional: true},
-	{Name: "9pnet_virtio", Optional: true},
 	{Name: "virtiofs"},
 	{Name: "fuse"},
 	{Name: "vmw_vsock_virtio_transport", Optional: true},

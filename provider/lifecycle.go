@@ -134,11 +134,16 @@ func (w *podWorker) plan(ctx context.Context, c *ctrState, spec *corev1.Containe
 	return cfg, container.ProcessConfig{}, nil
 }
 
-// processPlan builds the main process of a container instance.
+// processPlan builds the main process of a container instance; sb is nil
+// for a check before the VM exists.
 func (w *podWorker) processPlan(c *ctrState, spec *corev1.Container, img ImageInfo, sb Sandbox) (container.ProcessConfig, []podEvent, error) {
 	pod := w.spec()
+	podIP := ""
+	if sb != nil {
+		podIP = sb.IP()
+	}
 	env, events, err := containerEnv(pod, spec, envContext{
-		objects: w.p.cfg.Objects, podIP: sb.IP(), hostIP: w.p.cfg.NodeIP, nodeAllocatable: w.p.cfg.Allocatable,
+		objects: w.p.cfg.Objects, podIP: podIP, hostIP: w.p.cfg.NodeIP, nodeAllocatable: w.p.cfg.Allocatable,
 	})
 	if err != nil {
 		return container.ProcessConfig{}, events, err

@@ -237,7 +237,7 @@ func httpCheck(ctx context.Context, sb Sandbox, spec corev1.Container, g *corev1
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("Get %q: %w", u.String(), err)
+		return err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 10<<10))

@@ -249,7 +249,7 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 		}
 		return errdefs.NotFoundf("pod %s/%s is not on this node", pod.Namespace, pod.Name)
 	}
-	w.terminate(gracePeriod(pod))
+	w.terminate(gracePeriod(pod), pod)
 	return nil
 }
 

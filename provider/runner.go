@@ -91,6 +91,17 @@ func (w *podWorker) runContainer(c *ctrState, spec corev1.Container, started cha
 			w.backoffWait(ctx, c, crash.delay(0), reasonCreateConfigError, err.Error(), false)
 			continue
 		}
+		// A configuration error (a missing configMap key, say) must not
+		// cost a VM: check the process plan before creating one; the
+		// VM's address is filled in below.
+		if _, events, err := w.processPlan(c, &spec, img, nil); err != nil {
+			for _, e := range events {
+				w.event(e.Type, e.Reason, e.Message)
+			}
+			w.failed(c, reasonCreateConfigError, err)
+			w.backoffWait(ctx, c, crash.delay(0), reasonCreateConfigError, err.Error(), false)
+			continue
+		}
 		sb, err := w.ensureSandbox(ctx, c, cfg)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -70,6 +71,9 @@ func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, con
 	pr, pw := io.Pipe()
 	go func() {
 		err := crilog.Read(ctx, dir, name, pw, ro)
+		if errors.Is(err, os.ErrNotExist) && (running || hasLast) {
+			err = nil // started, has written nothing yet
+		}
 		pw.CloseWithError(err)
 	}()
 	return pr, nil

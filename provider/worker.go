@@ -9,6 +9,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/container"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -37,6 +38,8 @@ type podWorker struct {
 	sandboxes map[string]Sandbox // by container name
 	meta      podMeta
 	finished  bool // terminal: VMs deleted
+	// terminating: DeletePod was called.
+	terminating bool
 	// adopted are VMs from an earlier run of the node, by container name.
 	adopted map[string]Sandbox
 	// used marks VMs a process has run in: the next start needs a fresh
@@ -238,8 +241,15 @@ func (w *podWorker) waitTermination() time.Duration {
 
 // terminate starts termination with the given grace period. Later calls
 // (DeletePod may be called again) are ignored.
-func (w *podWorker) terminate(grace time.Duration) {
+func (w *podWorker) terminate(grace time.Duration, deleted *corev1.Pod) {
 	w.termOnce.Do(func() {
+		w.mu.Lock()
+		w.terminating = true
+		if deleted != nil {
+			w.pod.DeletionTimestamp = deleted.DeletionTimestamp
+			w.pod.DeletionGracePeriodSeconds = deleted.DeletionGracePeriodSeconds
+		}
+		w.mu.Unlock()
 		w.termGrace <- grace
 		w.stopRuns()
 	})
@@ -297,6 +307,43 @@ func (w *podWorker) shutdown(grace time.Duration) {
 	w.finished = true
 	w.mu.Unlock()
 	w.publish()
+	w.finalDelete()
+}
+
+// finalDelete removes the pod object once its containers are gone, as the
+// kubelet's status manager does (grace 0, UID precondition). Without it
+// virtual-kubelet v1.14.1 deletes the object only when the grace period has
+// run out: a status-only update does not requeue the pod, so a container
+// that exits at SIGTERM would still keep its pod for the whole period.
+func (w *podWorker) finalDelete() {
+	pod := w.spec()
+	client := w.p.cfg.Client
+	if client == nil || pod.DeletionTimestamp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Let virtual-kubelet write the terminal status first, so the object's
+	// last state says how the containers ended.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		cur, err := client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil || cur.UID != pod.UID {
+			return // already gone
+		}
+		if cur.Status.Phase == corev1.PodSucceeded || cur.Status.Phase == corev1.PodFailed {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	zero := int64(0)
+	uid := pod.UID
+	err := client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		w.log.Warn("delete the terminated pod object", "err", err)
+	}
 }
 
 func (w *podWorker) deleteAllSandboxes(ctx context.Context) {
@@ -395,14 +442,21 @@ func (w *podWorker) publish() {
 }
 
 // hasVMs reports whether the pod counts as running on the node.
+// A pod being deleted no longer counts: virtual-kubelet reads GetPods as
+// "running", and the pod is on its way out.
 func (w *podWorker) hasVMs() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.finished && !w.terminating && (len(w.sandboxes) > 0 || len(w.adopted) > 0)
+}
+
+// holdsResources reports whether the pod counts against allocatable: from
+// admission until its VMs are gone.
+func (w *podWorker) holdsResources() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return !w.finished && w.rejected == nil
 }
-
-// holdsResources reports whether the pod counts against allocatable.
-func (w *podWorker) holdsResources() bool { return w.hasVMs() }
 
 func (w *podWorker) event(typ, reason, msg string) {
 	w.p.cfg.Recorder.Event(w.spec(), typ, reason, msg)

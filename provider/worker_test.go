@@ -8,8 +8,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func cond(p *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus {
@@ -228,6 +230,8 @@ func TestGracefulDeleteThenKill(t *testing.T) {
 	pod.DeletionGracePeriodSeconds = &grace
 	now := metav1.Now()
 	pod.DeletionTimestamp = &now
+	client := fake.NewSimpleClientset(pod.DeepCopy())
+	h.p.cfg.Client = client
 	if err := h.p.DeletePod(context.Background(), pod); err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +257,19 @@ func TestGracefulDeleteThenKill(t *testing.T) {
 	}
 	if !hasEvent(h.events(), "Normal Killing Stopping container stubborn") {
 		t.Error("no Killing event")
+	}
+	// As the kubelet, the node deletes the object once the containers are
+	// gone rather than waiting out the grace period.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := client.CoreV1().Pods("ns").Get(context.Background(), "del", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod object was not deleted: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

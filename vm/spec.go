@@ -52,8 +52,9 @@ type Spec struct {
 	MemoryMiB uint64 `json:"memoryMiB"`
 	// Disks are virtio block devices, in order.
 	Disks []Disk `json:"disks,omitempty"`
-	// Shares are host directories exported to the guest (virtio-9p under
-	// QEMU, virtio-fs under vz); the guest mounts them by tag.
+	// Shares are host directories exported to the guest over virtio-fs
+	// (virtiofsd under QEMU, vz's shared directories); the guest mounts
+	// them by tag.
 	Shares []Share `json:"shares,omitempty"`
 	// NICs are virtio network interfaces.
 	NICs []NIC `json:"nics,omitempty"`

@@ -244,7 +244,12 @@ type SetupRequest struct {
 	// lines the agent always writes.
 	Hosts []*HostEntry `protobuf:"bytes,6,rep,name=hosts,proto3" json:"hosts,omitempty"`
 	// Kernel parameters, e.g. "net.ipv4.ip_forward" → "1".
-	Sysctls       map[string]string `protobuf:"bytes,7,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Sysctls map[string]string `protobuf:"bytes,7,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Run x86-64 binaries through Apple's Rosetta (vz on Apple silicon): the
+	// host shares the translator as virtio-fs tag "rosetta"; the agent mounts
+	// it at /run/vkav/rosetta and registers it with binfmt_misc (flags CF,
+	// so processes in a container's root filesystem use it too).
+	Rosetta       bool `protobuf:"varint,8,opt,name=rosetta,proto3" json:"rosetta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +331,13 @@ func (x *SetupRequest) GetSysctls() map[string]string {
 		return x.Sysctls
 	}
 	return nil
+}
+
+func (x *SetupRequest) GetRosetta() bool {
+	if x != nil {
+		return x.Rosetta
+	}
+	return false
 }
 
 type Interface struct {
@@ -740,7 +752,7 @@ type Mount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Absolute path inside the container.
 	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
-	// "tmpfs", "share" (a virtio-fs/9p tag in source), "files" (a tmpfs the
+	// "tmpfs", "share" (a virtio-fs tag in source), "files" (a tmpfs the
 	// host fills with WriteFiles), "bind" (a guest path in source).
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// Tag for "share", guest path for "bind", unused otherwise.
@@ -2495,7 +2507,7 @@ const file_agent_proto_rawDesc = "" +
 	"\amodules\x18\x06 \x03(\tR\amodules\x12\x1d\n" +
 	"\n" +
 	"setup_done\x18\a \x01(\bR\tsetupDone\x12!\n" +
-	"\fmodules_done\x18\b \x01(\bR\vmodulesDone\"\x8a\x03\n" +
+	"\fmodules_done\x18\b \x01(\bR\vmodulesDone\"\xa4\x03\n" +
 	"\fSetupRequest\x12 \n" +
 	"\ftime_unix_ns\x18\x01 \x01(\x03R\n" +
 	"timeUnixNs\x12\x1a\n" +
@@ -2506,7 +2518,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x06routes\x18\x04 \x03(\v2\x14.vkav.agent.v1.RouteR\x06routes\x12$\n" +
 	"\x03dns\x18\x05 \x01(\v2\x12.vkav.agent.v1.DNSR\x03dns\x12.\n" +
 	"\x05hosts\x18\x06 \x03(\v2\x18.vkav.agent.v1.HostEntryR\x05hosts\x12B\n" +
-	"\asysctls\x18\a \x03(\v2(.vkav.agent.v1.SetupRequest.SysctlsEntryR\asysctls\x1a:\n" +
+	"\asysctls\x18\a \x03(\v2(.vkav.agent.v1.SetupRequest.SysctlsEntryR\asysctls\x12\x18\n" +
+	"\arosetta\x18\b \x01(\bR\arosetta\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +

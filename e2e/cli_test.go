@@ -1,22 +1,52 @@
+//go:build linux || darwin
+
 package e2e
 
+// The CLI end to end, the same cases on both hypervisors: each platform's
+// harness (harness_linux_test.go: QEMU, the CLI in a test network
+// namespace; harness_darwin_test.go: vz, the CLI run directly) provides
+// env.busybox and env.registry, and
+//
+//	vkav(t, stdin, args...) result    run the CLI to completion
+//	vkavCommand(args...) *exec.Cmd    the CLI as a command to start (a real terminal)
+//	vmAddress(t, name) string         a container's VM address, as the host reaches it
+//	httpGetFromHost(url) (string, error)
+//	listenForVM(t, name) net.Listener a server address on the host side the VM reaches
+//	foreignPlatform(t) foreignCase    an image of another architecture than the VMs'
+
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
-	"github.com/vk-applevm/vk-applevm/network/netns"
 )
+
+// result is one CLI invocation's outcome.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// foreignCase is an image whose architecture differs from the guest's,
+// and what running it must do here.
+type foreignCase struct {
+	ref, platform string
+	// runs: the host translates the image (Rosetta), so its busybox
+	// runs. Otherwise the run fails with exit code 125 and wantErr,
+	// before any VM boots.
+	runs    bool
+	wantErr string
+}
 
 func TestRunEcho(t *testing.T) {
 	r := vkav(t, "", "run", "--rm", env.busybox, "echo", "hello from a VM")
@@ -81,6 +111,41 @@ func TestRunImageNotFound(t *testing.T) {
 	}
 }
 
+// TestRunForeignPlatform: an image for another architecture than the VMs'
+// runs only where the host translates it (Rosetta on Apple silicon);
+// elsewhere it is refused before a VM boots.
+func TestRunForeignPlatform(t *testing.T) {
+	fc := foreignPlatform(t)
+	vmsBefore := vmDirs(t)
+	r := vkav(t, "", "run", "--rm", "--platform", fc.platform, fc.ref, "echo", "ran "+fc.platform)
+	if fc.runs {
+		if r.code != 0 || r.stdout != "ran "+fc.platform+"\n" {
+			t.Fatalf("%s image: code %d stdout %q stderr %q, want it to run", fc.platform, r.code, r.stdout, r.stderr)
+		}
+		return
+	}
+	if r.code != 125 || !strings.Contains(r.stderr, fc.wantErr) {
+		t.Fatalf("%s image: code %d stderr %q, want 125 saying %q", fc.platform, r.code, r.stderr, fc.wantErr)
+	}
+	if after := vmDirs(t); after != vmsBefore {
+		t.Fatalf("a refused run made VM state: VM directories %q before, %q after", vmsBefore, after)
+	}
+}
+
+// vmDirs lists the VM directories under the CLI's state root.
+func vmDirs(t *testing.T) string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(env.root, "vms"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, ",")
+}
+
 func TestDetachedContainer(t *testing.T) {
 	name := "detached"
 	r := vkav(t, "", "run", "-d", "--name", name, env.busybox, "sh", "-c", "echo started; echo to-stderr >&2; exec sleep 1000")
@@ -104,7 +169,7 @@ func TestDetachedContainer(t *testing.T) {
 	}
 	// A real terminal on our side: its size reaches the guest, and a
 	// resize is delivered.
-	cmd := exec.Command("nsenter", inNamespace("exec", "-i", "-t", name, "sh", "-c", "stty size; read x; stty size")...)
+	cmd := vkavCommand("exec", "-i", "-t", name, "sh", "-c", "stty size; read x; stty size")
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 31, Cols: 97})
 	if err != nil {
 		t.Fatal(err)
@@ -143,39 +208,24 @@ func TestDetachedContainer(t *testing.T) {
 }
 
 // TestNetwork: the VM has its own address, the host reaches it, and the VM
-// reaches the outside (here: a server inside the test namespace, on its
-// veth address, i.e. through the VM network's NAT).
+// reaches a server on the host side of the VM network (Linux: the test
+// namespace's veth address, through the VM network's NAT; macOS: the vz
+// NAT gateway).
 func TestNetwork(t *testing.T) {
-	// A server "outside" the VM network.
-	var ln net.Listener
-	if err := netns.Do(env.nsPath, func() error {
-		var err error
-		ln, err = net.Listen("tcp", env.nsIP+":0")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello %s", r.RemoteAddr)
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-
 	name := "web"
 	r := vkav(t, "", "run", "-d", "--name", name, env.busybox, "sh", "-c", "echo served-by-vm > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
 	if r.code != 0 {
 		t.Fatalf("run -d: %d %s", r.code, r.stderr)
 	}
 	t.Cleanup(func() { vkav(t, "", "rm", "-f", name) })
-	ip := containerIP(t, name)
+	ip := vmAddress(t, name)
 
-	// Host → VM (sockets are made in the namespace; net/http would dial
-	// from another thread, outside it).
+	// Host → VM.
 	var body string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var err error
-		body, err = httpGetInNamespace("http://" + net.JoinHostPort(ip, "8080") + "/index.html")
+		body, err = httpGetFromHost("http://" + net.JoinHostPort(ip, "8080") + "/index.html")
 		if err == nil {
 			break
 		}
@@ -187,44 +237,22 @@ func TestNetwork(t *testing.T) {
 	if body != "200 OK served-by-vm\n" {
 		t.Fatalf("body %q", body)
 	}
-	// VM → outside.
+
+	// VM → host.
+	ln := listenForVM(t, name)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.RemoteAddr)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
 	r = vkav(t, "", "exec", name, "wget", "-q", "-O-", "http://"+ln.Addr().String()+"/")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "hello ") {
-		t.Fatalf("VM → outside: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		t.Fatalf("VM → host: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
 
-// httpGetInNamespace GETs url over a connection opened inside the test
-// namespace and returns "<status> <body>".
-func httpGetInNamespace(url string) (string, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	var conn net.Conn
-	if err := netns.Do(env.nsPath, func() error {
-		var err error
-		conn, err = net.DialTimeout("tcp", req.URL.Host, 2*time.Second)
-		return err
-	}); err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	req.Close = true
-	if err := req.Write(conn); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.Status + " " + string(b), err
-}
-
-func containerIP(t *testing.T, name string) string {
+// psAddress is a container's IP as `ps` shows it, "" if none.
+func psAddress(t *testing.T, name string) string {
 	t.Helper()
 	r := vkav(t, "", "ps")
 	for _, line := range strings.Split(r.stdout, "\n") {
@@ -237,7 +265,6 @@ func containerIP(t *testing.T, name string) string {
 			}
 		}
 	}
-	t.Fatalf("no IP for %s in ps:\n%s", name, r.stdout)
 	return ""
 }
 

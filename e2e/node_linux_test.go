@@ -1,0 +1,436 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	corev1 "k8s.io/api/core/v1"
+)
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podRunning(p corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodRunning && p.Status.PodIP != ""
+}
+
+const webDeployment = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {type: virtual-kubelet}
+      tolerations:
+      - {key: virtual-kubelet.io/provider, operator: Equal, value: applevm, effect: NoSchedule}
+      containers:
+      - name: web
+        image: BUSYBOX
+        command: ["sh", "-c", "echo served-by-pod > /tmp/index.html; echo serving; exec httpd -f -v -p 8080 -h /tmp"]
+        ports: [{containerPort: 8080}]
+`
+
+// webPod returns the name of the web Deployment's running pod.
+func (ne *nodeEnv) webPod(t *testing.T) corev1.Pod {
+	t.Helper()
+	var name string
+	deadline := time.Now().Add(3 * time.Minute)
+	for name == "" {
+		out := ne.kubectl(t, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}")
+		name = strings.TrimSpace(out)
+		if time.Now().After(deadline) {
+			t.Fatal("the web Deployment has no pod")
+		}
+		if name == "" {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	return ne.waitPod(t, name, "Running and Ready", 3*time.Minute, func(p corev1.Pod) bool { return podRunning(p) && podReady(p) })
+}
+
+// TestNode drives the node through kubectl against a real control plane;
+// subtests share one cluster and build on the web Deployment.
+func TestNode(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, webDeployment)
+	pod := ne.webPod(t)
+	t.Logf("web pod %s on %s with IP %s", pod.Name, pod.Spec.NodeName, pod.Status.PodIP)
+	if pod.Spec.NodeName != ne.name || pod.Status.HostIP != ne.c.Node.IP {
+		t.Fatalf("pod on node %q hostIP %q", pod.Spec.NodeName, pod.Status.HostIP)
+	}
+
+	t.Run("logs", func(t *testing.T) {
+		ne.waitLogs(t, pod.Name, "serving")
+	})
+	t.Run("exec exit code", func(t *testing.T) {
+		_, err := ne.c.Kubectl(context.Background(), "", "exec", pod.Name, "--", "sh", "-c", "exit 7")
+		if code := exitCode(err); code != 7 {
+			t.Fatalf("exec exit code %d (%v), want 7", code, err)
+		}
+	})
+	t.Run("exec tty", func(t *testing.T) {
+		cmd := exec.Command("kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "exec", "-it", pod.Name, "--",
+			"sh", "-c", "tty; stty size; exit 5")
+		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 88})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ptmx.Close()
+		out, _ := io.ReadAll(ptmx)
+		err = cmd.Wait()
+		if code := exitCode(err); code != 5 || !strings.Contains(string(out), "/dev/pts/") || !strings.Contains(string(out), "24 88") {
+			t.Fatalf("exec -it: code %d (%v), output %q", code, err, out)
+		}
+	})
+	t.Run("port-forward", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "port-forward", pod.Name, "0:8080")
+		stdout, _ := cmd.StdoutPipe()
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cancel(); _ = cmd.Wait() }()
+		lines := make(chan string, 1)
+		go func() {
+			line, _ := bufio.NewReader(stdout).ReadString('\n')
+			lines <- line
+		}()
+		var line string
+		select {
+		case line = <-lines:
+		case <-time.After(time.Minute):
+			t.Fatalf("kubectl port-forward printed nothing in a minute; stderr %q", stderr.String())
+		}
+		m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("port-forward said %q", line)
+		}
+		resp, err := http.Get("http://127.0.0.1:" + m[1] + "/index.html")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "served-by-pod\n" {
+			t.Fatalf("body %q", body)
+		}
+	})
+	t.Run("top", func(t *testing.T) {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			out, err := ne.c.Kubectl(context.Background(), "", "top", "pod", pod.Name, "--no-headers")
+			if err == nil && strings.HasPrefix(out, pod.Name) {
+				t.Logf("kubectl top pod: %s", strings.TrimSpace(out))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kubectl top pod: %v %q", err, out)
+			}
+			time.Sleep(3 * time.Second)
+		}
+		if out := ne.kubectl(t, "top", "node", ne.name, "--no-headers"); !strings.HasPrefix(out, ne.name) {
+			t.Fatalf("kubectl top node: %q", out)
+		}
+	})
+	t.Run("kubelet API auth", func(t *testing.T) {
+		url := fmt.Sprintf("https://%s:10250/pods", ne.c.Node.IP)
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		get := func(token string) int {
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := get(""); code != http.StatusUnauthorized {
+			t.Fatalf("no credentials: HTTP %d, want 401", code)
+		}
+		token := strings.TrimSpace(ne.kubectl(t, "create", "token", "default"))
+		if code := get(token); code != http.StatusForbidden {
+			t.Fatalf("service account without RBAC: HTTP %d, want 403", code)
+		}
+	})
+	t.Run("node restart keeps the pod", func(t *testing.T) {
+		before := ne.pod(t, pod.Name)
+		started := before.Status.ContainerStatuses[0].State.Running.StartedAt
+		// kill -9: no goodbye from the node.
+		ne.node.Stop(9, 0)
+		if err := ne.startNodeProcess(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		after := ne.waitPod(t, pod.Name, "running again", 2*time.Minute, func(p corev1.Pod) bool { return podRunning(p) && podReady(p) })
+		cs := after.Status.ContainerStatuses[0]
+		if after.Status.PodIP != before.Status.PodIP || cs.RestartCount != 0 || cs.State.Running == nil || !cs.State.Running.StartedAt.Equal(&started) {
+			t.Fatalf("after the node restart: IP %s→%s, container %+v", before.Status.PodIP, after.Status.PodIP, cs)
+		}
+		// Logs continue: a request now is logged by the same httpd. The new
+		// node process takes the pod over once its informers have synced.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			_, err := ne.c.Kubectl(context.Background(), "", "exec", pod.Name, "--", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/index.html?after-restart")
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+		}
+		ne.waitLogs(t, pod.Name, "serving", "after-restart")
+	})
+}
+
+// waitLogs polls kubectl logs until it holds every want.
+func (ne *nodeEnv) waitLogs(t *testing.T, pod string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := ne.c.Kubectl(context.Background(), "", "logs", pod)
+		ok := err == nil
+		for _, w := range want {
+			ok = ok && strings.Contains(out, w)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs of %s: %q (%v), want %q", pod, out, err, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// tolerate is the scheduling stanza every test pod carries.
+const tolerate = `
+  nodeSelector: {type: virtual-kubelet}
+  tolerations:
+  - {key: virtual-kubelet.io/provider, operator: Equal, value: applevm, effect: NoSchedule}`
+
+func TestNodePodLifecycle(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {GREETING: hello-from-configmap, MODE: test}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cr3t}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lifecycle}
+spec:`+tolerate+`
+  terminationGracePeriodSeconds: 20
+  initContainers:
+  - {name: first, image: BUSYBOX, command: ["sh", "-c", "echo first; sleep 1"]}
+  - {name: second, image: BUSYBOX, command: ["sh", "-c", "echo second"]}
+  containers:
+  - name: app
+    image: BUSYBOX
+    command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo \"$GREETING $MODE\"; while true; do sleep 1; done"]
+    envFrom: [{configMapRef: {name: settings}}]
+    volumeMounts: [{name: creds, mountPath: /etc/creds, readOnly: true}]
+    readinessProbe:
+      exec: {command: ["test", "-f", "/tmp/ready"]}
+      periodSeconds: 1
+      failureThreshold: 1
+  volumes:
+  - {name: creds, secret: {secretName: creds}}
+`)
+	p := ne.waitPod(t, "lifecycle", "Running", 4*time.Minute, podRunning)
+
+	t.Run("init containers ran in order", func(t *testing.T) {
+		ics := p.Status.InitContainerStatuses
+		if len(ics) != 2 || ics[0].State.Terminated == nil || ics[1].State.Terminated == nil {
+			t.Fatalf("init statuses %+v", ics)
+		}
+		first, second := ics[0].State.Terminated, ics[1].State.Terminated
+		app := p.Status.ContainerStatuses[0].State.Running
+		if first.Reason != "Completed" || second.Reason != "Completed" || app == nil {
+			t.Fatalf("init %+v %+v app %+v", first, second, p.Status.ContainerStatuses[0].State)
+		}
+		if second.StartedAt.Before(&first.FinishedAt) || app.StartedAt.Before(&second.FinishedAt) {
+			t.Fatalf("out of order: first %v–%v, second %v–%v, app %v",
+				first.StartedAt, first.FinishedAt, second.StartedAt, second.FinishedAt, app.StartedAt)
+		}
+		if out := ne.kubectl(t, "logs", "lifecycle", "-c", "first"); out != "first\n" {
+			t.Fatalf("init logs %q", out)
+		}
+	})
+	t.Run("env from configMap and a secret volume", func(t *testing.T) {
+		if out := ne.kubectl(t, "logs", "lifecycle"); !strings.Contains(out, "hello-from-configmap test") {
+			t.Fatalf("logs %q", out)
+		}
+		if out := ne.kubectl(t, "exec", "lifecycle", "--", "cat", "/etc/creds/password"); out != "s3cr3t" {
+			t.Fatalf("secret volume: %q", out)
+		}
+		// The volume follows the secret.
+		ne.kubectl(t, "patch", "secret", "creds", "-p", `{"stringData":{"password":"rotated"}}`)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			out, _ := ne.c.Kubectl(context.Background(), "", "exec", "lifecycle", "--", "cat", "/etc/creds/password")
+			if out == "rotated" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("secret volume not updated: %q", out)
+			}
+			time.Sleep(time.Second)
+		}
+	})
+	t.Run("readiness probe flips Ready", func(t *testing.T) {
+		if podReady(ne.pod(t, "lifecycle")) {
+			t.Fatal("Ready before the probe's file exists")
+		}
+		ne.kubectl(t, "exec", "lifecycle", "--", "touch", "/tmp/ready")
+		ne.waitPod(t, "lifecycle", "Ready", time.Minute, podReady)
+		ne.kubectl(t, "exec", "lifecycle", "--", "rm", "/tmp/ready")
+		ne.waitPod(t, "lifecycle", "not Ready again", time.Minute, func(p corev1.Pod) bool { return !podReady(p) })
+		if ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name=lifecycle,reason=Unhealthy", "-o", "name"); ev == "" {
+			t.Fatal("no Unhealthy event")
+		}
+	})
+	t.Run("graceful delete", func(t *testing.T) {
+		start := time.Now()
+		ne.kubectl(t, "delete", "pod", "lifecycle", "--wait=true", "--timeout=60s")
+		took := time.Since(start)
+		// The container exits on SIGTERM at once: the pod goes long before
+		// its 20 s grace period ends.
+		if took > 12*time.Second {
+			t.Fatalf("delete took %v; the container exits on TERM at once and the grace period is 20 s", took)
+		}
+		t.Logf("deleted in %v", took.Round(time.Millisecond))
+	})
+}
+
+func TestNodeGracePeriodThenKill(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:`+tolerate+`
+  terminationGracePeriodSeconds: 4
+  containers:
+  - {name: app, image: BUSYBOX, command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]}
+`)
+	ne.waitPod(t, "stubborn", "Running", 4*time.Minute, podRunning)
+	start := time.Now()
+	ne.kubectl(t, "delete", "pod", "stubborn", "--wait=true", "--timeout=60s")
+	took := time.Since(start)
+	// Ignoring SIGTERM, it lives out its 4 s grace period, then SIGKILL.
+	if took < 4*time.Second || took > 30*time.Second {
+		t.Fatalf("delete took %v, want the 4 s grace period then a kill", took)
+	}
+	t.Logf("deleted in %v", took.Round(time.Millisecond))
+}
+
+func TestNodeCrashLoopBackOff(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:`+tolerate+`
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: BUSYBOX, command: ["sh", "-c", "echo crashing; exit 3"]}
+`)
+	// The kubelet's back-off: 10 s, 20 s, ... between restarts.
+	var starts []time.Time
+	seen := map[int32]bool{}
+	p := ne.waitPod(t, "crasher", "restarted three times", 4*time.Minute, func(p corev1.Pod) bool {
+		if len(p.Status.ContainerStatuses) == 0 {
+			return false
+		}
+		cs := p.Status.ContainerStatuses[0]
+		if last := cs.LastTerminationState.Terminated; last != nil && !seen[cs.RestartCount] {
+			seen[cs.RestartCount] = true
+			starts = append(starts, last.StartedAt.Time)
+		}
+		return cs.RestartCount >= 3
+	})
+	cs := p.Status.ContainerStatuses[0]
+	if last := cs.LastTerminationState.Terminated; last == nil || last.ExitCode != 3 || last.Reason != "Error" {
+		t.Fatalf("lastState %+v", cs.LastTerminationState)
+	}
+	ne.waitPod(t, "crasher", "in CrashLoopBackOff", 2*time.Minute, func(p corev1.Pod) bool {
+		w := p.Status.ContainerStatuses[0].State.Waiting
+		return w != nil && w.Reason == "CrashLoopBackOff"
+	})
+	if len(starts) >= 3 {
+		g1, g2 := starts[1].Sub(starts[0]), starts[2].Sub(starts[1])
+		t.Logf("gaps between starts: %v, %v", g1, g2)
+		if g2 < g1+5*time.Second {
+			t.Fatalf("back-off does not grow: gaps %v then %v", g1, g2)
+		}
+	} else {
+		t.Fatalf("saw only %d instances' start times", len(starts))
+	}
+	if ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name=crasher,reason=BackOff", "-o", "name"); ev == "" {
+		t.Fatal("no BackOff event")
+	}
+	if out := ne.kubectl(t, "logs", "crasher", "--previous"); out != "crashing\n" {
+		t.Fatalf("logs --previous %q", out)
+	}
+}
+
+func TestNodeRejectsUnsupportedPods(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet}
+spec:`+tolerate+`
+  hostNetwork: true
+  containers:
+  - {name: app, image: BUSYBOX, command: ["sleep", "100"]}
+`)
+	p := ne.waitPod(t, "hostnet", "Failed", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if p.Status.Reason != "UnsupportedByNode" || !strings.Contains(p.Status.Message, "hostNetwork") {
+		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
+	}
+}
