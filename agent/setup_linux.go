@@ -16,8 +16,8 @@ import (
 	"github.com/vk-applevm/vk-applevm/agent/api"
 )
 
-// Setup configures the guest: clock, hostname, sysctls, network, DNS and
-// hosts files.
+// Setup configures the guest: clock, hostname, sysctls, Rosetta, network,
+// DNS and hosts files.
 func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupResponse, error) {
 	for _, iface := range req.GetInterfaces() {
 		if iface.GetDhcp() {
@@ -39,6 +39,11 @@ func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupRe
 	}
 	for k, v := range req.GetSysctls() {
 		if err := writeSysctl(s.cfg.ProcSysDir, k, v); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+	}
+	if req.GetRosetta() {
+		if err := s.setupRosetta(ctx); err != nil {
 			return nil, fmt.Errorf("setup: %w", err)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 // ErrNoEmulation: the image is for another architecture than the guest and
 // this host cannot translate it.
-var ErrNoEmulation = errors.New("no emulation for the image's architecture")
+var ErrNoEmulation = errors.New("unsupported image platform")
 
 // RosettaCheck reports whether the hypervisor can share Apple's Rosetta
 // translator with arm64 guests (vz on Apple silicon): nil when it can, else

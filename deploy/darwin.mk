@@ -7,6 +7,10 @@
 #   darwin-lines        count the darwin-only vz glue; fails above DARWIN_GLUE_MAX
 #   sign                (macOS) codesign VZ_BINARIES with the virtualization entitlement
 #   test-darwin         (macOS) platform-neutral unit tests incl. vm/vz, test binaries signed
+#   guest-darwin        the vz guest bundle in bin/guest/arm64 (vk-applevm kernel fetch: the pinned
+#                       arm64 kernel, an initrd of the arm64 agent); from the top-level Makefile only,
+#                       which knows how to build bin/vk-applevm and the agent
+#   test-darwin-e2e     (a real Mac) the CLI end-to-end cases on vz (e2e/harness_darwin_test.go)
 #   test-vz-integration (a real Mac) boot tests; needs VKAV_VZ_KERNEL=<arm64 Image>
 
 GO ?= go
@@ -17,10 +21,14 @@ DARWIN_GLUE = $(filter-out %_test.go,$(wildcard vm/vz/*_darwin*.go))
 DARWIN_GLUE_MAX ?= 600
 # Packages whose unit tests run on macOS (the rest of the project tests
 # Linux-only machinery: QEMU, network namespaces).
-DARWIN_TEST_PKGS ?= ./vm/vz/... ./guest/kernelfetch/... ./hack/checkdarwin/... ./agent/logframe/...
+DARWIN_TEST_PKGS ?= ./vm/ ./vm/vz/... ./guest/kernelfetch/... ./hack/checkdarwin/... ./agent/logframe/... \
+	./agent/binfmt/... ./container/ ./network/vznat/... ./internal/crilog/... ./cmd/vk-applevm/ \
+	./e2e/internal/debbin/...
 CODESIGN_EXEC = $(CURDIR)/hack/codesign-exec.sh
+# Where the vz guest bundle goes: the CLI's default --guest on Apple silicon.
+DARWIN_GUEST_DIR ?= bin/guest/arm64
 
-.PHONY: check-darwin darwin-lines sign test-darwin test-vz-integration
+.PHONY: check-darwin darwin-lines sign test-darwin test-vz-integration guest-darwin test-darwin-e2e
 
 check-darwin:
 	$(GO) run ./hack/checkdarwin ./...
@@ -43,6 +51,14 @@ sign:
 
 test-darwin:
 	$(GO) test -exec "$(CODESIGN_EXEC)" $(DARWIN_TEST_PKGS)
+
+# Downloads Kata's arm64 release (about 600 MB) the first time; later runs
+# only rebuild the initrd, since the installed kernel matches the pin.
+guest-darwin: bin/vk-applevm bin/vk-applevm-agent-linux-arm64
+	bin/vk-applevm --guest $(DARWIN_GUEST_DIR) kernel fetch --agent bin/vk-applevm-agent-linux-arm64
+
+test-darwin-e2e: guest-darwin
+	$(GO) test -exec "$(CODESIGN_EXEC)" -v ./e2e
 
 test-vz-integration:
 	@test -n "$$VKAV_VZ_KERNEL" || { echo "set VKAV_VZ_KERNEL to an arm64 Image (vk-applevm kernel fetch installs one)" >&2; exit 1; }

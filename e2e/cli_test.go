@@ -132,6 +132,20 @@ func TestRunForeignPlatform(t *testing.T) {
 	}
 }
 
+// TestRunPlatformOfStoredImage: --platform names a platform the stored
+// busybox is not for, so the image is pulled for it (and the registry has
+// none) rather than the stored one run.
+func TestRunPlatformOfStoredImage(t *testing.T) {
+	if r := vkav(t, "", "images", "pull", env.busybox); r.code != 0 {
+		t.Fatalf("pull: %d %s", r.code, r.stderr)
+	}
+	fc := foreignPlatform(t)
+	r := vkav(t, "", "run", "--rm", "--platform", fc.platform, env.busybox, "echo", "ran the stored image")
+	if r.code != 125 || !strings.Contains(r.stderr, "want "+fc.platform) {
+		t.Fatalf("code %d stdout %q stderr %q, want 125: busybox has no %s variant", r.code, r.stdout, r.stderr, fc.platform)
+	}
+}
+
 // vmDirs lists the VM directories under the CLI's state root.
 func vmDirs(t *testing.T) string {
 	t.Helper()

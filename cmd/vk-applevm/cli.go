@@ -59,7 +59,7 @@ func (g *globals) openRuntime(ctx context.Context, insecure []string) (*cliEnv, 
 		return nil, fmt.Errorf("set up the VM network: %w", err)
 	}
 	rt, err := container.New(container.Config{
-		Root: g.root, Images: images, Network: n, Guest: b, Driver: defaultDriver, Logger: g.log,
+		Root: g.root, Images: images, Network: n, Guest: b, Driver: defaultDriver, Rosetta: g.rosettaCheck(), Logger: g.log,
 	})
 	if err != nil {
 		_ = n.Close(ctx)

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+
+	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/vz"
 )
@@ -11,4 +14,17 @@ const defaultDriver = "vz"
 func (g *globals) drivers() map[string]vm.Driver {
 	d := vz.New(vz.Options{Logger: g.log})
 	return map[string]vm.Driver{d.Name(): d}
+}
+
+// rosettaCheck: vz shares Rosetta with arm64 guests on Apple silicon, when
+// it is installed, so linux/amd64 images run there.
+func (g *globals) rosettaCheck() container.RosettaCheck {
+	d := vz.New(vz.Options{Logger: g.log})
+	return func(ctx context.Context) error {
+		report, err := d.Host(ctx)
+		if err != nil {
+			return err
+		}
+		return report.Limits.Rosetta.Err()
+	}
 }

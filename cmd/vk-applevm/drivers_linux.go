@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/qemu"
@@ -20,3 +21,6 @@ func (g *globals) drivers() map[string]vm.Driver {
 	d := qemu.New(opts)
 	return map[string]vm.Driver{d.Name(): d}
 }
+
+// rosettaCheck: QEMU translates nothing; images must match the guest.
+func (g *globals) rosettaCheck() container.RosettaCheck { return nil }

@@ -247,11 +247,22 @@ func ensureImage(ctx context.Context, store *image.Store, ref, policy, platform 
 	}
 	if policy != "always" {
 		img, err := store.Get(ctx, ref)
-		if err == nil {
-			return img, nil
-		}
-		if !errors.Is(err, image.ErrNotFound) {
+		if err != nil && !errors.Is(err, image.ErrNotFound) {
 			return nil, err
+		}
+		if err == nil {
+			// The store keeps one platform per reference: a --platform
+			// it is not for means the image is not present.
+			other, perr := otherPlatform(img, platform)
+			if perr != nil {
+				return nil, perr
+			}
+			if !other {
+				return img, nil
+			}
+		}
+		if policy == "never" && platform != "" {
+			return nil, fmt.Errorf("image %s is not present for %s and --pull=never", ref, platform)
 		}
 		if policy == "never" {
 			return nil, fmt.Errorf("image %s is not present and --pull=never", ref)
@@ -263,6 +274,19 @@ func ensureImage(ctx context.Context, store *image.Store, ref, policy, platform 
 		return nil, err
 	}
 	return img, nil
+}
+
+// otherPlatform reports whether a stored image is for another platform
+// than --platform asks for (empty: any).
+func otherPlatform(img *image.Image, platform string) (bool, error) {
+	if platform == "" {
+		return false, nil
+	}
+	want, err := image.ParsePlatform(platform)
+	if err != nil {
+		return false, fmt.Errorf("--platform: %w", err)
+	}
+	return img.Platform.OS != want.OS || img.Platform.Architecture != want.Architecture, nil
 }
 
 // commandLine follows docker run: --entrypoint replaces the image's

@@ -213,6 +213,11 @@ func describeNIC(i int, n vm.NIC) (NetworkDevice, error) {
 	return NetworkDevice{}, fmt.Errorf("nic %d: attachment kind %q: %w by the vz backend", i, n.Attachment.Kind, vm.ErrNotSupported)
 }
 
+// Err is nil when Rosetta can be shared with guests, else why not:
+// ErrRosettaNotInstalled, or vm.ErrNotSupported (an Intel Mac, macOS
+// before 13).
+func (a RosettaAvailability) Err() error { return checkRosetta(a) }
+
 func checkRosetta(a RosettaAvailability) error {
 	switch a {
 	case RosettaInstalled:

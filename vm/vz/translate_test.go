@@ -293,3 +293,19 @@ func TestDescribeReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// RosettaAvailability.Err is what the CLI checks before booting an amd64
+// image; it agrees with Describe.
+func TestRosettaAvailabilityErr(t *testing.T) {
+	if err := RosettaInstalled.Err(); err != nil {
+		t.Errorf("installed: %v", err)
+	}
+	if err := RosettaNotInstalled.Err(); !errors.Is(err, ErrRosettaNotInstalled) {
+		t.Errorf("not installed: %v, want ErrRosettaNotInstalled", err)
+	}
+	for _, a := range []RosettaAvailability{RosettaNotSupported, ""} {
+		if err := a.Err(); !errors.Is(err, vm.ErrNotSupported) {
+			t.Errorf("%q: %v, want vm.ErrNotSupported", a, err)
+		}
+	}
+}
