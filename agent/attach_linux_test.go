@@ -1,13 +1,13 @@
 package agent_test
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/internal/syncbuf"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,23 +17,8 @@ import (
 	"github.com/vk-applevm/vk-applevm/agent/client"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a poller.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is safe for a writer and a poller.
+type syncBuffer = syncbuf.Buffer
 
 // waitFor polls until cond holds or fails the test after 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -210,30 +210,35 @@ func (s *Sandbox) Exec(ctx context.Context, p ProcessConfig, stdio IO) (ExitStat
 	if err != nil {
 		return ExitStatus{}, err
 	}
-	var resize chan client.TermSize
-	if stdio.Resize != nil {
-		resize = make(chan client.TermSize)
-		go func() {
-			defer close(resize)
-			for sz := range stdio.Resize {
-				select {
-				case resize <- client.TermSize{Rows: uint32(sz.Rows), Cols: uint32(sz.Cols)}:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
 	st, err := ag.Exec(ctx, client.ExecOptions{
 		ContainerID: s.id, ProcessID: p.ID, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
 		User: userSpec(p), AdditionalGIDs: p.AdditionalGIDs, LogName: p.LogName,
-		TTY: p.TTY, InitialSize: client.TermSize{Rows: uint32(p.Rows), Cols: uint32(p.Cols)}, Resize: resize,
+		TTY: p.TTY, InitialSize: client.TermSize{Rows: uint32(p.Rows), Cols: uint32(p.Cols)}, Resize: termSizes(ctx, stdio.Resize),
 		Stdin: stdio.Stdin, Stdout: stdio.Stdout, Stderr: stdio.Stderr, Keep: p.LogName != "",
 	})
 	if err != nil {
 		return ExitStatus{}, s.agentErr(ctx, "exec "+p.ID, mapProcessErr(err))
 	}
 	return exitStatus(st), nil
+}
+
+// termSizes converts terminal sizes for the agent client.
+func termSizes(ctx context.Context, in <-chan TermSize) <-chan client.TermSize {
+	if in == nil {
+		return nil
+	}
+	out := make(chan client.TermSize)
+	go func() {
+		defer close(out)
+		for sz := range in {
+			select {
+			case out <- client.TermSize{Rows: uint32(sz.Rows), Cols: uint32(sz.Cols)}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 func exitStatus(st *api.ExitStatus) ExitStatus {

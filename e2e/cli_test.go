@@ -15,7 +15,6 @@ package e2e
 //	foreignPlatform(t) foreignCase    an image of another architecture than the VMs'
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -24,9 +23,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/internal/syncbuf"
 
 	"github.com/creack/pty"
 )
@@ -297,23 +297,8 @@ func waitLogs(t *testing.T, name, want string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is safe for a writer and a poller.
+type syncBuffer = syncbuf.Buffer
 
 func waitOutput(t *testing.T, b *syncBuffer, want string) {
 	t.Helper()

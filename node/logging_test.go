@@ -1,34 +1,20 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/vk-applevm/vk-applevm/internal/syncbuf"
 
 	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
 	"k8s.io/klog/v2"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is safe for a writer and a poller.
+type syncBuffer = syncbuf.Buffer
 
 func TestOneLoggerForVirtualKubeletAndKlog(t *testing.T) {
 	prev := vklog.L

@@ -146,17 +146,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (w *podWorker) runProbe(ctx context.Context, sb Sandbox, spec corev1.Container, h *corev1.ProbeHandler) error {
 	switch {
 	case h.Exec != nil:
-		var out bytes.Buffer
-		proc := w.execConfig(spec.Name, h.Exec.Command)
-		proc.ID = probeID()
-		exit, err := sb.Exec(ctx, proc, container.IO{Stdout: &limited{w: &out, n: 10 << 10}, Stderr: &limited{w: &out, n: 10 << 10}})
-		if err != nil {
-			return err
-		}
-		if exit.Code != 0 {
-			return fmt.Errorf("command %q exited with %d: %s", h.Exec.Command, exit.Code, strings.TrimSpace(out.String()))
-		}
-		return nil
+		return w.execCheck(ctx, sb, spec, h.Exec.Command)
 	case h.HTTPGet != nil:
 		return httpCheck(ctx, sb, spec, h.HTTPGet)
 	case h.TCPSocket != nil:
@@ -287,21 +277,27 @@ func resolvePort(p intstr.IntOrString, spec corev1.Container) (int, error) {
 	return 0, fmt.Errorf("no container port named %q", p.StrVal)
 }
 
+// execCheck runs command in the container like its main process; a
+// non-zero exit is an error carrying the start of its output.
+func (w *podWorker) execCheck(ctx context.Context, sb Sandbox, spec corev1.Container, command []string) error {
+	var out bytes.Buffer
+	proc := w.execConfig(spec.Name, command)
+	proc.ID = probeID()
+	exit, err := sb.Exec(ctx, proc, container.IO{Stdout: &limited{w: &out, n: 10 << 10}, Stderr: &limited{w: &out, n: 10 << 10}})
+	if err != nil {
+		return err
+	}
+	if exit.Code != 0 {
+		return fmt.Errorf("command %q exited with %d: %s", command, exit.Code, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
 // runHook executes a postStart or preStop handler.
 func (w *podWorker) runHook(ctx context.Context, sb Sandbox, spec corev1.Container, h *corev1.LifecycleHandler) error {
 	switch {
 	case h.Exec != nil:
-		var out bytes.Buffer
-		proc := w.execConfig(spec.Name, h.Exec.Command)
-		proc.ID = probeID()
-		exit, err := sb.Exec(ctx, proc, container.IO{Stdout: &limited{w: &out, n: 10 << 10}, Stderr: &limited{w: &out, n: 10 << 10}})
-		if err != nil {
-			return err
-		}
-		if exit.Code != 0 {
-			return fmt.Errorf("command %q exited with %d: %s", h.Exec.Command, exit.Code, strings.TrimSpace(out.String()))
-		}
-		return nil
+		return w.execCheck(ctx, sb, spec, h.Exec.Command)
 	case h.HTTPGet != nil:
 		return httpCheck(ctx, sb, spec, h.HTTPGet)
 	case h.Sleep != nil:

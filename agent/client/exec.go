@@ -76,11 +76,44 @@ func (c *Client) Exec(ctx context.Context, o ExecOptions) (*api.ExitStatus, erro
 			_, _ = c.DeleteProcess(dctx, &api.DeleteProcessRequest{ContainerId: o.ContainerID, ProcessId: o.ProcessID})
 		}()
 	}
+	return c.attach(ctx, AttachOptions{
+		ContainerID: o.ContainerID, ProcessID: o.ProcessID,
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Resize: o.Resize,
+	}, func() error {
+		_, err := c.StartProcess(ctx, &api.StartProcessRequest{ContainerId: o.ContainerID, ProcessId: o.ProcessID})
+		if err != nil {
+			return fmt.Errorf("exec %s: %w", o.ProcessID, MapProcessError(err))
+		}
+		return nil
+	})
+}
+
+// AttachOptions connect a caller to an existing process's streams.
+type AttachOptions struct {
+	ContainerID, ProcessID string
+	// Stdin, when set, is copied to the process; its EOF closes the
+	// process's stdin. Stdout and Stderr receive output; nil discards it.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Resize carries terminal size changes until it is closed.
+	Resize <-chan TermSize
+}
+
+// AttachProcess attaches to a running (or exited) process and copies its
+// I/O until it exits; it returns the exit status after all output.
+func (c *Client) AttachProcess(ctx context.Context, o AttachOptions) (*api.ExitStatus, error) {
+	return c.attach(ctx, o, nil)
+}
+
+// attach runs one Attach stream: after the agent confirms the attachment
+// (from then on no output is lost) it calls started, if set, then pumps
+// stdin, resizes and output until the exit status arrives.
+func (c *Client) attach(ctx context.Context, o AttachOptions, started func() error) (*api.ExitStatus, error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.Attach(actx)
 	if err != nil {
-		return nil, fmt.Errorf("exec %s: attach: %w", o.ProcessID, err)
+		return nil, fmt.Errorf("attach to %s: %w", o.ProcessID, err)
 	}
 	var sendMu sync.Mutex
 	send := func(m *api.AttachRequest) error {
@@ -92,15 +125,16 @@ func (c *Client) Exec(ctx context.Context, o ExecOptions) (*api.ExitStatus, erro
 		ContainerId: o.ContainerID, ProcessId: o.ProcessID,
 		WantStdout: o.Stdout != nil, WantStderr: o.Stderr != nil,
 	}); err != nil {
-		return nil, fmt.Errorf("exec %s: attach: %w", o.ProcessID, err)
+		return nil, fmt.Errorf("attach to %s: %w", o.ProcessID, err)
 	}
-	// The first response confirms the attachment: from here no output is
-	// lost, so the process may start.
+	// The first response confirms the attachment.
 	if _, err := stream.Recv(); err != nil {
-		return nil, fmt.Errorf("exec %s: attach: %w", o.ProcessID, err)
+		return nil, fmt.Errorf("attach to %s: %w", o.ProcessID, err)
 	}
-	if _, err := c.StartProcess(ctx, &api.StartProcessRequest{ContainerId: o.ContainerID, ProcessId: o.ProcessID}); err != nil {
-		return nil, fmt.Errorf("exec %s: %w", o.ProcessID, MapProcessError(err))
+	if started != nil {
+		if err := started(); err != nil {
+			return nil, err
+		}
 	}
 	if o.Stdin != nil {
 		go copyStdin(actx, o.Stdin, send)
@@ -126,7 +160,7 @@ func (c *Client) Exec(ctx context.Context, o ExecOptions) (*api.ExitStatus, erro
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, fmt.Errorf("exec %s: read output: %w", o.ProcessID, err)
+			return nil, fmt.Errorf("attach to %s: read output: %w", o.ProcessID, err)
 		}
 		if st := m.GetExit(); st != nil {
 			return st, nil
@@ -140,7 +174,7 @@ func (c *Client) Exec(ctx context.Context, o ExecOptions) (*api.ExitStatus, erro
 		}
 		if w != nil && len(m.GetData()) > 0 {
 			if _, err := w.Write(m.GetData()); err != nil {
-				return nil, fmt.Errorf("exec %s: write output: %w", o.ProcessID, err)
+				return nil, fmt.Errorf("attach to %s: write output: %w", o.ProcessID, err)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -184,29 +185,9 @@ func runStop(ctx context.Context, g *globals, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
-	env, err := g.openRuntime(ctx, nil)
-	if err != nil {
-		return internal(err)
-	}
-	defer env.close(ctx)
-	var failed error
-	for _, name := range fs.Args() {
-		sb, err := env.findSandbox(ctx, name)
-		if err == nil {
-			err = sb.Stop(ctx, time.Duration(*grace)*time.Second)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "vk-applevm: stop %s: %v\n", name, err)
-			failed = err
-			continue
-		}
-		fmt.Println(name)
-	}
-	return internal(failed)
+	return g.eachContainer(ctx, fs, "stop", func(sb *container.Sandbox) error {
+		return sb.Stop(ctx, time.Duration(*grace)*time.Second)
+	})
 }
 
 func runRm(ctx context.Context, g *globals, args []string) error {
@@ -215,6 +196,25 @@ func runRm(ctx context.Context, g *globals, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	return g.eachContainer(ctx, fs, "rm", func(sb *container.Sandbox) error {
+		if !*force {
+			if sb.Labels()[labelCLI] == "" {
+				return fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
+			}
+			if s, _ := mainState(ctx, sb); strings.HasPrefix(s, "Up") {
+				return fmt.Errorf("it is running; stop it first or use -f")
+			}
+		}
+		if err := sb.Delete(ctx); err != nil {
+			return err
+		}
+		return os.RemoveAll(g.logDir(sb.ID()))
+	})
+}
+
+// eachContainer applies fn to every container named in the arguments,
+// printing each name done and each failure; the last failure is returned.
+func (g *globals) eachContainer(ctx context.Context, fs *flag.FlagSet, verb string, fn func(*container.Sandbox) error) error {
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return errUsage
@@ -227,23 +227,14 @@ func runRm(ctx context.Context, g *globals, args []string) error {
 	var failed error
 	for _, name := range fs.Args() {
 		sb, err := env.findSandbox(ctx, name)
-		if err == nil && sb.Labels()[labelCLI] == "" && !*force {
-			err = fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
-		}
-		if err == nil && !*force {
-			if s, _ := mainState(ctx, sb); strings.HasPrefix(s, "Up") {
-				err = fmt.Errorf("it is running; stop it first or use -f")
-			}
-		}
 		if err == nil {
-			err = sb.Delete(ctx)
+			err = fn(sb)
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "vk-applevm: rm %s: %v\n", name, err)
+			fmt.Fprintf(os.Stderr, "vk-applevm: %s %s: %v\n", verb, name, err)
 			failed = err
 			continue
 		}
-		_ = os.RemoveAll(g.logDir(sb.ID()))
 		fmt.Println(name)
 	}
 	return internal(failed)

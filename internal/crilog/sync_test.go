@@ -1,23 +1,8 @@
 package crilog
 
 import (
-	"bytes"
-	"sync"
+	"github.com/vk-applevm/vk-applevm/internal/syncbuf"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is safe for a writer and a poller.
+type syncBuffer = syncbuf.Buffer
