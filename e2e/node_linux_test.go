@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -426,5 +428,108 @@ spec:`+tolerate+`
 	p := ne.waitPod(t, "hostnet", "Failed", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if p.Status.Reason != "UnsupportedByNode" || !strings.Contains(p.Status.Message, "hostNetwork") {
 		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
+	}
+}
+
+func TestNodeSharedEmptyDir(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: shared}
+spec:`+tolerate+`
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: writer
+    image: BUSYBOX
+    command: ["sh", "-c", "while true; do date +%s > /data/now; sleep 1; done"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  - name: reader
+    image: BUSYBOX
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: data, mountPath: /shared, readOnly: true}]
+  volumes:
+  - {name: data, emptyDir: {}}
+`)
+	ne.waitPod(t, "shared", "Running", 4*time.Minute, func(p corev1.Pod) bool { return podRunning(p) && podReady(p) })
+	// Each container is its own VM; the emptyDir is one host directory
+	// shared with both over virtio-fs.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := ne.c.Kubectl(context.Background(), "", "exec", "shared", "-c", "reader", "--", "cat", "/shared/now")
+		if err == nil && strings.TrimSpace(out) != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reader VM does not see the writer VM's file: %q %v", out, err)
+		}
+		time.Sleep(time.Second)
+	}
+	if _, err := ne.c.Kubectl(context.Background(), "", "exec", "shared", "-c", "reader", "--", "touch", "/shared/x"); err == nil {
+		t.Fatal("a readOnly mount of the emptyDir is writable")
+	}
+}
+
+func TestNodeRestartRemovesPodsDeletedMeanwhile(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: doomed}
+spec:`+tolerate+`
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: BUSYBOX, command: ["sleep", "3600"]}
+`)
+	p := ne.waitPod(t, "doomed", "Running", 4*time.Minute, podRunning)
+	vms := func() int {
+		entries, _ := os.ReadDir(filepath.Join(ne.root, "vms"))
+		n := 0
+		for _, e := range entries {
+			if b, err := os.ReadFile(filepath.Join(ne.root, "vms", e.Name(), "sandbox.json")); err == nil && strings.Contains(string(b), string(p.UID)) {
+				n++
+			}
+		}
+		return n
+	}
+	if vms() != 1 {
+		t.Fatalf("%d VMs for the pod, want 1", vms())
+	}
+	ne.node.Stop(9, 0)
+	// Deleted while the node is down: the API server removes it at once
+	// (grace 0), no node acknowledges it.
+	ne.kubectl(t, "delete", "pod", "doomed", "--grace-period=0", "--force", "--wait=false")
+	if err := ne.startNodeProcess(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for vms() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the VM of a pod deleted while the node was down is still there\nnode log:\n%s", ne.node.Tail(30))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func TestNodeAttach(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: attachable}
+spec:`+tolerate+`
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+  - {name: app, image: BUSYBOX, stdin: true, command: ["sh", "-c", "read line; echo got $line; exit 4"]}
+`)
+	ne.waitPod(t, "attachable", "Running", 4*time.Minute, podRunning)
+	out, err := ne.c.Kubectl(context.Background(), "hello\n", "attach", "-i", "attachable")
+	if !strings.Contains(out, "got hello") {
+		t.Fatalf("attach -i: %q %v", out, err)
+	}
+	p := ne.waitPod(t, "attachable", "Failed", time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if term := p.Status.ContainerStatuses[0].State.Terminated; term == nil || term.ExitCode != 4 {
+		t.Fatalf("state %+v", p.Status.ContainerStatuses[0].State)
 	}
 }

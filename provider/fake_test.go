@@ -28,6 +28,7 @@ import (
 //	ignoreterm      runs until SIGKILL
 //	true / false    probe helpers: exit 0 / 1 at once
 //	flag NAME       exits 0 if the runtime's flag NAME is set, else 1
+//	setflag NAME    sets the runtime's flag NAME and exits 0
 type fakeRuntime struct {
 	mu        sync.Mutex
 	images    map[string]ImageInfo
@@ -189,6 +190,9 @@ func (fp *fakeProc) run(rt *fakeRuntime) {
 		fp.finish(0, 0)
 	case "false":
 		fp.finish(1, 0)
+	case "setflag":
+		rt.setFlag(arg(1), true)
+		fp.finish(0, 0)
 	case "flag":
 		if rt.flag(arg(1)) {
 			fp.finish(0, 0)

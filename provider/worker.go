@@ -31,6 +31,7 @@ type podWorker struct {
 	termGrace chan time.Duration // receives the grace period once
 	done      chan struct{}      // closed when the worker has finished
 
+	pubMu     sync.Mutex // serialises publish
 	mu        sync.Mutex
 	pod       *corev1.Pod
 	inits     []*ctrState
@@ -432,8 +433,11 @@ func (w *podWorker) snapshot() *corev1.Pod {
 	return pod
 }
 
-// publish pushes the current status to virtual-kubelet.
+// publish pushes the current status to virtual-kubelet. Pushes are
+// serialised so an older snapshot never overtakes a newer one.
 func (w *podWorker) publish() {
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
 	pod := w.snapshot()
 	w.mu.Lock()
 	w.pod.Status = pod.Status // conditions keep their transition times
