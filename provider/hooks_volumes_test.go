@@ -3,8 +3,8 @@ package provider
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +43,9 @@ func TestPreStopRunsOnDelete(t *testing.T) {
 	if err := h.p.DeletePod(context.Background(), pod); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("pre", "terminated", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded })
+	h.waitFor("pre", "terminated", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
+	})
 	if !h.rt.flag("prestop") {
 		t.Fatal("the preStop hook did not run before the container was stopped")
 	}
