@@ -5,7 +5,11 @@
 AGENT_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 AGENT_ARCHES  ?= amd64 arm64
 AGENT_BINS    := $(foreach a,$(AGENT_ARCHES),bin/vk-applevm-agent-linux-$(a))
-AGENT_LDFLAGS := -s -w -X main.version=$(AGENT_VERSION)
+# Tags and GODEBUG defaults as guest.AgentBuildTags and guest.AgentLDFlags
+# (guest/agentbuild.go says why; its test checks they match).
+AGENT_TAGS    := grpcnotrace
+AGENT_GCFLAGS := -gcflags=all=-l -gcflags=runtime=
+AGENT_LDFLAGS := -s -w -X=runtime.godebugDefault=disablethp=1,memprofilerate=0 -X main.version=$(AGENT_VERSION)
 
 .PHONY: agent proto
 agent: $(AGENT_BINS)
@@ -13,7 +17,7 @@ agent: $(AGENT_BINS)
 # Always rebuilt: go's own cache makes an unchanged build cheap.
 .PHONY: $(AGENT_BINS)
 $(AGENT_BINS): bin/vk-applevm-agent-linux-%:
-	CGO_ENABLED=0 GOOS=linux GOARCH=$* go build -trimpath -ldflags '$(AGENT_LDFLAGS)' \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* go build -trimpath -tags '$(AGENT_TAGS)' $(AGENT_GCFLAGS) -ldflags '$(AGENT_LDFLAGS)' \
 		-o $@ ./cmd/vk-applevm-agent
 
 # protoc comes from Debian's protobuf-compiler; the Go plugins run through

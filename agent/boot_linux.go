@@ -55,10 +55,14 @@ type Guest struct {
 }
 
 // BootGuest does PID 1's duties up to the point where the agent can serve:
-// system mounts, console stdio, oom_score_adj, loopback, the reaper, module
-// loading (in the background: serving starts as soon as the agent port
-// exists), and the console ports. Failures that leave the guest usable are
-// logged, not returned.
+// system mounts, console stdio, oom_score_adj, the reaper, module loading
+// (in the background: serving starts as soon as the agent port exists),
+// and the console ports. What serving does not need — the modules after
+// the serving prefix, and the loopback device — follows on the loader's
+// thread at the lowest priority: with one vCPU it would otherwise hold up
+// the agent's first answer (hack/bench measures the boot against a
+// trivial init). Failures that leave the guest usable are logged, not
+// returned.
 func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	ignoreTerminationSignals(ctx, log)
 	if err := MountSystem("/", SystemMounts); err != nil {
@@ -69,9 +73,6 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	}
 	if err := SetOOMScoreAdj(0, -1000); err != nil {
 		log.Error("protect the agent from the OOM killer", "err", err)
-	}
-	if err := LoopbackUp(); err != nil {
-		log.Error("bring loopback up", "err", err)
 	}
 	g := &Guest{Reaper: NewReaper(true, nil, log)}
 	go g.Reaper.Run(ctx)
@@ -85,6 +86,15 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 		list = powerButtonModulesEarly(list)
 	}
 	g.Modules = NewModuleLoader(ModulesDir, list, FinitModule, log)
+	// Containers wait for the loader's Done, which follows the loopback.
+	g.Modules.AfterModule(servingPrefixEnd(list), func() {
+		if err := lowerThreadPriority(); err != nil {
+			log.Warn("lower the priority of background boot work", "err", err)
+		}
+		if err := LoopbackUp(); err != nil {
+			log.Error("bring loopback up", "err", err)
+		}
+	})
 	go g.Modules.Run(ctx)
 	g.PowerButton = WatchPowerButton(ctx, SysClassInput, "/dev", g.Modules.Done(), log)
 

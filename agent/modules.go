@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"path"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -42,6 +44,11 @@ func ParseModuleList(r io.Reader) ([]string, error) {
 	return list, nil
 }
 
+// portModule is the module whose device is the console ports; modules.list
+// up to it is the port prefix (guest.PortModule; the agent does not import
+// host-side packages).
+const portModule = "virtio_console"
+
 // ModuleName is the kernel's name for a module file: the base name without
 // .ko.
 func ModuleName(file string) string {
@@ -61,6 +68,10 @@ type ModuleLoader struct {
 	load func(path string) error
 	log  *slog.Logger
 
+	// then runs on Run's thread once the module thenAfter has been tried.
+	then      func()
+	thenAfter string
+
 	mu     sync.Mutex
 	loaded []string
 	failed map[string]error
@@ -75,28 +86,74 @@ func NewModuleLoader(dir string, list []string, load func(path string) error, lo
 	return &ModuleLoader{dir: dir, list: list, load: load, log: log, failed: map[string]error{}, done: make(chan struct{})}
 }
 
+// AfterModule makes Run call then on its own OS thread once the module
+// called last has been tried, before the modules after it; when no module
+// of the list has that name, then runs before the first. Done closes after
+// then has returned. then may change the state of the thread (its
+// scheduling priority): Run keeps to that one thread, which ends with it.
+// Call it before Run.
+func (m *ModuleLoader) AfterModule(last string, then func()) {
+	m.thenAfter, m.then = last, then
+}
+
 // Run loads every module; a failure is logged and loading goes on (a
 // module the hardware does not need, e.g. 9p under vz, may fail). It closes
 // Done when finished.
 func (m *ModuleLoader) Run(ctx context.Context) {
 	defer close(m.done)
+	then := m.then
+	if then != nil {
+		// Never unlocked: a thread whose state then changed must not run
+		// other goroutines; it exits when Run returns.
+		runtime.LockOSThread()
+		if !slices.ContainsFunc(m.list, func(rel string) bool { return ModuleName(rel) == m.thenAfter }) {
+			then()
+			then = nil
+		}
+	}
 	for _, rel := range m.list {
 		if ctx.Err() != nil {
 			return
 		}
 		name := ModuleName(rel)
-		err := m.load(filepath.Join(m.dir, filepath.FromSlash(rel)))
-		if err != nil && !errors.Is(err, ErrModuleLoaded) {
-			m.log.Warn("load kernel module", "module", name, "err", err)
-			m.mu.Lock()
-			m.failed[name] = err
-			m.mu.Unlock()
-			continue
+		m.loadOne(rel, name)
+		if then != nil && name == m.thenAfter {
+			then()
+			then = nil
 		}
-		m.mu.Lock()
-		m.loaded = append(m.loaded, name)
-		m.mu.Unlock()
 	}
+}
+
+func (m *ModuleLoader) loadOne(rel, name string) {
+	err := m.load(filepath.Join(m.dir, filepath.FromSlash(rel)))
+	if err != nil && !errors.Is(err, ErrModuleLoaded) {
+		m.log.Warn("load kernel module", "module", name, "err", err)
+		m.mu.Lock()
+		m.failed[name] = err
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Lock()
+	m.loaded = append(m.loaded, name)
+	m.mu.Unlock()
+}
+
+// servingPrefixEnd names the last module the agent needs before it serves:
+// the console port's, or the power button's when powerButtonModulesEarly
+// moved them right after the port's (boot then waits for the button).
+func servingPrefixEnd(list []string) string {
+	end := portModule
+	port := slices.IndexFunc(list, func(rel string) bool { return ModuleName(rel) == portModule })
+	if port < 0 {
+		return end
+	}
+	for _, rel := range list[port+1:] {
+		if !slices.Contains(PowerButtonModules, ModuleName(rel)) {
+			break
+		}
+		end = ModuleName(rel)
+	}
+	return end
 }
 
 // Loaded returns the modules loaded so far, in order.

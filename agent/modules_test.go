@@ -58,3 +58,53 @@ func TestModuleLoaderLoadsInOrderAndKeepsGoing(t *testing.T) {
 		t.Fatalf("failed %v", f)
 	}
 }
+
+func TestModuleLoaderRunsAfterModuleBeforeTheRest(t *testing.T) {
+	var events []string
+	load := func(path string) error {
+		events = append(events, ModuleName(path))
+		return nil
+	}
+	for _, c := range []struct {
+		name, after string
+		want        []string
+	}{
+		{"after the port", "virtio_console", []string{"virtio_ring", "virtio_console", "then", "overlay", "fuse"}},
+		{"after the last", "fuse", []string{"virtio_ring", "virtio_console", "overlay", "fuse", "then"}},
+		{"not listed: first", "absent", []string{"then", "virtio_ring", "virtio_console", "overlay", "fuse"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			events = nil
+			m := NewModuleLoader("/m", []string{"virtio_ring.ko", "virtio_console.ko", "overlay.ko", "fuse.ko"}, load, nil)
+			m.AfterModule(c.after, func() { events = append(events, "then") })
+			done := make(chan struct{})
+			go func() { // Run keeps to its thread: not the test's
+				defer close(done)
+				m.Run(context.Background())
+			}()
+			<-done
+			<-m.Done()
+			if !slices.Equal(events, c.want) {
+				t.Fatalf("events %v, want %v", events, c.want)
+			}
+		})
+	}
+}
+
+func TestServingPrefixEnd(t *testing.T) {
+	natural := []string{"virtio_ring.ko", "virtio.ko", "virtio_console.ko", "virtio_blk.ko", "overlay.ko", "button.ko", "evdev.ko"}
+	for _, c := range []struct {
+		name string
+		list []string
+		want string
+	}{
+		{"power button loaded late", natural, "virtio_console"},
+		{"power button moved next to the port", powerButtonModulesEarly(natural), "evdev"},
+		{"port module built in", []string{"overlay.ko", "button.ko"}, "virtio_console"},
+		{"nothing after the port", []string{"virtio_console.ko"}, "virtio_console"},
+	} {
+		if got := servingPrefixEnd(c.list); got != c.want {
+			t.Errorf("%s: servingPrefixEnd(%v) = %q, want %q", c.name, c.list, got, c.want)
+		}
+	}
+}

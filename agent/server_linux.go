@@ -65,6 +65,10 @@ type Config struct {
 	// PowerButton delivers presses of the guest's power button (the
 	// host's Machine.RequestStop); the first starts Shutdown. Nil: none.
 	PowerButton <-chan struct{}
+	// MemoryTrimDelay is how long after the last request the agent hands
+	// its free heap back to the guest (default DefaultMemoryTrimDelay;
+	// negative: never, beyond what Go's scavenger does anyway).
+	MemoryTrimDelay time.Duration
 }
 
 // maxRequestBytes bounds one request message.
@@ -104,6 +108,9 @@ func (c *Config) setDefaults() {
 	if c.DiskWait == 0 {
 		c.DiskWait = 10 * time.Second
 	}
+	if c.MemoryTrimDelay == 0 {
+		c.MemoryTrimDelay = DefaultMemoryTrimDelay
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 2 * time.Second
 	}
@@ -126,6 +133,7 @@ type Server struct {
 	logs        *LogQueue
 	logDone     chan struct{}
 	readyUptime time.Duration
+	trim        *idleTrimmer
 
 	setupDone    atomic.Bool
 	shuttingDown atomic.Bool
@@ -161,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 		logs:        NewLogQueue(cfg.LogQueueBytes),
 		logDone:     make(chan struct{}),
 		readyUptime: uptime(),
+		trim:        newIdleTrimmer(cfg.MemoryTrimDelay, debug.FreeOSMemory),
 		containers:  map[string]*container{},
 	}
 	sink := cfg.LogSink
@@ -200,8 +209,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 }
 
 // unaryBoundary turns panics into Internal errors (a panic in PID 1 would
-// panic the kernel) and errors into gRPC codes.
+// panic the kernel) and errors into gRPC codes, and counts the request as
+// activity for the memory trimmer.
 func (s *Server) unaryBoundary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	s.trim.poke()
+	defer s.trim.poke()
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
@@ -216,6 +228,8 @@ func (s *Server) unaryBoundary(ctx context.Context, req any, info *grpc.UnarySer
 }
 
 func (s *Server) streamBoundary(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	s.trim.poke()
+	defer s.trim.poke()
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
@@ -295,6 +309,7 @@ func (s *Server) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = errors.Join(err, fmt.Errorf("flush container logs: %w", ctx.Err()))
 	}
+	s.trim.stop()
 	s.cancel()
 	return err
 }

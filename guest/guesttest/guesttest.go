@@ -41,18 +41,18 @@ func Build(ctx context.Context, o Options) (guest.Bundle, error) {
 		return guest.Bundle{}, fmt.Errorf("build guest bundle: %w", err)
 	}
 	floor := filepath.Join(bin, "floorinit")
-	if err := goBuild(ctx, root, floor, "./hack/floorinit", true); err != nil {
+	if err := goBuild(ctx, root, floor, "./hack/floorinit", true, plainBuildArgs); err != nil {
 		return guest.Bundle{}, err
 	}
 	agent := floor
 	if o.Agent != "" {
 		agent = filepath.Join(bin, "agent")
-		if err := goBuild(ctx, root, agent, o.Agent, true); err != nil {
+		if err := goBuild(ctx, root, agent, o.Agent, true, guest.AgentBuildArgs("")); err != nil {
 			return guest.Bundle{}, err
 		}
 	}
 	mkguest := filepath.Join(bin, "mkguest")
-	if err := goBuild(ctx, root, mkguest, "./hack/mkguest", false); err != nil {
+	if err := goBuild(ctx, root, mkguest, "./hack/mkguest", false, plainBuildArgs); err != nil {
 		return guest.Bundle{}, err
 	}
 	cmd := exec.CommandContext(ctx, mkguest, "--agent", agent, "--floor-init", floor, "--out", o.Out)
@@ -62,8 +62,12 @@ func Build(ctx context.Context, o Options) (guest.Bundle, error) {
 	return guest.Find(o.Out)
 }
 
-func goBuild(ctx context.Context, root, out, pkg string, static bool) error {
-	cmd := exec.CommandContext(ctx, goTool(), "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+// plainBuildArgs build the helpers that are not the agent.
+var plainBuildArgs = []string{"-trimpath", "-ldflags=-s -w"}
+
+func goBuild(ctx context.Context, root, out, pkg string, static bool, flags []string) error {
+	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = root
 	cmd.Env = os.Environ()
 	if static {

@@ -2,12 +2,15 @@ package rootfs
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
 )
 
 // tarBlock is the tar record unit; an archive ends with two zero blocks.
@@ -50,7 +53,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func openLayer(ctx context.Context, l v1.Layer) (*layerStream, error) {
-	rc, err := l.Uncompressed()
+	rc, err := uncompressed(l)
 	if err != nil {
 		return nil, fmt.Errorf("open uncompressed stream: %w", err)
 	}
@@ -58,6 +61,47 @@ func openLayer(ctx context.Context, l v1.Layer) (*layerStream, error) {
 	s.counted = countingReader{ctx: ctx, r: s.ahead}
 	s.tr = tar.NewReader(&s.counted)
 	return s, nil
+}
+
+// uncompressed opens a layer's tar stream. gzip layers are decompressed
+// with klauspost/compress, about 1.4× as fast as compress/gzip (which
+// go-containerregistry's Uncompressed uses) — decompression is most of the
+// conversion time. Both check the gzip CRC and length at the end.
+func uncompressed(l v1.Layer) (io.ReadCloser, error) {
+	mt, err := l.MediaType()
+	if err != nil || (mt != types.DockerLayer && mt != types.OCILayer) {
+		return l.Uncompressed()
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(rc, 64<<10)
+	if magic, err := br.Peek(2); err != nil || magic[0] != 0x1f || magic[1] != 0x8b {
+		// Not gzip after all (some layers say gzip and are not, and
+		// Uncompressed copes): let go-containerregistry sort it out.
+		rc.Close()
+		return l.Uncompressed()
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	return &gzipStream{Reader: zr, compressed: rc}, nil
+}
+
+type gzipStream struct {
+	*gzip.Reader
+	compressed io.Closer
+}
+
+func (g *gzipStream) Close() error {
+	err := g.Reader.Close()
+	if cerr := g.compressed.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // next returns the next entry, or io.EOF after a proper end of archive.

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/guest"
+	"github.com/vk-applevm/vk-applevm/vm/qemu"
+)
+
+// memorySettle is how long a VM idles before its memory is sampled: the
+// steady state of an idle VM, after the agent's trim of its free heap one
+// second after its last request (agent.DefaultMemoryTrimDelay).
+const memorySettle = 2 * time.Second
+
+// runBoot runs the floor, the agent and the product path in turn, one
+// warm-up round and o.rounds measured ones, then the idle floor once.
+func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []section {
+	bundle, err := guest.Find(o.guestDir)
+	if err == nil && bundle.FloorInitrd == "" {
+		err = fmt.Errorf("guest bundle %s has no floor initrd", o.guestDir)
+	}
+	if err != nil {
+		err = fmt.Errorf("%w (run `make guest`)", err)
+		log.Error("boot benchmarks", "err", err)
+		return bootResults{failed: map[string]error{"floor": err, "agent": err, "product": err, "idle floor": err}}.sections()
+	}
+	// Both paths (vm/qemu here, the shim's driver for the product path)
+	// must use the same accelerator; TCG unless the caller chose.
+	if os.Getenv(qemu.AccelEnv) == "" {
+		os.Setenv(qemu.AccelEnv, string(qemu.AccelTCG))
+	}
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	bb := &bootBench{keep: o.keep, bundle: bundle, driver: qemu.New(qemu.Options{Logger: quiet}), work: work, memoryMiB: o.memoryMiB, log: log}
+	res := bootResults{accel: os.Getenv(qemu.AccelEnv), containerMiB: containerMemory >> 20, extra: map[string][]bootSample{}, failed: map[string]error{}}
+	var pb *productBench
+	if !o.skip["product"] {
+		if pb, err = newProductBench(ctx, o, bundle, work, log); err != nil {
+			log.Error("product path setup", "err", err)
+			res.failed["product"] = err
+		} else {
+			defer pb.close(context.WithoutCancel(ctx))
+		}
+	}
+
+	for _, c := range o.compare {
+		res.extraNames = append(res.extraNames, c.name)
+	}
+	// Every variant runs once per round; the order rotates from round to
+	// round so that no variant always follows the same one (a VM's exit
+	// and the host's caches colour the next boot).
+	var variants []variant
+	if !o.skip["boot"] {
+		variants = append(variants,
+			variant{"floor", func(ctx context.Context, keep bool) error {
+				s, err := bb.floor(ctx)
+				log.Debug("floor", "sample", s)
+				if err == nil && keep {
+					res.floor = append(res.floor, s)
+				}
+				return err
+			}},
+			variant{"agent", func(ctx context.Context, keep bool) error {
+				s, err := bb.agent(ctx, bundle.Initrd)
+				log.Debug("agent", "sample", s)
+				if err == nil && keep {
+					res.agent = append(res.agent, s)
+				}
+				return err
+			}})
+		for _, c := range o.compare {
+			variants = append(variants, variant{c.name, func(ctx context.Context, keep bool) error {
+				s, err := bb.agent(ctx, c.initrd)
+				log.Debug(c.name, "sample", s)
+				if err == nil && keep {
+					res.extra[c.name] = append(res.extra[c.name], s)
+				}
+				return err
+			}})
+		}
+	}
+	if pb != nil {
+		variants = append(variants, variant{"product", func(ctx context.Context, keep bool) error {
+			s, err := pb.round(ctx, memorySettle)
+			log.Debug("product", "sample", s)
+			if err == nil && keep {
+				res.product = append(res.product, s)
+			}
+			return err
+		}})
+	}
+	for round := 0; round <= o.rounds; round++ {
+		warmUp := round == 0
+		for _, i := range roundOrder(len(variants), round) {
+			v := variants[i]
+			if res.failed[v.name] != nil {
+				continue
+			}
+			log.Debug("boot", "round", round, "variant", v.name)
+			if err := v.run(ctx, !warmUp); err != nil {
+				// A variant that fails is reported, not retried; the
+				// others go on.
+				log.Error("boot variant failed", "variant", v.name, "round", round, "err", err)
+				res.failed[v.name] = err
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		log.Info("boot round done", "round", round, "warm-up", warmUp, "load", loadAverage())
+	}
+	if res.idleFloor, err = bb.idleFloorMemory(ctx, memorySettle); err != nil {
+		log.Error("idle floor memory", "err", err)
+		res.failed["idle floor"] = err
+	}
+	return res.sections()
+}
+
+// variant is one way to boot, run once per round; keep says whether the
+// sample counts (not in the warm-up round).
+type variant struct {
+	name string
+	run  func(ctx context.Context, keep bool) error
+}

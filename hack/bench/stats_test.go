@@ -1,0 +1,73 @@
+package main
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestMedian(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		in   []time.Duration
+		want time.Duration
+	}{
+		{nil, 0},
+		{[]time.Duration{5 * ms}, 5 * ms},
+		{[]time.Duration{9 * ms, 1 * ms, 5 * ms}, 5 * ms},
+		{[]time.Duration{4 * ms, 1 * ms, 3 * ms, 2 * ms}, 3 * ms}, // upper middle
+	} {
+		in := slices.Clone(c.in)
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+		if !slices.Equal(in, c.in) {
+			t.Errorf("median reordered its input: %v", c.in)
+		}
+	}
+}
+
+func TestRatios(t *testing.T) {
+	if r := ratio(3*time.Second, 2*time.Second); r != 1.5 {
+		t.Errorf("ratio = %v, want 1.5", r)
+	}
+	if r := ratio[uint64](5, 0); r != 0 {
+		t.Errorf("ratio over zero = %v, want 0 (nothing measured)", r)
+	}
+	got := pairedRatios([]time.Duration{2, 9, 4}, []time.Duration{1, 3, 0})
+	if !slices.Equal(got, []float64{2, 3}) {
+		t.Errorf("pairedRatios = %v, want [2 3] (a zero denominator is left out)", got)
+	}
+}
+
+func TestRoundOrderRotates(t *testing.T) {
+	seenFirst := map[int]bool{}
+	for round := range 3 {
+		order := roundOrder(3, round)
+		sorted := slices.Clone(order)
+		slices.Sort(sorted)
+		if !slices.Equal(sorted, []int{0, 1, 2}) {
+			t.Fatalf("round %d: order %v is not a permutation", round, order)
+		}
+		seenFirst[order[0]] = true
+	}
+	if len(seenFirst) != 3 {
+		t.Fatalf("over 3 rounds, %d of 3 variants ran first", len(seenFirst))
+	}
+	if len(roundOrder(0, 4)) != 0 {
+		t.Fatal("no variants, yet an order")
+	}
+}
+
+func TestFormats(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{fmtDuration(1234567 * time.Microsecond), "1235 ms"},
+		{fmtDuration(12345 * time.Millisecond), "12.35 s"},
+		{fmtMiB(10 << 20), "10.0 MiB"},
+		{fmtSeries([]time.Duration{time.Second, 1500 * time.Millisecond}), "[1000 1500] ms"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+}
