@@ -16,14 +16,9 @@ import (
 	"github.com/vk-applevm/vk-applevm/agent/api"
 )
 
-// Setup configures the guest: clock, hostname, sysctls, Rosetta, network,
-// DNS and hosts files.
+// Setup configures the guest: clock, hostname, sysctls, Rosetta, network
+// (static or by DHCP), DNS and hosts files.
 func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupResponse, error) {
-	for _, iface := range req.GetInterfaces() {
-		if iface.GetDhcp() {
-			return nil, fmt.Errorf("setup interface %s: DHCP is not implemented yet; send static addresses: %w", iface.GetMac(), ErrUnimplemented)
-		}
-	}
 	if ns := req.GetTimeUnixNs(); ns != 0 {
 		if err := s.cfg.SetClock(time.Unix(0, ns)); err != nil {
 			return nil, fmt.Errorf("setup: set clock: %w", err)
@@ -53,20 +48,18 @@ func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupRe
 			return nil, err
 		}
 	}
-	addrs, err := configureNetwork(req.GetInterfaces(), req.GetRoutes())
+	dh := s.newDHCPSetup(ctx, req)
+	addrs, err := configureNetwork(req.GetInterfaces(), req.GetRoutes(), dh.lease)
 	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, ErrNotFound) && time.Now().Before(deadline) && ctx.Err() == nil; {
 		time.Sleep(20 * time.Millisecond)
-		addrs, err = configureNetwork(req.GetInterfaces(), req.GetRoutes())
+		addrs, err = configureNetwork(req.GetInterfaces(), req.GetRoutes(), dh.lease)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
-	// Written in place (not renamed) so containers' bind mounts follow.
-	if err := os.WriteFile(filepath.Join(s.cfg.StateDir, "etc", "hosts"), []byte(renderHosts(req.GetHosts())), 0o644); err != nil {
-		return nil, fmt.Errorf("setup: write hosts: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(s.cfg.StateDir, "etc", "resolv.conf"), []byte(renderResolvConf(req.GetDns())), 0o644); err != nil {
-		return nil, fmt.Errorf("setup: write resolv.conf: %w", err)
+	// hosts and resolv.conf, with what the leases added.
+	if err := dh.files.write(); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
 	}
 	s.setupDone.Store(true)
 	return &api.SetupResponse{Addresses: addrs}, nil
@@ -86,8 +79,9 @@ func writeSysctl(procSys, key, value string) error {
 }
 
 // configureNetwork sets up the interfaces (matched by MAC) and routes and
-// returns the addresses assigned.
-func configureNetwork(ifaces []*api.Interface, routes []*api.Route) ([]string, error) {
+// returns the addresses assigned. lease runs for interfaces with dhcp=true
+// once they are up, before the routes.
+func configureNetwork(ifaces []*api.Interface, routes []*api.Route, lease leaseFunc) ([]string, error) {
 	if len(ifaces) == 0 && len(routes) == 0 {
 		return nil, nil
 	}
@@ -102,7 +96,7 @@ func configureNetwork(ifaces []*api.Interface, routes []*api.Route) ([]string, e
 	}
 	var addrs []string
 	for _, iface := range ifaces {
-		got, err := configureInterface(nl, links, iface)
+		got, err := configureInterface(nl, links, iface, lease)
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +116,7 @@ func configureNetwork(ifaces []*api.Interface, routes []*api.Route) ([]string, e
 	return addrs, nil
 }
 
-func configureInterface(nl *rtnl, links []nlLink, iface *api.Interface) ([]string, error) {
+func configureInterface(nl *rtnl, links []nlLink, iface *api.Interface, lease leaseFunc) ([]string, error) {
 	mac, err := net.ParseMAC(iface.GetMac())
 	if err != nil {
 		return nil, fmt.Errorf("interface mac %q: %w", iface.GetMac(), ErrInvalidArgument)
@@ -172,6 +166,13 @@ func configureInterface(nl *rtnl, links []nlLink, iface *api.Interface) ([]strin
 	}
 	if err := nl.setLinkUp(link.index, true); err != nil {
 		return nil, err
+	}
+	if iface.GetDhcp() {
+		got, err := lease(nl, *link, iface, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
 	}
 	return out, nil
 }

@@ -249,8 +249,12 @@ func (s *Sandbox) boot(ctx context.Context) error {
 	}
 	setup := setupRequest(s.rec.Config, s.rec.Endpoint, time.Now())
 	setup.Rosetta = s.rec.Rosetta
-	if _, err := ag.Setup(bctx, setup); err != nil {
+	resp, err := ag.Setup(bctx, setup)
+	if err != nil {
 		return fmt.Errorf("configure the guest: %w", err)
+	}
+	if err := s.recordLease(resp.GetAddresses()); err != nil {
+		return err
 	}
 	req, err := createContainerRequest(s.id, s.rec.Config)
 	if err != nil {

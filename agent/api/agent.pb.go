@@ -350,8 +350,9 @@ type Interface struct {
 	Mtu uint32 `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
 	// Name to give the device inside the guest (default eth0).
 	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
-	// Obtain the address from DHCP (vz NAT) instead of addresses. Not
-	// implemented yet: Setup returns Unimplemented.
+	// Obtain the address from DHCP (vz NAT) instead of addresses: the agent
+	// leases it during Setup (SetupResponse.addresses) and renews it for the
+	// guest's life.
 	Dhcp          bool `protobuf:"varint,5,opt,name=dhcp,proto3" json:"dhcp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

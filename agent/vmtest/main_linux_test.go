@@ -115,6 +115,7 @@ type vmOptions struct {
 	shares          []vm.Share
 	cmdline         string
 	noAgentShutdown bool
+	nics            []vm.NIC
 }
 
 // testVM is one booted VM with a ready agent.
@@ -161,6 +162,7 @@ func launchVM(t testing.TB, o vmOptions) (*testVM, error) {
 				{Serial: vm.DiskScratch, Path: scratch},
 			},
 			Shares:     o.shares,
+			NICs:       o.nics,
 			Ports:      []string{vm.AgentPort, vm.LogPort},
 			ConsoleLog: filepath.Join(root, "console.log"),
 		},
