@@ -56,7 +56,7 @@ type comparedInitrd struct{ name, initrd string }
 func main() {
 	var o options
 	var skip string
-	flag.IntVar(&o.rounds, "rounds", 9, "measured rounds per benchmark (after one warm-up round)")
+	flag.IntVar(&o.rounds, "rounds", 15, "measured rounds per benchmark (after one warm-up round); boots vary by ±10 % on a loaded 2-core machine, so the medians need many")
 	flag.StringVar(&o.guestDir, "guest", filepath.Join("bin", "guest", runtime.GOARCH), "guest bundle directory (make guest)")
 	flag.StringVar(&o.binary, "vk-applevm", filepath.Join("bin", "vk-applevm"), "vk-applevm binary, run as the per-VM shim (make build)")
 	flag.Uint64Var(&o.memoryMiB, "memory", 640, "guest memory in MiB: a container's default 512 MiB plus the runtime's 128 MiB overhead")
