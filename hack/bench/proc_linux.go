@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/internal/hostinfo"
 )
 
 // userHZ is the unit of the CPU times in /proc/<pid>/stat: USER_HZ, 100 on
@@ -56,33 +57,11 @@ func processMemory(pid int) (memory, error) {
 }
 
 func parseSmapsRollup(data []byte) (memory, error) {
-	var m memory
-	var haveRSS, havePSS bool
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *uint64
-		switch key {
-		case "Rss":
-			dst, haveRSS = &m.RSS, true
-		case "Pss":
-			dst, havePSS = &m.PSS, true
-		default:
-			continue
-		}
-		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		if err != nil {
-			return memory{}, fmt.Errorf("parse smaps_rollup %s %q: %w", key, rest, err)
-		}
-		*dst = kb << 10
+	f, err := hostinfo.ParseKBFields(data, "Rss", "Pss")
+	if err != nil {
+		return memory{}, fmt.Errorf("smaps_rollup: %w", err)
 	}
-	if !haveRSS || !havePSS {
-		return memory{}, fmt.Errorf("smaps_rollup lacks Rss or Pss")
-	}
-	return m, nil
+	return memory{RSS: f["Rss"], PSS: f["Pss"]}, nil
 }
 
 // statusBytes finds "Key:   123 kB" in /proc/<pid>/status text.

@@ -1,7 +1,6 @@
 package hostinfo
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -16,41 +15,15 @@ import (
 const userHZ = 100
 
 func readMemory() (Memory, error) {
-	f, err := os.Open("/proc/meminfo")
+	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return Memory{}, fmt.Errorf("read host memory: %w", err)
 	}
-	defer f.Close()
-	var m Memory
-	var haveTotal, haveAvail bool
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *uint64
-		switch key {
-		case "MemTotal":
-			dst, haveTotal = &m.TotalBytes, true
-		case "MemAvailable":
-			dst, haveAvail = &m.AvailableBytes, true
-		default:
-			continue
-		}
-		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		if err != nil {
-			return Memory{}, fmt.Errorf("parse /proc/meminfo %s: %w", key, err)
-		}
-		*dst = kb * 1024
+	f, err := ParseKBFields(b, "MemTotal", "MemAvailable")
+	if err != nil {
+		return Memory{}, fmt.Errorf("read host memory from /proc/meminfo (MemAvailable needs Linux 3.14+): %w", err)
 	}
-	if err := sc.Err(); err != nil {
-		return Memory{}, fmt.Errorf("read /proc/meminfo: %w", err)
-	}
-	if !haveTotal || !haveAvail {
-		return Memory{}, fmt.Errorf("read host memory: MemTotal or MemAvailable missing from /proc/meminfo (kernel older than 3.14?)")
-	}
-	return m, nil
+	return Memory{TotalBytes: f["MemTotal"], AvailableBytes: f["MemAvailable"]}, nil
 }
 
 // procStatLine returns the fields after key on the /proc/stat line that
