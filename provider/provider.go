@@ -75,6 +75,8 @@ type Provider struct {
 	// about; GetPods reports them so virtual-kubelet's dangling-pod sweep
 	// deletes those Kubernetes no longer has.
 	orphans map[types.UID]*orphanPod
+	// statsState keeps the previous CPU samples between scrapes.
+	statsState *statsState
 }
 
 type orphanPod struct {
@@ -109,11 +111,12 @@ func New(cfg Config) (*Provider, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Provider{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		sizing:  sizing{DefaultMemory: cfg.DefaultMemoryBytes, MaxCPUs: cfg.MaxCPUs},
-		workers: map[string]*podWorker{},
-		orphans: map[types.UID]*orphanPod{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		sizing:     sizing{DefaultMemory: cfg.DefaultMemoryBytes, MaxCPUs: cfg.MaxCPUs},
+		workers:    map[string]*podWorker{},
+		orphans:    map[types.UID]*orphanPod{},
+		statsState: newStatsState(),
 	}, nil
 }
 

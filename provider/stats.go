@@ -4,11 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"sync"
 	"time"
-	"weak"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/vk-applevm/vk-applevm/container"
@@ -60,25 +58,11 @@ type cpuSample struct {
 	nanoCores *uint64
 }
 
-// statsStates holds each Provider's statsState. It lives beside the
-// Provider (keyed by a weak pointer, dropped when the Provider is
-// collected) because the Provider struct belongs to provider.go; moving it
-// into a field is a one-line change.
-var statsStates sync.Map // weak.Pointer[Provider] → *statsState
-
-func (p *Provider) stats() *statsState {
-	key := weak.Make(p)
-	if v, ok := statsStates.Load(key); ok {
-		return v.(*statsState)
-	}
-	v, loaded := statsStates.LoadOrStore(key, &statsState{
-		host: realHost{}, now: time.Now, callTimeout: statsCallTimeout, parallel: statsParallel, prev: map[string]cpuSample{},
-	})
-	if !loaded {
-		runtime.AddCleanup(p, func(k weak.Pointer[Provider]) { statsStates.Delete(k) }, key)
-	}
-	return v.(*statsState)
+func newStatsState() *statsState {
+	return &statsState{host: realHost{}, now: time.Now, callTimeout: statsCallTimeout, parallel: statsParallel, prev: map[string]cpuSample{}}
 }
+
+func (p *Provider) stats() *statsState { return p.statsState }
 
 // nanoCores turns a cumulative CPU counter into a rate against the previous
 // sample of the same key, as the kubelet does: nil on the first sample or
