@@ -58,7 +58,7 @@ func (d *dhcpSetup) lease(nl *rtnl, link nlLink, iface *api.Interface, name stri
 		return nil, fmt.Errorf("interface %s: dhcp and static addresses %v: %w", name, iface.GetAddresses(), ErrInvalidArgument)
 	}
 	// A repeated Setup starts over on the interface.
-	leaseKeepers.stop(link.mac.String())
+	d.s.leases.stop(link.mac.String())
 	c, err := dhcp.New(dhcp.Config{Interface: name, Index: int(link.index), MAC: link.mac, Hostname: d.files.hostname, Log: d.s.log})
 	if err != nil {
 		return nil, err
@@ -77,7 +77,7 @@ func (d *dhcpSetup) lease(nl *rtnl, link nlLink, iface *api.Interface, name stri
 		"server", l.ServerID, "lease", l.Duration, "took", time.Since(begin).Round(time.Millisecond))
 	mac := link.mac.String()
 	d.files.setLease(mac, l)
-	leaseKeepers.start(d.s.ctx, mac, func(ctx context.Context) {
+	d.s.leases.start(d.s.ctx, mac, func(ctx context.Context) {
 		err := c.Maintain(ctx, l, dhcp.MaintainConfig{
 			After: dhcpAfter,
 			Apply: func(_ context.Context, old, next *dhcp.Lease) error {
@@ -101,16 +101,13 @@ func (d *dhcpSetup) lease(nl *rtnl, link nlLink, iface *api.Interface, name stri
 	return []string{l.Address.String()}, nil
 }
 
-// leaseKeepers are the running lease renewals by MAC. They live beside
-// Server rather than in it so that Setup's DHCP support stays in this
-// file; a server's keepers end with its context.
-var leaseKeepers = &keepers{m: map[string]*keeper{}}
-
 type keeper struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
+// keepers are a server's running lease renewals, by MAC; they end with the
+// server's context.
 type keepers struct {
 	mu sync.Mutex
 	m  map[string]*keeper

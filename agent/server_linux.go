@@ -142,6 +142,8 @@ type Server struct {
 	mu         sync.Mutex
 	hostname   string
 	containers map[string]*container
+	// leases renew DHCP leases (dhcp_linux.go).
+	leases *keepers
 }
 
 var _ api.AgentServer = (*Server)(nil)
@@ -171,6 +173,7 @@ func New(cfg Config) (*Server, error) {
 		readyUptime: uptime(),
 		trim:        newIdleTrimmer(cfg.MemoryTrimDelay, debug.FreeOSMemory),
 		containers:  map[string]*container{},
+		leases:      &keepers{m: map[string]*keeper{}},
 	}
 	sink := cfg.LogSink
 	if sink == nil {
