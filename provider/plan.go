@@ -10,7 +10,6 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/container"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Labels the provider puts on every sandbox so a restarted node can tell
@@ -215,6 +214,3 @@ func mountsFor(pod *corev1.Pod, c *corev1.Container, podDir string) ([]container
 	}
 	return out, nil
 }
-
-// quantityBytes is a helper for tests and messages.
-func quantityBytes(q resource.Quantity) uint64 { return uint64(q.Value()) }

@@ -82,22 +82,6 @@ func Client(rwc io.ReadWriteCloser, log *slog.Logger) (*ClientSession, error) {
 	return &ClientSession{sess: sess}, nil
 }
 
-// Dial connects to a stream socket holding the host end of the agent port
-// (e.g. QEMU's chardev socket: network "unix") and starts a client session.
-func Dial(ctx context.Context, network, address string, log *slog.Logger) (*ClientSession, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, address)
-	if err != nil {
-		return nil, fmt.Errorf("dial agent port %s %s: %w", network, address, err)
-	}
-	cs, err := Client(conn, log)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return cs, nil
-}
-
 // Open starts a new stream: one gRPC connection to the agent. yamux's open
 // does not block on the peer, so ctx only matters while the accept backlog
 // is full.

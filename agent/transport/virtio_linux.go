@@ -82,15 +82,6 @@ type VirtioPort struct {
 
 var _ Port = (*VirtioPort)(nil)
 
-// OpenVirtioPort finds the port called name under SysPortsDir.
-func OpenVirtioPort(name string) (*VirtioPort, error) {
-	path, err := FindPort(SysPortsDir, "/dev", name)
-	if err != nil {
-		return nil, err
-	}
-	return &VirtioPort{Path: path}, nil
-}
-
 // Connect opens the device afresh for one session, so that nothing of the
 // previous session's state survives, and returns once the host end is
 // connected.

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 )
 
@@ -107,7 +106,3 @@ func usage() {
 	}
 	fmt.Fprintf(os.Stderr, "\nRun 'vk-applevm COMMAND -h' for a command's flags.\n")
 }
-
-// splitFlags is a helper for commands whose positional arguments follow
-// their flags: it reports whether s looks like a flag.
-func isFlag(s string) bool { return strings.HasPrefix(s, "-") && s != "-" }

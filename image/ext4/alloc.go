@@ -126,12 +126,3 @@ func (a *allocator) release(s span) {
 		a.free = a.free[:last]
 	}
 }
-
-// freeBlocks counts blocks handed back and not reused.
-func (a *allocator) freeBlocks() uint64 {
-	var n uint64
-	for _, f := range a.free {
-		n += f.len
-	}
-	return n
-}
