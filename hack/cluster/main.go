@@ -194,17 +194,26 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func cmdDown(_ context.Context, args []string, log *slog.Logger) error {
-	fl := newFlags("down")
+// loadCluster parses a command's --dir flag and reads the cluster there.
+func loadCluster(fl *flag.FlagSet, args []string) (*controlplane.Summary, string, error) {
 	dir := dirFlag(fl)
 	if err := parse(fl, args); err != nil {
-		return err
+		return nil, "", err
 	}
 	d, err := absDir(*dir)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	s, err := controlplane.Load(d)
+	if err != nil {
+		return nil, "", err
+	}
+	return s, d, nil
+}
+
+func cmdDown(_ context.Context, args []string, log *slog.Logger) error {
+	fl := newFlags("down")
+	s, _, err := loadCluster(fl, args)
 	if err != nil {
 		return err
 	}
@@ -213,15 +222,7 @@ func cmdDown(_ context.Context, args []string, log *slog.Logger) error {
 
 func cmdStatus(ctx context.Context, args []string, _ *slog.Logger) error {
 	fl := newFlags("status")
-	dir := dirFlag(fl)
-	if err := parse(fl, args); err != nil {
-		return err
-	}
-	d, err := absDir(*dir)
-	if err != nil {
-		return err
-	}
-	s, err := controlplane.Load(d)
+	s, _, err := loadCluster(fl, args)
 	if err != nil {
 		return err
 	}
@@ -242,20 +243,12 @@ func cmdStatus(ctx context.Context, args []string, _ *slog.Logger) error {
 // unchanged, and nothing of this tool stays around.
 func cmdExec(_ context.Context, args []string, _ *slog.Logger) error {
 	fl := newFlags("exec")
-	dir := dirFlag(fl)
-	if err := parse(fl, args); err != nil {
+	s, d, err := loadCluster(fl, args)
+	if err != nil {
 		return err
 	}
 	if fl.NArg() == 0 {
 		return fmt.Errorf("%w: exec: no command given (cluster exec --dir DIR -- CMD [ARGS...])", errUsage)
-	}
-	d, err := absDir(*dir)
-	if err != nil {
-		return err
-	}
-	s, err := controlplane.Load(d)
-	if err != nil {
-		return err
 	}
 	if !s.OwnsNetNS() {
 		return fmt.Errorf("network namespace %s is gone or belongs to another cluster: is the cluster in %s up?", s.NetNS, d)
