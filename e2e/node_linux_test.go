@@ -49,7 +49,7 @@ spec:
       containers:
       - name: web
         image: BUSYBOX
-        command: ["sh", "-c", "echo served-by-pod > /tmp/index.html; echo serving; (while true; do echo tick $(date +%s); sleep 1; done) & exec httpd -f -v -p 8080 -h /tmp"]
+        command: ["sh", "-c", "echo served-by-pod > /tmp/index.html; echo serving; (i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done) & exec httpd -f -v -p 8080 -h /tmp"]
         ports: [{containerPort: 8080}]
 `
 
@@ -184,9 +184,11 @@ func TestNode(t *testing.T) {
 	t.Run("node restart keeps the pod", func(t *testing.T) {
 		before := ne.pod(t, pod.Name)
 		started := before.Status.ContainerStatuses[0].State.Running.StartedAt
+		lastBefore := lastTick(t, ne.kubectl(t, "logs", pod.Name))
 		// kill -9: no goodbye from the node.
 		ne.node.Stop(9, 0)
 		killed := time.Now()
+		time.Sleep(3 * time.Second) // the container goes on ticking meanwhile
 		if err := ne.startNodeProcess(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -195,14 +197,50 @@ func TestNode(t *testing.T) {
 		if after.Status.PodIP != before.Status.PodIP || cs.RestartCount != 0 || cs.State.Running == nil || !cs.State.Running.StartedAt.Equal(&started) {
 			t.Fatalf("after the node restart: IP %s→%s, container %+v", before.Status.PodIP, after.Status.PodIP, cs)
 		}
-		// Logs continue: the container ticks every second; ticks written
-		// while the node was down and after it came back are all there.
-		var want []string
-		for i := int64(1); i <= 5; i++ {
-			want = append(want, fmt.Sprintf("tick %d\n", killed.Unix()+i))
+		// Logs continue: the container numbers a tick every second; the ticks
+		// written while the node was down and after it came back are all
+		// there, none missing and none twice.
+		want := lastBefore + int(time.Since(killed).Seconds()) + 3
+		deadline := time.Now().Add(time.Minute)
+		for {
+			// The restarted node may answer NotFound until it has taken
+			// the pod back, as a restarting kubelet does.
+			out, err := ne.c.Kubectl(context.Background(), "", "logs", pod.Name)
+			n := 0
+			if err == nil {
+				n = lastTick(t, out)
+			}
+			if n >= want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("logs of %s end at tick %d (%v), want tick %d within a minute: %q", pod.Name, n, err, want, out)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
-		ne.waitLogs(t, pod.Name, want...)
 	})
+}
+
+// lastTick returns the web container's last tick number in its logs and
+// fails the test unless the ticks before it are all there, once each, in
+// order.
+func lastTick(t *testing.T, logs string) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		var k int
+		if _, err := fmt.Sscanf(line, "tick %d", &k); err != nil || !strings.HasPrefix(line, "tick ") {
+			continue
+		}
+		if k != n+1 {
+			t.Fatalf("tick %d follows tick %d in the logs: %q", k, n, logs)
+		}
+		n = k
+	}
+	if n == 0 {
+		t.Fatalf("no ticks in the logs: %q", logs)
+	}
+	return n
 }
 
 // waitLogs polls kubectl logs until it holds every want.

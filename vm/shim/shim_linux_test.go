@@ -219,6 +219,12 @@ func TestShimKilledTakesMachineDown(t *testing.T) {
 	eventually(t, 10*time.Second, "hypervisor dies with its shim (PDEATHSIG)", func() bool {
 		return !isProcess(st.HypervisorPid, st.HypervisorStartTime)
 	})
+	// PDEATHSIG fires when the shim thread that forked the hypervisor exits,
+	// which can be before the whole shim has; until then Connect rightly
+	// sees a live shim.
+	eventually(t, 10*time.Second, "shim gone", func() bool {
+		return !isProcess(st.ShimPid, st.ShimStartTime)
+	})
 	c, err := Connect(v.dir)
 	if !errors.Is(err, ErrShimDead) || c == nil {
 		t.Fatalf("Connect after SIGKILL = %v, %v; want a client and ErrShimDead", c, err)
