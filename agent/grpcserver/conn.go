@@ -1,0 +1,461 @@
+package grpcserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const (
+	// streamRecvWindow is what each stream may send ahead of what its
+	// handler has read: it bounds the memory a stream whose handler does
+	// not read can hold, and with round trips of a few milliseconds over a
+	// virtio port it keeps a 1 MiB WriteFiles request to one window.
+	streamRecvWindow = 1 << 20
+	// connRecvWindow is the connection's window; it is replenished as data
+	// arrives, so it only paces the client.
+	connRecvWindow = 1 << 20
+	// maxHeaderBlock bounds a request's header block (HEADERS plus its
+	// CONTINUATIONs); gRPC requests carry a few hundred bytes.
+	maxHeaderBlock = 1 << 20
+)
+
+// conn is one HTTP/2 connection. One goroutine reads frames (run); each
+// stream's handler runs in its own goroutine and writes its own frames.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// Frames are written whole under wmu, headers in HPACK encoding order.
+	wmu  sync.Mutex
+	bw   *bufio.Writer
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+	wbuf []byte
+	werr error
+
+	// Send-side flow control under fmu; fcond wakes senders waiting for
+	// window, and wakes them too when a stream or the connection ends.
+	fmu               sync.Mutex
+	fcond             *sync.Cond
+	sendWindow        int64
+	peerInitialWindow int64
+	closed            bool
+	peerMaxFrame      atomic.Int64
+
+	smu     sync.Mutex
+	streams map[uint32]*Stream
+	maxID   uint32 // highest stream the client opened
+
+	// The reading goroutine's own.
+	hdec        *hpack.Decoder
+	recvUnacked int64 // connection-level bytes received since the last WINDOW_UPDATE
+
+	closeOnce sync.Once
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &conn{
+		srv: s, nc: nc, ctx: ctx, cancel: cancel,
+		bw:                bufio.NewWriterSize(nc, 16<<10),
+		sendWindow:        defaultWindow,
+		peerInitialWindow: defaultWindow,
+		streams:           map[uint32]*Stream{},
+		hdec:              hpack.NewDecoder(4096, func(hpack.HeaderField) {}),
+	}
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.fcond = sync.NewCond(&c.fmu)
+	c.peerMaxFrame.Store(defaultMaxFrameSize)
+	c.hdec.SetMaxStringLength(maxHeaderBlock)
+	return c
+}
+
+// serve runs the connection until it ends.
+func (c *conn) serve() {
+	err := c.run()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.srv.opts.Log.Debug("grpc connection ended", "err", err)
+	}
+	c.close(err)
+}
+
+func (c *conn) run() error {
+	// The server's preface is its SETTINGS; the connection window then
+	// grows from the default to connRecvWindow.
+	settings := binary.BigEndian.AppendUint16(nil, settingInitialWindowSize)
+	settings = binary.BigEndian.AppendUint32(settings, streamRecvWindow)
+	settings = binary.BigEndian.AppendUint16(settings, settingMaxHeaderListSize)
+	settings = binary.BigEndian.AppendUint32(settings, maxHeaderBlock)
+	c.wmu.Lock()
+	c.bufferFrame(frameSettings, 0, 0, settings)
+	c.bufferFrame(frameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, connRecvWindow-defaultWindow))
+	err := c.flush()
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(c.nc, 16<<10)
+	preface := make([]byte, len(clientPreface))
+	if _, err := io.ReadFull(br, preface); err != nil {
+		return fmt.Errorf("read client preface: %w", err)
+	}
+	if string(preface) != clientPreface {
+		return c.fail(connError{errCodeProtocol, "not an HTTP/2 client preface"})
+	}
+	var buf []byte
+	for {
+		h, p, err := readFrame(br, &buf, defaultMaxFrameSize)
+		if err == nil {
+			err = c.handleFrame(br, &buf, h, p)
+		}
+		if err != nil {
+			return c.fail(err)
+		}
+	}
+}
+
+// fail sends a GOAWAY for a connection error before the connection
+// closes.
+func (c *conn) fail(err error) error {
+	var ce connError
+	if errors.As(err, &ce) {
+		c.smu.Lock()
+		last := c.maxID
+		c.smu.Unlock()
+		p := binary.BigEndian.AppendUint32(nil, last)
+		p = binary.BigEndian.AppendUint32(p, ce.code)
+		_ = c.writeFrame(frameGoAway, 0, 0, append(p, ce.why...))
+	}
+	return err
+}
+
+func (c *conn) handleFrame(br *bufio.Reader, buf *[]byte, h frameHeader, p []byte) error {
+	switch h.typ {
+	case frameData:
+		return c.onData(h, p)
+	case frameHeaders:
+		return c.onHeaders(br, buf, h, p)
+	case frameRSTStream:
+		if len(p) != 4 || h.stream == 0 {
+			return connError{errCodeFrameSize, "malformed RST_STREAM"}
+		}
+		if st := c.stream(h.stream); st != nil {
+			st.resetByPeer(binary.BigEndian.Uint32(p))
+		}
+	case frameSettings:
+		return c.onSettings(h, p)
+	case framePing:
+		if len(p) != 8 || h.stream != 0 {
+			return connError{errCodeFrameSize, "malformed PING"}
+		}
+		if !h.has(flagAck) {
+			return c.writeFrame(framePing, flagAck, 0, p)
+		}
+	case frameWindowUpdate:
+		return c.onWindowUpdate(h, p)
+	case framePushPromise:
+		return connError{errCodeProtocol, "PUSH_PROMISE from a client"}
+	case frameContinuation:
+		return connError{errCodeProtocol, "CONTINUATION without HEADERS"}
+	}
+	// PRIORITY, GOAWAY (the client closes the connection after it) and
+	// unknown frame types need nothing.
+	return nil
+}
+
+func (c *conn) stream(id uint32) *Stream {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.streams[id]
+}
+
+func (c *conn) onHeaders(br *bufio.Reader, buf *[]byte, h frameHeader, p []byte) error {
+	if h.stream == 0 {
+		return connError{errCodeProtocol, "HEADERS on stream 0"}
+	}
+	frag, err := unpad(h, p)
+	if err != nil {
+		return err
+	}
+	if h.has(flagPriority) {
+		if len(frag) < 5 {
+			return connError{errCodeProtocol, "HEADERS priority field truncated"}
+		}
+		frag = frag[5:]
+	}
+	block := append([]byte(nil), frag...)
+	for end := h.has(flagEndHeaders); !end; {
+		ch, cp, err := readFrame(br, buf, defaultMaxFrameSize)
+		if err != nil {
+			return err
+		}
+		if ch.typ != frameContinuation || ch.stream != h.stream {
+			return connError{errCodeProtocol, "header block interrupted"}
+		}
+		if block = append(block, cp...); len(block) > maxHeaderBlock {
+			return connError{errCodeProtocol, "header block too large"}
+		}
+		end = ch.has(flagEndHeaders)
+	}
+	fields, err := c.hdec.DecodeFull(block)
+	if err != nil {
+		return connError{errCodeCompression, fmt.Sprintf("decode headers: %v", err)}
+	}
+	endStream := h.has(flagEndStream)
+	if st := c.stream(h.stream); st != nil {
+		// Trailers from the client: gRPC clients send none, but they end
+		// the request like END_STREAM on DATA.
+		if endStream {
+			st.closeRecv()
+		}
+		return nil
+	}
+	c.smu.Lock()
+	if h.stream%2 == 0 || h.stream <= c.maxID {
+		c.smu.Unlock()
+		return connError{errCodeProtocol, fmt.Sprintf("HEADERS opening stream %d after %d", h.stream, c.maxID)}
+	}
+	c.maxID = h.stream
+	c.smu.Unlock()
+	c.startStream(h.stream, fields, endStream)
+	return nil
+}
+
+func (c *conn) onData(h frameHeader, p []byte) error {
+	if h.stream == 0 {
+		return connError{errCodeProtocol, "DATA on stream 0"}
+	}
+	// The connection window is replenished on arrival, whatever happens
+	// to the data.
+	if c.recvUnacked += int64(len(p)); c.recvUnacked >= connRecvWindow/4 {
+		if err := c.writeWindowUpdate(0, uint32(c.recvUnacked)); err != nil {
+			return err
+		}
+		c.recvUnacked = 0
+	}
+	data, err := unpad(h, p)
+	if err != nil {
+		return err
+	}
+	st := c.stream(h.stream)
+	if st == nil {
+		c.smu.Lock()
+		idle := h.stream > c.maxID
+		c.smu.Unlock()
+		if idle {
+			return connError{errCodeProtocol, fmt.Sprintf("DATA on idle stream %d", h.stream)}
+		}
+		return nil // a stream that ended here; the client's data was in flight
+	}
+	if code := st.receive(int64(len(p)), data, h.has(flagEndStream)); code != errCodeNo {
+		st.resetByServer(code)
+		return c.writeRSTStream(h.stream, code)
+	}
+	return nil
+}
+
+func (c *conn) onSettings(h frameHeader, p []byte) error {
+	if h.stream != 0 || len(p)%6 != 0 || (h.has(flagAck) && len(p) != 0) {
+		return connError{errCodeFrameSize, "malformed SETTINGS"}
+	}
+	if h.has(flagAck) {
+		return nil
+	}
+	for ; len(p) > 0; p = p[6:] {
+		id, v := binary.BigEndian.Uint16(p), binary.BigEndian.Uint32(p[2:])
+		switch id {
+		case settingHeaderTableSize:
+			c.wmu.Lock()
+			c.henc.SetMaxDynamicTableSizeLimit(v)
+			c.wmu.Unlock()
+		case settingInitialWindowSize:
+			if v > maxWindow {
+				return connError{errCodeFlowControl, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1"}
+			}
+			c.smu.Lock()
+			c.fmu.Lock()
+			delta := int64(v) - c.peerInitialWindow
+			c.peerInitialWindow = int64(v)
+			for _, st := range c.streams {
+				st.sendWindow += delta
+			}
+			c.fcond.Broadcast()
+			c.fmu.Unlock()
+			c.smu.Unlock()
+		case settingMaxFrameSize:
+			if v < defaultMaxFrameSize || v > maxFrameSizeLimit {
+				return connError{errCodeProtocol, "SETTINGS_MAX_FRAME_SIZE out of range"}
+			}
+			c.peerMaxFrame.Store(int64(v))
+		}
+	}
+	return c.writeFrame(frameSettings, flagAck, 0, nil)
+}
+
+func (c *conn) onWindowUpdate(h frameHeader, p []byte) error {
+	if len(p) != 4 {
+		return connError{errCodeFrameSize, "malformed WINDOW_UPDATE"}
+	}
+	inc := int64(binary.BigEndian.Uint32(p) & maxWindow)
+	if h.stream == 0 {
+		if inc == 0 {
+			return connError{errCodeProtocol, "WINDOW_UPDATE of 0"}
+		}
+		c.fmu.Lock()
+		c.sendWindow += inc
+		c.fcond.Broadcast()
+		c.fmu.Unlock()
+		return nil
+	}
+	st := c.stream(h.stream)
+	if st == nil {
+		return nil
+	}
+	if inc == 0 {
+		st.resetByServer(errCodeProtocol)
+		return c.writeRSTStream(h.stream, errCodeProtocol)
+	}
+	c.fmu.Lock()
+	st.sendWindow += inc
+	c.fcond.Broadcast()
+	c.fmu.Unlock()
+	return nil
+}
+
+// reserve waits until st may send data and takes up to n bytes of both
+// windows, no more than a frame.
+func (c *conn) reserve(st *Stream, n int) (int, error) {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	for {
+		switch {
+		case c.closed:
+			return 0, status.Error(codes.Unavailable, "connection closed")
+		case st.reset:
+			return 0, status.Error(codes.Canceled, "stream reset")
+		case st.ctx.Err() != nil:
+			return 0, status.FromContextError(st.ctx.Err()).Err()
+		}
+		avail := min(int64(n), c.sendWindow, st.sendWindow, c.peerMaxFrame.Load())
+		if avail > 0 {
+			c.sendWindow -= avail
+			st.sendWindow -= avail
+			return int(avail), nil
+		}
+		c.fcond.Wait()
+	}
+}
+
+func (c *conn) writeFrame(typ, flags uint8, stream uint32, payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.bufferFrame(typ, flags, stream, payload)
+	return c.flush()
+}
+
+// writeData writes a DATA frame, flushed or left for the next flush.
+func (c *conn) writeData(stream uint32, p []byte, flush bool) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.bufferFrame(frameData, 0, stream, p)
+	if flush {
+		return c.flush()
+	}
+	return c.werr
+}
+
+// bufferFrame queues a frame; flush sends it. Both under wmu.
+func (c *conn) bufferFrame(typ, flags uint8, stream uint32, payload []byte) {
+	c.wbuf = appendFrameHeader(c.wbuf[:0], len(payload), typ, flags, stream)
+	c.bw.Write(c.wbuf)
+	c.bw.Write(payload)
+}
+
+func (c *conn) flush() error {
+	if c.werr == nil {
+		if err := c.bw.Flush(); err != nil {
+			c.werr = fmt.Errorf("write http2 frames: %w", err)
+		}
+	}
+	return c.werr
+}
+
+// writeHeaders encodes fields as one header block: a HEADERS frame and as
+// many CONTINUATIONs as the peer's frame size needs. Without flush the
+// frames wait for the next write that flushes.
+func (c *conn) writeHeaders(stream uint32, fields []hpack.HeaderField, endStream, flush bool) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.hbuf.Reset()
+	for _, f := range fields {
+		if err := c.henc.WriteField(f); err != nil {
+			return fmt.Errorf("encode header %s: %w", f.Name, err)
+		}
+	}
+	block, max := c.hbuf.Bytes(), int(c.peerMaxFrame.Load())
+	typ, flags := uint8(frameHeaders), uint8(0)
+	if endStream {
+		flags = flagEndStream
+	}
+	for {
+		n := min(len(block), max)
+		if n == len(block) {
+			flags |= flagEndHeaders
+		}
+		c.bufferFrame(typ, flags, stream, block[:n])
+		if block = block[n:]; len(block) == 0 {
+			if flush {
+				return c.flush()
+			}
+			return c.werr
+		}
+		typ, flags = frameContinuation, 0
+	}
+}
+
+func (c *conn) writeWindowUpdate(stream, inc uint32) error {
+	return c.writeFrame(frameWindowUpdate, 0, stream, binary.BigEndian.AppendUint32(nil, inc))
+}
+
+func (c *conn) writeRSTStream(stream, code uint32) error {
+	return c.writeFrame(frameRSTStream, 0, stream, binary.BigEndian.AppendUint32(nil, code))
+}
+
+// close ends the connection: every stream's context is cancelled and its
+// waits end.
+func (c *conn) close(cause error) {
+	c.closeOnce.Do(func() {
+		if cause == nil {
+			cause = io.EOF
+		}
+		c.cancel(cause)
+		c.fmu.Lock()
+		c.closed = true
+		c.fcond.Broadcast()
+		c.fmu.Unlock()
+		c.smu.Lock()
+		streams := make([]*Stream, 0, len(c.streams))
+		for _, st := range c.streams {
+			streams = append(streams, st)
+		}
+		c.smu.Unlock()
+		for _, st := range streams {
+			st.fail(status.Error(codes.Unavailable, "connection closed"))
+		}
+		c.nc.Close()
+	})
+}
