@@ -1,6 +1,7 @@
 # Make fragment for the guest agent. Include it from the top-level Makefile:
 #   include agent/agent.mk
-# Targets: agent (static guest binaries), proto (regenerate agent/api).
+# Targets: agent (static guest binaries), proto (regenerate agent/api and
+# agent/api/agentgrpc).
 
 AGENT_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 AGENT_ARCHES  ?= amd64 arm64
@@ -22,10 +23,15 @@ $(AGENT_BINS): bin/vk-applevm-agent-linux-%:
 
 # protoc comes from Debian's protobuf-compiler; the Go plugins run through
 # `go run` at pinned versions (agent/api/gen/). The output is committed.
+# The messages (package api, linked into the guest agent) get no gRPC code;
+# the Agent service's grpc-go stubs go to package agentgrpc (host side).
+PROTOC_PLUGINS := --plugin=protoc-gen-go=agent/api/gen/protoc-gen-go \
+	--plugin=protoc-gen-go-grpc=agent/api/gen/protoc-gen-go-grpc
 proto:
-	protoc -I agent/api \
-		--plugin=protoc-gen-go=agent/api/gen/protoc-gen-go \
-		--plugin=protoc-gen-go-grpc=agent/api/gen/protoc-gen-go-grpc \
+	protoc -I agent/api $(PROTOC_PLUGINS) \
+		--go_out=agent/api --go_opt=paths=source_relative \
+		agent/api/agent.proto
+	protoc -I agent/api $(PROTOC_PLUGINS) \
 		--go_out=agent/api --go_opt=paths=source_relative \
 		--go-grpc_out=agent/api --go-grpc_opt=paths=source_relative \
-		agent/api/agent.proto
+		agent/api/agentgrpc/agent_service.proto

@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"syscall"
 
-	"google.golang.org/grpc"
-
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/grpcserver"
 	"github.com/vk-applevm/vk-applevm/agent/logframe"
 )
 
 // Attach streams a process's output out and its input in; see the proto.
-func (s *Server) Attach(stream grpc.BidiStreamingServer[api.AttachRequest, api.AttachResponse]) error {
+func (s *Server) Attach(stream grpcserver.Bidi[api.AttachRequest, api.AttachResponse]) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {

@@ -8,14 +8,13 @@ import (
 	"net"
 	"strconv"
 
-	"google.golang.org/grpc"
-
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/grpcserver"
 )
 
 // Forward connects to a TCP port inside the guest and carries bytes both
 // ways, with half-close in each direction; see the proto.
-func (s *Server) Forward(stream grpc.BidiStreamingServer[api.ForwardRequest, api.ForwardResponse]) error {
+func (s *Server) Forward(stream grpcserver.Bidi[api.ForwardRequest, api.ForwardResponse]) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {

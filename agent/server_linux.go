@@ -9,16 +9,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
 
-	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/grpcserver"
 )
 
 // Config configures a Server. Paths default to the guest's.
@@ -122,10 +120,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Server implements api.AgentServer.
+// Server implements the Agent service of agent/api/agentgrpc (register
+// lists its methods).
 type Server struct {
-	api.UnimplementedAgentServer
-
 	cfg         Config
 	log         *slog.Logger
 	ctx         context.Context // the server's lifetime
@@ -145,8 +142,6 @@ type Server struct {
 	// leases renew DHCP leases (dhcp_linux.go).
 	leases *keepers
 }
-
-var _ api.AgentServer = (*Server)(nil)
 
 // New returns a server; it starts writing the log sink at once.
 func New(cfg Config) (*Server, error) {
@@ -191,18 +186,14 @@ func New(cfg Config) (*Server, error) {
 
 // Serve answers gRPC on every connection l accepts until ctx ends.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(s.unaryBoundary),
-		grpc.ChainStreamInterceptor(s.streamBoundary),
-		// Small per-connection buffers: the agent serves few connections
-		// and counts its memory (gRPC's defaults are 32 KiB each way).
-		grpc.ReadBufferSize(16<<10),
-		grpc.WriteBufferSize(16<<10),
+	gs := grpcserver.New(grpcserver.Options{
+		Log:       s.log,
+		Intercept: s.boundary,
 		// Files volumes arrive whole in CreateContainer and WriteFiles; a
 		// projected volume may exceed gRPC's default 4 MiB.
-		grpc.MaxRecvMsgSize(maxRequestBytes),
-	)
-	api.RegisterAgentServer(gs, s)
+		MaxRecvMsgSize: maxRequestBytes,
+	})
+	s.register(gs)
 	stop := context.AfterFunc(ctx, gs.Stop)
 	defer stop()
 	if err := gs.Serve(l); err != nil && ctx.Err() == nil {
@@ -211,36 +202,47 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// unaryBoundary turns panics into Internal errors (a panic in PID 1 would
-// panic the kernel) and errors into gRPC codes, and counts the request as
-// activity for the memory trimmer.
-func (s *Server) unaryBoundary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	s.trim.poke()
-	defer s.trim.poke()
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-			resp, err = nil, fmt.Errorf("%s: internal error: %v", info.FullMethod, r)
-		}
-		if err != nil {
-			s.log.Debug("request failed", "method", info.FullMethod, "err", err)
-		}
-		err = grpcError(err)
-	}()
-	return handler(ctx, req)
+// agentService prefixes the full method names of vkav.agent.v1.Agent
+// (agent/api/agentgrpc/agent_service.proto).
+const agentService = "/vkav.agent.v1.Agent/"
+
+// register adds the Agent service's methods to gs; a test checks them
+// against the service's descriptor.
+func (s *Server) register(gs *grpcserver.Server) {
+	grpcserver.HandleUnary(gs, agentService+"Info", s.Info)
+	grpcserver.HandleUnary(gs, agentService+"Setup", s.Setup)
+	grpcserver.HandleUnary(gs, agentService+"CreateContainer", s.CreateContainer)
+	grpcserver.HandleUnary(gs, agentService+"WriteFiles", s.WriteFiles)
+	grpcserver.HandleUnary(gs, agentService+"CreateProcess", s.CreateProcess)
+	grpcserver.HandleUnary(gs, agentService+"StartProcess", s.StartProcess)
+	grpcserver.HandleBidi(gs, agentService+"Attach", s.Attach)
+	grpcserver.HandleUnary(gs, agentService+"Wait", s.Wait)
+	grpcserver.HandleUnary(gs, agentService+"Signal", s.Signal)
+	grpcserver.HandleUnary(gs, agentService+"ResizeTTY", s.ResizeTTY)
+	grpcserver.HandleUnary(gs, agentService+"CloseStdin", s.CloseStdin)
+	grpcserver.HandleUnary(gs, agentService+"DeleteProcess", s.DeleteProcess)
+	grpcserver.HandleUnary(gs, agentService+"Stats", s.Stats)
+	grpcserver.HandleBidi(gs, agentService+"Forward", s.Forward)
+	grpcserver.HandleUnary(gs, agentService+"Shutdown", s.Shutdown)
 }
 
-func (s *Server) streamBoundary(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+// boundary wraps every call: panics become Internal errors (a panic in
+// PID 1 would panic the kernel), errors become gRPC codes, and the call
+// counts as activity for the memory trimmer.
+func (s *Server) boundary(_ context.Context, method string, call func() error) (err error) {
 	s.trim.poke()
 	defer s.trim.poke()
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("%s: internal error: %v", info.FullMethod, r)
+			s.log.Error("panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%s: internal error: %v", method, r)
+		}
+		if err != nil {
+			s.log.Debug("request failed", "method", method, "err", err)
 		}
 		err = grpcError(err)
 	}()
-	return handler(srv, ss)
+	return call()
 }
 
 // goSafe runs f in a goroutine that cannot crash the agent.
@@ -255,10 +257,21 @@ func (s *Server) goSafe(name string, f func()) {
 	}()
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+// validID reports whether id is 1-64 characters of [A-Za-z0-9_.-].
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func checkID(kind, id string) error {
-	if !idPattern.MatchString(id) || id == "." || id == ".." {
+	if !validID(id) || id == "." || id == ".." {
 		return fmt.Errorf("%s id %q must be 1-64 characters of [A-Za-z0-9_.-]: %w", kind, id, ErrInvalidArgument)
 	}
 	return nil

@@ -1,7 +1,10 @@
-// The guest agent API. The agent is PID 1 in every VM; the host reaches it
-// over the "vkav.agent" virtio console port, multiplexed with yamux, one
-// gRPC connection per yamux stream. Regenerate with `make proto`
-// (agent/agent.mk).
+// The guest agent API: its messages. The agent is PID 1 in every VM; the
+// host reaches it over the "vkav.agent" virtio console port, multiplexed
+// with yamux, one gRPC connection per yamux stream. The Agent service that
+// carries these messages is in agentgrpc/agent_service.proto (same proto
+// package, so its methods stay "/vkav.agent.v1.Agent/<Method>"): it is kept
+// apart so that package api, which the guest agent imports, does not link
+// grpc-go. Regenerate with `make proto` (agent/agent.mk).
 //
 // Identifiers: a container is named by container_id, a process by
 // (container_id, process_id). Errors use gRPC codes: NotFound for an unknown
@@ -2688,25 +2691,7 @@ const file_agent_proto_rawDesc = "" +
 	"closeWrite\"9\n" +
 	"\x0fShutdownRequest\x12&\n" +
 	"\x0fgrace_period_ns\x18\x01 \x01(\x03R\rgracePeriodNs\"\x12\n" +
-	"\x10ShutdownResponse2\xa7\t\n" +
-	"\x05Agent\x12?\n" +
-	"\x04Info\x12\x1a.vkav.agent.v1.InfoRequest\x1a\x1b.vkav.agent.v1.InfoResponse\x12B\n" +
-	"\x05Setup\x12\x1b.vkav.agent.v1.SetupRequest\x1a\x1c.vkav.agent.v1.SetupResponse\x12`\n" +
-	"\x0fCreateContainer\x12%.vkav.agent.v1.CreateContainerRequest\x1a&.vkav.agent.v1.CreateContainerResponse\x12Q\n" +
-	"\n" +
-	"WriteFiles\x12 .vkav.agent.v1.WriteFilesRequest\x1a!.vkav.agent.v1.WriteFilesResponse\x12Z\n" +
-	"\rCreateProcess\x12#.vkav.agent.v1.CreateProcessRequest\x1a$.vkav.agent.v1.CreateProcessResponse\x12W\n" +
-	"\fStartProcess\x12\".vkav.agent.v1.StartProcessRequest\x1a#.vkav.agent.v1.StartProcessResponse\x12I\n" +
-	"\x06Attach\x12\x1c.vkav.agent.v1.AttachRequest\x1a\x1d.vkav.agent.v1.AttachResponse(\x010\x01\x12?\n" +
-	"\x04Wait\x12\x1a.vkav.agent.v1.WaitRequest\x1a\x1b.vkav.agent.v1.WaitResponse\x12E\n" +
-	"\x06Signal\x12\x1c.vkav.agent.v1.SignalRequest\x1a\x1d.vkav.agent.v1.SignalResponse\x12N\n" +
-	"\tResizeTTY\x12\x1f.vkav.agent.v1.ResizeTTYRequest\x1a .vkav.agent.v1.ResizeTTYResponse\x12Q\n" +
-	"\n" +
-	"CloseStdin\x12 .vkav.agent.v1.CloseStdinRequest\x1a!.vkav.agent.v1.CloseStdinResponse\x12Z\n" +
-	"\rDeleteProcess\x12#.vkav.agent.v1.DeleteProcessRequest\x1a$.vkav.agent.v1.DeleteProcessResponse\x12B\n" +
-	"\x05Stats\x12\x1b.vkav.agent.v1.StatsRequest\x1a\x1c.vkav.agent.v1.StatsResponse\x12L\n" +
-	"\aForward\x12\x1d.vkav.agent.v1.ForwardRequest\x1a\x1e.vkav.agent.v1.ForwardResponse(\x010\x01\x12K\n" +
-	"\bShutdown\x12\x1e.vkav.agent.v1.ShutdownRequest\x1a\x1f.vkav.agent.v1.ShutdownResponseB0Z.github.com/vk-applevm/vk-applevm/agent/api;apib\x06proto3"
+	"\x10ShutdownResponseB0Z.github.com/vk-applevm/vk-applevm/agent/api;apib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2775,38 +2760,8 @@ var file_agent_proto_depIdxs = []int32{
 	0,  // 8: vkav.agent.v1.AttachResponse.stream:type_name -> vkav.agent.v1.AttachResponse.Stream
 	21, // 9: vkav.agent.v1.AttachResponse.exit:type_name -> vkav.agent.v1.ExitStatus
 	21, // 10: vkav.agent.v1.WaitResponse.exit:type_name -> vkav.agent.v1.ExitStatus
-	1,  // 11: vkav.agent.v1.Agent.Info:input_type -> vkav.agent.v1.InfoRequest
-	3,  // 12: vkav.agent.v1.Agent.Setup:input_type -> vkav.agent.v1.SetupRequest
-	9,  // 13: vkav.agent.v1.Agent.CreateContainer:input_type -> vkav.agent.v1.CreateContainerRequest
-	13, // 14: vkav.agent.v1.Agent.WriteFiles:input_type -> vkav.agent.v1.WriteFilesRequest
-	15, // 15: vkav.agent.v1.Agent.CreateProcess:input_type -> vkav.agent.v1.CreateProcessRequest
-	17, // 16: vkav.agent.v1.Agent.StartProcess:input_type -> vkav.agent.v1.StartProcessRequest
-	19, // 17: vkav.agent.v1.Agent.Attach:input_type -> vkav.agent.v1.AttachRequest
-	22, // 18: vkav.agent.v1.Agent.Wait:input_type -> vkav.agent.v1.WaitRequest
-	24, // 19: vkav.agent.v1.Agent.Signal:input_type -> vkav.agent.v1.SignalRequest
-	26, // 20: vkav.agent.v1.Agent.ResizeTTY:input_type -> vkav.agent.v1.ResizeTTYRequest
-	28, // 21: vkav.agent.v1.Agent.CloseStdin:input_type -> vkav.agent.v1.CloseStdinRequest
-	30, // 22: vkav.agent.v1.Agent.DeleteProcess:input_type -> vkav.agent.v1.DeleteProcessRequest
-	32, // 23: vkav.agent.v1.Agent.Stats:input_type -> vkav.agent.v1.StatsRequest
-	34, // 24: vkav.agent.v1.Agent.Forward:input_type -> vkav.agent.v1.ForwardRequest
-	36, // 25: vkav.agent.v1.Agent.Shutdown:input_type -> vkav.agent.v1.ShutdownRequest
-	2,  // 26: vkav.agent.v1.Agent.Info:output_type -> vkav.agent.v1.InfoResponse
-	8,  // 27: vkav.agent.v1.Agent.Setup:output_type -> vkav.agent.v1.SetupResponse
-	12, // 28: vkav.agent.v1.Agent.CreateContainer:output_type -> vkav.agent.v1.CreateContainerResponse
-	14, // 29: vkav.agent.v1.Agent.WriteFiles:output_type -> vkav.agent.v1.WriteFilesResponse
-	16, // 30: vkav.agent.v1.Agent.CreateProcess:output_type -> vkav.agent.v1.CreateProcessResponse
-	18, // 31: vkav.agent.v1.Agent.StartProcess:output_type -> vkav.agent.v1.StartProcessResponse
-	20, // 32: vkav.agent.v1.Agent.Attach:output_type -> vkav.agent.v1.AttachResponse
-	23, // 33: vkav.agent.v1.Agent.Wait:output_type -> vkav.agent.v1.WaitResponse
-	25, // 34: vkav.agent.v1.Agent.Signal:output_type -> vkav.agent.v1.SignalResponse
-	27, // 35: vkav.agent.v1.Agent.ResizeTTY:output_type -> vkav.agent.v1.ResizeTTYResponse
-	29, // 36: vkav.agent.v1.Agent.CloseStdin:output_type -> vkav.agent.v1.CloseStdinResponse
-	31, // 37: vkav.agent.v1.Agent.DeleteProcess:output_type -> vkav.agent.v1.DeleteProcessResponse
-	33, // 38: vkav.agent.v1.Agent.Stats:output_type -> vkav.agent.v1.StatsResponse
-	35, // 39: vkav.agent.v1.Agent.Forward:output_type -> vkav.agent.v1.ForwardResponse
-	37, // 40: vkav.agent.v1.Agent.Shutdown:output_type -> vkav.agent.v1.ShutdownResponse
-	26, // [26:41] is the sub-list for method output_type
-	11, // [11:26] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -2825,7 +2780,7 @@ func file_agent_proto_init() {
 			NumEnums:      1,
 			NumMessages:   38,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_agent_proto_goTypes,
 		DependencyIndexes: file_agent_proto_depIdxs,

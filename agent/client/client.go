@@ -15,12 +15,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/api/agentgrpc"
 )
 
 // Client is a connection to one guest agent. The embedded AgentClient
-// offers every RPC.
+// (grpc-go stubs from package agentgrpc) offers every RPC.
 type Client struct {
-	api.AgentClient
+	agentgrpc.AgentClient
 	conn *grpc.ClientConn
 }
 
@@ -46,7 +47,7 @@ func Dial(ctx context.Context, dial func(context.Context) (net.Conn, error)) (*C
 	if err != nil {
 		return nil, fmt.Errorf("create agent client: %w", err)
 	}
-	return &Client{AgentClient: api.NewAgentClient(conn), conn: conn}, nil
+	return &Client{AgentClient: agentgrpc.NewAgentClient(conn), conn: conn}, nil
 }
 
 // Close closes the client's connections.

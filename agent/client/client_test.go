@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/api/agentgrpc"
 )
 
 func TestMapProcessError(t *testing.T) {
@@ -41,7 +42,7 @@ func TestMapProcessError(t *testing.T) {
 // infoOnly is a fake agent for the client's polling logic; the real
 // server is tested with this client in package agent.
 type infoOnly struct {
-	api.UnimplementedAgentServer
+	agentgrpc.UnimplementedAgentServer
 }
 
 func (infoOnly) Info(context.Context, *api.InfoRequest) (*api.InfoResponse, error) {
@@ -68,7 +69,7 @@ func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net:
 func TestWaitReadyPollsUntilTheAgentAnswers(t *testing.T) {
 	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	gs := grpc.NewServer()
-	api.RegisterAgentServer(gs, infoOnly{})
+	agentgrpc.RegisterAgentServer(gs, infoOnly{})
 	go gs.Serve(l)
 	defer gs.Stop()
 

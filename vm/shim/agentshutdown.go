@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/api/agentgrpc"
 )
 
 // AgentShutdown is the default GuestShutdown: the agent API's Shutdown RPC,
@@ -36,7 +37,7 @@ func AgentShutdown(ctx context.Context, conn net.Conn, grace time.Duration) erro
 		return fmt.Errorf("agent client: %w", err)
 	}
 	defer cc.Close()
-	if _, err := api.NewAgentClient(cc).Shutdown(ctx, &api.ShutdownRequest{GracePeriodNs: grace.Nanoseconds()}); err != nil {
+	if _, err := agentgrpc.NewAgentClient(cc).Shutdown(ctx, &api.ShutdownRequest{GracePeriodNs: grace.Nanoseconds()}); err != nil {
 		return fmt.Errorf("agent Shutdown: %w", err)
 	}
 	return nil

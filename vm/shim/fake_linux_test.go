@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/api/agentgrpc"
 	"github.com/vk-applevm/vk-applevm/agent/logframe"
 	"github.com/vk-applevm/vk-applevm/agent/transport"
 	"github.com/vk-applevm/vk-applevm/vm"
@@ -228,7 +229,7 @@ func (g *fakeGuest) serveAgent(port net.Conn) {
 	}
 	g.grpcStreams = &streamListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	srv := grpc.NewServer()
-	api.RegisterAgentServer(srv, &fakeAgent{m: g.m})
+	agentgrpc.RegisterAgentServer(srv, &fakeAgent{m: g.m})
 	go func() { _ = srv.Serve(g.grpcStreams) }()
 	defer srv.Stop()
 	for {
@@ -298,7 +299,7 @@ func (g *fakeGuest) handle(c *yamux.Stream) {
 // fakeAgent answers the agent API's Shutdown like the real agent: it
 // accepts and powers the guest off shortly after (unless ignoring stops).
 type fakeAgent struct {
-	api.UnimplementedAgentServer
+	agentgrpc.UnimplementedAgentServer
 	m *fakeMachine
 }
 
