@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -413,20 +414,24 @@ spec:`+tolerate+`
   containers:
   - {name: app, image: BUSYBOX, command: ["sh", "-c", "echo crashing; exit 3"]}
 `)
-	// The kubelet's back-off: 10 s, 20 s, ... between restarts.
+	// The kubelet's back-off: 10 s, 20 s, ... between restarts. Each
+	// instance shows as lastState from its exit through the back-off and
+	// the next instance's run, so polling sees every one; the restart count
+	// at first sight says nothing about which one it is.
 	var starts []time.Time
-	seen := map[int32]bool{}
+	seen := map[int64]bool{}
 	p := ne.waitPod(t, "crasher", "restarted three times", 4*time.Minute, func(p corev1.Pod) bool {
 		if len(p.Status.ContainerStatuses) == 0 {
 			return false
 		}
 		cs := p.Status.ContainerStatuses[0]
-		if last := cs.LastTerminationState.Terminated; last != nil && !seen[cs.RestartCount] {
-			seen[cs.RestartCount] = true
+		if last := cs.LastTerminationState.Terminated; last != nil && !seen[last.StartedAt.Unix()] {
+			seen[last.StartedAt.Unix()] = true
 			starts = append(starts, last.StartedAt.Time)
 		}
 		return cs.RestartCount >= 3
 	})
+	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
 	cs := p.Status.ContainerStatuses[0]
 	if last := cs.LastTerminationState.Terminated; last == nil || last.ExitCode != 3 || last.Reason != "Error" {
 		t.Fatalf("lastState %+v", cs.LastTerminationState)
