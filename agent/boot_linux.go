@@ -58,8 +58,9 @@ type Guest struct {
 // system mounts, console stdio, oom_score_adj, the reaper, module loading
 // (in the background: serving starts as soon as the agent port exists),
 // and the console ports. What serving does not need — the modules after
-// the serving prefix, and the loopback device — follows on the loader's
-// thread at the lowest priority: with one vCPU it would otherwise hold up
+// the console port's, the loopback device, then the power button
+// (WatchPowerButton) — follows on the loader's thread at the lowest
+// priority: with one vCPU it would otherwise hold up
 // the agent's first answer (hack/bench measures the boot against a
 // trivial init). Failures that leave the guest usable are logged, not
 // returned.
@@ -81,13 +82,9 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	if err != nil {
 		log.Error("read kernel module list", "err", err)
 	}
-	buttonFirst := !powerButtonAsync()
-	if buttonFirst {
-		list = powerButtonModulesEarly(list)
-	}
 	g.Modules = NewModuleLoader(ModulesDir, list, FinitModule, log)
 	// Containers wait for the loader's Done, which follows the loopback.
-	g.Modules.AfterModule(servingPrefixEnd(list), func() {
+	g.Modules.AfterModule(portModule, func() {
 		if err := lowerThreadPriority(); err != nil {
 			log.Warn("lower the priority of background boot work", "err", err)
 		}
@@ -103,10 +100,6 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	agentPath, err := transport.WaitForPort(portCtx, transport.SysPortsDir, "/dev", transport.AgentPortName, portPollInterval)
 	if err != nil {
 		return nil, fmt.Errorf("boot: %w", err)
-	}
-	if buttonFirst {
-		// A press before the button is open would be lost.
-		g.PowerButton.Wait(ctx, powerButtonWait)
 	}
 	g.AgentPort = &transport.VirtioPort{Path: agentPath}
 	g.LogPort = &portWriter{ctx: ctx, name: transport.LogPortName, log: log}

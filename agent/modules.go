@@ -138,24 +138,6 @@ func (m *ModuleLoader) loadOne(rel, name string) {
 	m.mu.Unlock()
 }
 
-// servingPrefixEnd names the last module the agent needs before it serves:
-// the console port's, or the power button's when powerButtonModulesEarly
-// moved them right after the port's (boot then waits for the button).
-func servingPrefixEnd(list []string) string {
-	end := portModule
-	port := slices.IndexFunc(list, func(rel string) bool { return ModuleName(rel) == portModule })
-	if port < 0 {
-		return end
-	}
-	for _, rel := range list[port+1:] {
-		if !slices.Contains(PowerButtonModules, ModuleName(rel)) {
-			break
-		}
-		end = ModuleName(rel)
-	}
-	return end
-}
-
 // Loaded returns the modules loaded so far, in order.
 func (m *ModuleLoader) Loaded() []string {
 	m.mu.Lock()

@@ -90,21 +90,3 @@ func TestModuleLoaderRunsAfterModuleBeforeTheRest(t *testing.T) {
 		})
 	}
 }
-
-func TestServingPrefixEnd(t *testing.T) {
-	natural := []string{"virtio_ring.ko", "virtio.ko", "virtio_console.ko", "virtio_blk.ko", "overlay.ko", "button.ko", "evdev.ko"}
-	for _, c := range []struct {
-		name string
-		list []string
-		want string
-	}{
-		{"power button loaded late", natural, "virtio_console"},
-		{"power button moved next to the port", powerButtonModulesEarly(natural), "evdev"},
-		{"port module built in", []string{"overlay.ko", "button.ko"}, "virtio_console"},
-		{"nothing after the port", []string{"virtio_console.ko"}, "virtio_console"},
-	} {
-		if got := servingPrefixEnd(c.list); got != c.want {
-			t.Errorf("%s: servingPrefixEnd(%v) = %q, want %q", c.name, c.list, got, c.want)
-		}
-	}
-}

@@ -76,55 +76,6 @@ func readPowerPresses(r io.Reader, press func()) error {
 	}
 }
 
-// PowerButtonModules are the modules a power button needs (the ACPI button
-// driver and evdev's /dev/input/event*), as named in modules.list.
-var PowerButtonModules = []string{"button", "evdev"}
-
-// powerButtonModulesEarly moves PowerButtonModules right after the modules
-// of the console ports (the prefix ending with virtio_console), so the
-// button can be opened before the agent reports ready without waiting for
-// the rest of the list. Neither module depends on anything after them.
-func powerButtonModulesEarly(list []string) []string {
-	port := -1
-	for i, m := range list {
-		if ModuleName(m) == "virtio_console" {
-			port = i
-		}
-	}
-	var early, rest []string
-	for i, m := range list {
-		isButton := false
-		for _, b := range PowerButtonModules {
-			isButton = isButton || ModuleName(m) == b
-		}
-		if isButton && i > port {
-			early = append(early, m)
-		} else {
-			rest = append(rest, m)
-		}
-	}
-	out := make([]string, 0, len(list))
-	out = append(out, rest[:port+1]...)
-	out = append(out, early...)
-	return append(out, rest[port+1:]...)
-}
-
-// PowerButtonAsyncParam on the kernel command line
-// (vkav.powerbutton=async) keeps the module order and opens the power
-// button whenever it appears instead of before serving; the boot
-// benchmark (agent/vmtest) compares.
-const PowerButtonAsyncParam = "vkav.powerbutton"
-
-// cmdlineParam returns the value of key=value on a kernel command line.
-func cmdlineParam(cmdline, key string) (string, bool) {
-	for _, f := range strings.Fields(cmdline) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == key {
-			return v, true
-		}
-	}
-	return "", false
-}
-
 // inputEventName checks that name is an evdev node name (eventN).
 func inputEventName(name string) bool {
 	n, ok := strings.CutPrefix(path.Base(name), "event")

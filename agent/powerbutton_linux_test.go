@@ -63,9 +63,7 @@ func TestWatchPowerButtonFindsTheButtonNotTheKeyboard(t *testing.T) {
 	}
 
 	fakeInput(t, sysDir, "event1", "Power Button", "3", "10000000000000 0", "13:65")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel() // ends the search: modules are never "done" here
-	b := agent.WatchPowerButton(ctx, sysDir, devDir, make(chan struct{}), testLogger())
+	b := agent.WatchPowerButton(context.Background(), sysDir, devDir, modulesDone, testLogger())
 	if !b.Wait(context.Background(), 5*time.Second) {
 		t.Fatal("the power button was not found")
 	}

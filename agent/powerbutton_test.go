@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -99,48 +98,6 @@ func TestReadPowerPresses(t *testing.T) {
 	boom := errors.New("device gone")
 	if err := readPowerPresses(iotest.ErrReader(boom), func() {}); !errors.Is(err, boom) {
 		t.Errorf("read error: %v", err)
-	}
-}
-
-func TestPowerButtonModulesEarly(t *testing.T) {
-	list := []string{"virtio_ring.ko", "virtio.ko", "virtio_pci.ko", "virtio_console.ko", "virtio_blk.ko",
-		"fuse.ko", "virtiofs.ko", "virtio_rng.ko", "button.ko", "evdev.ko"}
-	want := "virtio_ring virtio virtio_pci virtio_console button evdev virtio_blk fuse virtiofs virtio_rng"
-	if got := names(powerButtonModulesEarly(list)); got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
-	}
-	// Already early, absent, or no console module (all built in).
-	for _, tt := range []struct{ in, want string }{
-		{"virtio_console button virtio_blk evdev", "virtio_console button evdev virtio_blk"},
-		{"virtio_console virtio_blk", "virtio_console virtio_blk"},
-		{"virtio_blk evdev button", "evdev button virtio_blk"},
-		{"", ""},
-	} {
-		var in []string
-		for _, m := range strings.Fields(tt.in) {
-			in = append(in, "kernel/drivers/"+m+".ko")
-		}
-		if got := names(powerButtonModulesEarly(in)); got != tt.want {
-			t.Errorf("%q: got %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func names(list []string) string {
-	out := make([]string, len(list))
-	for i, m := range list {
-		out[i] = ModuleName(m)
-	}
-	return strings.Join(out, " ")
-}
-
-func TestCmdlineParam(t *testing.T) {
-	cmdline := "console=ttyS0 vkav.powerbutton=async panic=-1 vkav.powerbuttonx=no\n"
-	if v, ok := cmdlineParam(cmdline, PowerButtonAsyncParam); !ok || v != "async" {
-		t.Errorf("got %q, %v", v, ok)
-	}
-	if _, ok := cmdlineParam("console=ttyS0 vkav.powerbutton", PowerButtonAsyncParam); ok {
-		t.Error("a bare word counted as key=value")
 	}
 }
 

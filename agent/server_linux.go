@@ -63,6 +63,10 @@ type Config struct {
 	// PowerButton delivers presses of the guest's power button (the
 	// host's Machine.RequestStop); the first starts Shutdown. Nil: none.
 	PowerButton <-chan struct{}
+	// PowerButtonReady closes once the power button is open, or known to
+	// be absent; containers are created after it, so none runs while a
+	// press of the host's could be lost. Nil: nothing to wait for.
+	PowerButtonReady <-chan struct{}
 	// MemoryTrimDelay is how long after the last request the agent hands
 	// its free heap back to the guest (default DefaultMemoryTrimDelay;
 	// negative: never, beyond what Go's scavenger does anyway).
@@ -339,8 +343,15 @@ func (s *Server) waitModules(ctx context.Context, what string) error {
 	}
 	select {
 	case <-m.Done():
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%s: wait for kernel modules: %w", what, ctx.Err())
 	}
+	if ready := s.cfg.PowerButtonReady; ready != nil {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return fmt.Errorf("%s: wait for the power button: %w", what, ctx.Err())
+		}
+	}
+	return nil
 }

@@ -18,14 +18,12 @@ import (
 // process, then it powers off, well within the grace period.
 func TestRequestStopReachesTheAgentAsPowerButton(t *testing.T) {
 	v := bootVM(t, vmOptions{noAgentShutdown: true})
-	console := v.console(t)
-	// The button must be open before the agent serves: a press before
-	// would be lost.
-	watching, serving := strings.Index(console, "watching power button"), strings.Index(console, "agent serving")
-	if watching < 0 || serving < 0 || watching > serving {
-		t.Fatalf("console: power button watched at %d, agent serving at %d (want watched first):\n%s", watching, serving, console)
-	}
+	// A press before the button is open would be lost: containers are
+	// created only once it is.
 	v.createContainer(t)
+	waitFor(t, 5*time.Second, "the power button watched by the time the container exists (console)", func() bool {
+		return strings.Contains(v.console(t), "watching power button")
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	const script = `trap 'echo got-TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done`
@@ -53,7 +51,7 @@ func TestRequestStopReachesTheAgentAsPowerButton(t *testing.T) {
 		t.Fatal(err)
 	}
 	shimLog, _ := os.ReadFile(filepath.Join(v.dir, "shim.log"))
-	console = v.console(t)
+	console := v.console(t)
 	t.Logf("stop by power button took %v", took.Round(time.Millisecond))
 	for _, line := range strings.Split(console, "\n") {
 		if strings.Contains(line, "power") || strings.Contains(line, "agent serving") {

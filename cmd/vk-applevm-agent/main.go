@@ -84,7 +84,8 @@ func runGuest() {
 		PowerOff: func() {
 			_ = agent.PowerOff(ctx, agent.GuestPowerOps(), time.Second, log)
 		},
-		PowerButton: g.PowerButton.Presses(),
+		PowerButton:      g.PowerButton.Presses(),
+		PowerButtonReady: g.PowerButton.Searched(),
 	})
 	if err != nil {
 		log.Error("start agent", "err", err)
