@@ -57,6 +57,9 @@ func (m *machine) run() error {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := disableTHP(); err != nil {
+			m.log.Warn("turn transparent huge pages off for QEMU", "err", err)
+		}
 		if err := m.cmd.Start(); err != nil {
 			started <- fmt.Errorf("run %s: %w", m.cmd.Path, err)
 			return

@@ -51,6 +51,11 @@ func TestRequestStopPressesPowerButton(t *testing.T) {
 	if line, err := r.ReadString('\n'); line != "ready\n" {
 		t.Fatalf("agent port: %q, %v", line, err)
 	}
+	// Guest RAM without transparent huge pages (thp_linux.go says why).
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.Pid()))
+	if err != nil || !strings.Contains(string(status), "THP_enabled:\t0") {
+		t.Errorf("QEMU's THP_enabled is not 0 (%v):\n%s", err, status)
+	}
 	if err := m.RequestStop(ctx); err != nil {
 		t.Fatal(err)
 	}
