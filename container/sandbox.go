@@ -386,9 +386,12 @@ func (s *Sandbox) Forward(ctx context.Context, port uint16, conn io.ReadWriteClo
 }
 
 // Stop shuts the VM down: the agent stops the processes (SIGTERM, SIGKILL
-// after grace) and powers off; the shim kills the VM if that fails.
+// after grace) and powers off; the shim kills the VM if that fails. The
+// agent connection closes only then: an attach or exec still reading the
+// last output and exit status of a process that just ended (a pod that
+// completes right as `kubectl attach` gets its answer) gets them.
 func (s *Sandbox) Stop(ctx context.Context, grace time.Duration) error {
-	s.closeAgent()
+	defer s.closeAgent()
 	if err := s.shim.Stop(ctx, grace); err != nil && !errors.Is(err, shim.ErrShimDead) {
 		return fmt.Errorf("stop VM %s: %w", s.id, err)
 	}
