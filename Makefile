@@ -70,13 +70,15 @@ ifeq ($(shell uname -s),Darwin)
 # unit tests with signed test binaries, then the CLI end-to-end cases on
 # vz (e2e/harness_darwin_test.go; needs a real Mac, not a hosted runner).
 test: build fmt vet check-darwin guest-darwin
-	$(GO) test -exec "$(CODESIGN_EXEC)" -timeout $(TEST_TIMEOUT) $(DARWIN_TEST_PKGS)
-	$(GO) test -exec "$(CODESIGN_EXEC)" -timeout $(TEST_TIMEOUT) ./e2e
+	$(GO) test -count=1 -exec "$(CODESIGN_EXEC)" -timeout $(TEST_TIMEOUT) $(DARWIN_TEST_PKGS)
+	$(GO) test -count=1 -exec "$(CODESIGN_EXEC)" -timeout $(TEST_TIMEOUT) ./e2e
 else
 # The whole suite: unit tests, real-VM tests, the node against a real
 # control plane, virtual-kubelet's own e2e suite, the darwin type-check.
+# -count=1: many tests run bin/ and the guest bundle, which go's test cache
+# does not track, so a cached pass would not have tested the new build.
 test: deps build guest controlplane fmt vet check-darwin
-	$(GO) test -timeout $(TEST_TIMEOUT) -p 2 ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./...
 	$(MAKE) test-controlplane
 endif
 
