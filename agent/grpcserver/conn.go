@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -84,8 +85,15 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return c
 }
 
-// serve runs the connection until it ends.
+// serve runs the connection until it ends. A panic ends the connection,
+// not the process: the server runs in PID 1.
 func (c *conn) serve() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.opts.Log.Error("panic serving a grpc connection", "panic", r, "stack", string(debug.Stack()))
+			c.close(fmt.Errorf("panic: %v", r))
+		}
+	}()
 	err := c.run()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.srv.opts.Log.Debug("grpc connection ended", "err", err)

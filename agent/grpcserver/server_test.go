@@ -341,3 +341,21 @@ func TestInterceptorAndStop(t *testing.T) {
 		t.Fatal("a call after Stop succeeded")
 	}
 }
+
+// TestPanicEndsOnlyTheCall: without an interceptor to recover, a handler's
+// panic resets its stream; the server (in PID 1) and the connection go on.
+func TestPanicEndsOnlyTheCall(t *testing.T) {
+	e := start(t, grpcserver.Options{}, func(s *grpcserver.Server) {
+		grpcserver.HandleUnary(s, "/t.T/Echo", echo)
+		grpcserver.HandleUnary(s, "/t.T/Panic", func(context.Context, *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+			panic("handler bug")
+		})
+	})
+	out := new(wrapperspb.StringValue)
+	if err := e.client.Invoke(ctxFor(t, 10*time.Second), "/t.T/Panic", wrapperspb.String("a"), out); status.Code(err) != codes.Internal {
+		t.Fatalf("a panicking handler: %v, want Internal", err)
+	}
+	if err := e.client.Invoke(ctxFor(t, 10*time.Second), "/t.T/Echo", wrapperspb.String("after"), out); err != nil || out.GetValue() != "echo: after" {
+		t.Fatalf("after the panic: %q, %v", out.GetValue(), err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +93,11 @@ func (c *conn) startStream(id uint32, fields []hpack.HeaderField, endStream bool
 	c.smu.Unlock()
 	go func() {
 		defer func() {
+			if r := recover(); r != nil {
+				c.srv.opts.Log.Error("panic in a grpc stream", "method", path, "panic", r, "stack", string(debug.Stack()))
+				st.markReset()
+				_ = c.writeRSTStream(id, errCodeInternal)
+			}
 			stopWake()
 			cancel()
 			c.smu.Lock()
