@@ -335,7 +335,7 @@ func (s *Server) Close(ctx context.Context) error {
 }
 
 // waitModules blocks until the kernel modules are loaded (devices they
-// drive may appear only then).
+// drive may appear only then) and the power button search has ended.
 func (s *Server) waitModules(ctx context.Context, what string) error {
 	m := s.cfg.Modules
 	if m == nil {

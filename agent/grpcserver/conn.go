@@ -38,7 +38,7 @@ type conn struct {
 	srv    *Server
 	nc     net.Conn
 	ctx    context.Context
-	cancel context.CancelCauseFunc
+	cancel context.CancelFunc
 
 	// Frames are written whole under wmu, headers in HPACK encoding order.
 	wmu  sync.Mutex
@@ -54,7 +54,6 @@ type conn struct {
 	fcond             *sync.Cond
 	sendWindow        int64
 	peerInitialWindow int64
-	closed            bool
 	peerMaxFrame      atomic.Int64
 
 	smu     sync.Mutex
@@ -69,7 +68,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		srv: s, nc: nc, ctx: ctx, cancel: cancel,
 		bw:                bufio.NewWriterSize(nc, 16<<10),
@@ -91,14 +90,14 @@ func (c *conn) serve() {
 	defer func() {
 		if r := recover(); r != nil {
 			c.srv.opts.Log.Error("panic serving a grpc connection", "panic", r, "stack", string(debug.Stack()))
-			c.close(fmt.Errorf("panic: %v", r))
+			c.close()
 		}
 	}()
 	err := c.run()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.srv.opts.Log.Debug("grpc connection ended", "err", err)
 	}
-	c.close(err)
+	c.close()
 }
 
 func (c *conn) run() error {
@@ -346,14 +345,10 @@ func (c *conn) onWindowUpdate(h frameHeader, p []byte) error {
 
 // close ends the connection: every stream's context is cancelled and its
 // waits end.
-func (c *conn) close(cause error) {
+func (c *conn) close() {
 	c.closeOnce.Do(func() {
-		if cause == nil {
-			cause = io.EOF
-		}
-		c.cancel(cause)
+		c.cancel()
 		c.fmu.Lock()
-		c.closed = true
 		c.fcond.Broadcast()
 		c.fmu.Unlock()
 		c.smu.Lock()

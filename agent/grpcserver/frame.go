@@ -11,7 +11,6 @@ import (
 const (
 	frameData         = 0x0
 	frameHeaders      = 0x1
-	framePriority     = 0x2
 	frameRSTStream    = 0x3
 	frameSettings     = 0x4
 	framePushPromise  = 0x5
@@ -27,20 +26,17 @@ const (
 	flagPriority   = 0x20
 
 	settingHeaderTableSize   = 0x1
-	settingEnablePush        = 0x2
 	settingInitialWindowSize = 0x4
 	settingMaxFrameSize      = 0x5
 	settingMaxHeaderListSize = 0x6
 
-	errCodeNo            = 0x0
-	errCodeProtocol      = 0x1
-	errCodeInternal      = 0x2
-	errCodeFlowControl   = 0x3
-	errCodeStreamClosed  = 0x5
-	errCodeFrameSize     = 0x6
-	errCodeRefusedStream = 0x7
-	errCodeCancel        = 0x8
-	errCodeCompression   = 0x9
+	errCodeNo           = 0x0
+	errCodeProtocol     = 0x1
+	errCodeInternal     = 0x2
+	errCodeFlowControl  = 0x3
+	errCodeStreamClosed = 0x5
+	errCodeFrameSize    = 0x6
+	errCodeCompression  = 0x9
 )
 
 const (

@@ -187,7 +187,7 @@ func (s *Server) Stop() {
 		l.Close()
 	}
 	for c := range cs {
-		c.close(errors.New("server stopped"))
+		c.close()
 	}
 }
 

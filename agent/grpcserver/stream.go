@@ -50,9 +50,6 @@ type Stream struct {
 // deadline it sent passes, or the connection closes.
 func (st *Stream) Context() context.Context { return st.ctx }
 
-// Method is the full method name, "/package.Service/Method".
-func (st *Stream) Method() string { return st.method }
-
 func (c *conn) startStream(id uint32, fields []hpack.HeaderField, endStream bool) {
 	var path, method, contentType, timeout string
 	for _, f := range fields {
@@ -358,10 +355,25 @@ func parseTimeout(v string) (time.Duration, bool) {
 	if len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}
-	units := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}
-	unit, ok := units[v[len(v)-1]]
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
 	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
-	if !ok || err != nil || n < 0 {
+	if err != nil || n < 0 {
 		return 0, false
 	}
 	if n > math.MaxInt64/int64(unit) {

@@ -19,7 +19,7 @@ func (c *conn) reserve(st *Stream, n int) (int, error) {
 	defer c.fmu.Unlock()
 	for {
 		switch {
-		case c.closed:
+		case c.ctx.Err() != nil:
 			return 0, status.Error(codes.Unavailable, "connection closed")
 		case st.reset:
 			return 0, status.Error(codes.Canceled, "stream reset")
