@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/agent/client"
@@ -24,6 +25,7 @@ import (
 // answered over yamux + gRPC on the same port).
 type bootBench struct {
 	keep      bool // leave each boot's directory (console log) behind
+	cmdline   string
 	bundle    guest.Bundle
 	driver    *qemu.Driver
 	work      string
@@ -40,6 +42,7 @@ func (b *bootBench) spec(initrd, dir string) vm.Spec {
 		CPUs: 1, MemoryMiB: b.memoryMiB,
 		Ports:      []string{vm.AgentPort, vm.LogPort},
 		ConsoleLog: filepath.Join(dir, "console.log"),
+		Cmdline:    b.cmdline,
 	}
 }
 
@@ -139,7 +142,7 @@ func (b *bootBench) idleFloorMemory(ctx context.Context, settle time.Duration) (
 	}
 	defer b.removeDir(dir)
 	spec := b.spec(b.bundle.FloorInitrd, dir)
-	spec.Cmdline = "vkavfloor=wait"
+	spec.Cmdline = strings.TrimSpace("vkavfloor=wait " + spec.Cmdline)
 	m, err := b.driver.Start(ctx, spec, filepath.Join(dir, "qemu"))
 	if err != nil {
 		return memory{}, fmt.Errorf("start idle floor VM: %w", err)

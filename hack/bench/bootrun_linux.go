@@ -34,7 +34,7 @@ func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []se
 		os.Setenv(qemu.AccelEnv, string(qemu.AccelTCG))
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	bb := &bootBench{keep: o.keep, bundle: bundle, driver: qemu.New(qemu.Options{Logger: quiet}), work: work, memoryMiB: o.memoryMiB, log: log}
+	bb := &bootBench{keep: o.keep, cmdline: o.cmdline, bundle: bundle, driver: qemu.New(qemu.Options{Logger: quiet}), work: work, memoryMiB: o.memoryMiB, log: log}
 	res := bootResults{accel: os.Getenv(qemu.AccelEnv), containerMiB: containerMemory >> 20, extra: map[string][]bootSample{}, failed: map[string]error{}}
 	var pb *productBench
 	if !o.skip["product"] {

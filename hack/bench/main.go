@@ -46,6 +46,8 @@ type options struct {
 	skip      map[string]bool
 	verbose   bool
 	keep      bool
+	// cmdline is added to the kernel command line of the boot benchmark.
+	cmdline string
 	// compare lists other agent initrds booted in the same rounds.
 	compare []comparedInitrd
 }
@@ -63,6 +65,7 @@ func main() {
 	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, convert")
 	flag.BoolVar(&o.verbose, "v", false, "log every sample")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (console logs of the last boots)")
+	flag.StringVar(&o.cmdline, "cmdline", "", "more kernel command line for every boot of the boot benchmark, e.g. GODEBUG=inittrace=1 with -keep to read Go's package init times in the console logs")
 	var compare string
 	flag.StringVar(&compare, "compare", "", "NAME=INITRD,...: also boot these agent initrds in every round (with the bundle's kernel) and compare them with the floor")
 	flag.Parse()
