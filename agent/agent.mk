@@ -25,13 +25,11 @@ $(AGENT_BINS): bin/vk-applevm-agent-linux-%:
 # `go run` at pinned versions (agent/api/gen/). The output is committed.
 # The messages (package api, linked into the guest agent) get no gRPC code;
 # the Agent service's grpc-go stubs go to package agentgrpc (host side).
-PROTOC_PLUGINS := --plugin=protoc-gen-go=agent/api/gen/protoc-gen-go \
-	--plugin=protoc-gen-go-grpc=agent/api/gen/protoc-gen-go-grpc
+# (protoc-gen-go-grpc writes nothing for agent.proto, which has no service.)
 proto:
-	protoc -I agent/api $(PROTOC_PLUGINS) \
-		--go_out=agent/api --go_opt=paths=source_relative \
-		agent/api/agent.proto
-	protoc -I agent/api $(PROTOC_PLUGINS) \
+	protoc -I agent/api \
+		--plugin=protoc-gen-go=agent/api/gen/protoc-gen-go \
+		--plugin=protoc-gen-go-grpc=agent/api/gen/protoc-gen-go-grpc \
 		--go_out=agent/api --go_opt=paths=source_relative \
 		--go-grpc_out=agent/api --go-grpc_opt=paths=source_relative \
-		agent/api/agentgrpc/agent_service.proto
+		agent/api/agent.proto agent/api/agentgrpc/agent_service.proto
