@@ -143,8 +143,6 @@ type Server struct {
 	mu         sync.Mutex
 	hostname   string
 	containers map[string]*container
-	// leases renew DHCP leases (dhcp_linux.go).
-	leases *keepers
 }
 
 // New returns a server; it starts writing the log sink at once.
@@ -172,7 +170,6 @@ func New(cfg Config) (*Server, error) {
 		readyUptime: uptime(),
 		trim:        newIdleTrimmer(cfg.MemoryTrimDelay, debug.FreeOSMemory),
 		containers:  map[string]*container{},
-		leases:      &keepers{m: map[string]*keeper{}},
 	}
 	sink := cfg.LogSink
 	if sink == nil {

@@ -200,7 +200,7 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 			}
 		}
 	}
-	ep, err := r.cfg.Network.Attach(ctx, id)
+	ep, err := r.cfg.Network.Attach(ctx, id, cfg.Network)
 	if err != nil {
 		return nil, fmt.Errorf("attach to the VM network: %w", err)
 	}
@@ -249,12 +249,8 @@ func (s *Sandbox) boot(ctx context.Context) error {
 	}
 	setup := setupRequest(s.rec.Config, s.rec.Endpoint, time.Now())
 	setup.Rosetta = s.rec.Rosetta
-	resp, err := ag.Setup(bctx, setup)
-	if err != nil {
+	if _, err := ag.Setup(bctx, setup); err != nil {
 		return fmt.Errorf("configure the guest: %w", err)
-	}
-	if err := s.recordLease(resp.GetAddresses()); err != nil {
-		return err
 	}
 	req, err := createContainerRequest(s.id, s.rec.Config)
 	if err != nil {

@@ -47,8 +47,7 @@ func (s *Sandbox) ImageDigest() string { return s.rec.ImageDigest }
 // Dir is the sandbox's state directory (console.log lives there).
 func (s *Sandbox) Dir() string { return s.dir }
 
-// IP is the VM's address ("" when the guest got it by DHCP and it is not
-// known yet).
+// IP is the VM's address: its pod's.
 func (s *Sandbox) IP() string {
 	if s.rec.Endpoint == nil || !s.rec.Endpoint.IP.IsValid() {
 		return ""

@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"net/netip"
 	"path"
 	"strconv"
 	"time"
@@ -84,13 +85,20 @@ func setupRequest(cfg SandboxConfig, ep *network.Endpoint, now time.Time) *api.S
 	req := &api.SetupRequest{TimeUnixNs: now.UnixNano(), Hostname: cfg.Hostname}
 	if ep != nil {
 		g := ep.Guest
-		iface := &api.Interface{Mac: g.MAC, Mtu: uint32(g.MTU), Name: "eth0", Dhcp: g.DHCP}
+		iface := &api.Interface{Mac: g.MAC, Mtu: uint32(g.MTU), Name: "eth0"}
 		if g.Address.IsValid() {
 			iface.Addresses = []string{g.Address.String()}
 		}
 		req.Interfaces = []*api.Interface{iface}
 		if g.Gateway.IsValid() {
-			req.Routes = []*api.Route{{Destination: "0.0.0.0/0", Gateway: g.Gateway.String(), InterfaceName: "eth0"}}
+			if g.OnLinkGateway {
+				// A /32 address: the gateway is reached by a link route.
+				req.Routes = append(req.Routes, &api.Route{Destination: netip.PrefixFrom(g.Gateway, 32).String(), InterfaceName: "eth0"})
+			}
+			req.Routes = append(req.Routes, &api.Route{Destination: "0.0.0.0/0", Gateway: g.Gateway.String(), InterfaceName: "eth0"})
+		}
+		if g.PortRange != "" {
+			req.Sysctls = map[string]string{"net.ipv4.ip_local_port_range": g.PortRange}
 		}
 		dns := &api.DNS{}
 		for _, a := range g.DNS {

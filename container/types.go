@@ -12,6 +12,8 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/network"
 )
 
 // SandboxConfig describes the VM of one container.
@@ -50,6 +52,8 @@ type SandboxConfig struct {
 	Hosts []HostEntry `json:"hosts,omitempty"`
 	// Mounts are the container's volumes.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// Network places the VM on the pod network; zero: a pod of its own.
+	Network network.AttachOptions `json:"network,omitzero"`
 	// LogDir receives the container's logs (<LogDir>/<LogName>.log).
 	LogDir string `json:"logDir"`
 }

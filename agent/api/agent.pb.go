@@ -347,16 +347,12 @@ type Interface struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// MAC selects the guest device (the host chose it in the VM spec).
 	Mac string `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
-	// Addresses in CIDR form, e.g. "10.88.0.5/24". Empty with dhcp=true.
+	// Addresses in CIDR form, e.g. "10.213.0.5/32".
 	Addresses []string `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	// MTU in bytes; 0 keeps the device's default.
 	Mtu uint32 `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
 	// Name to give the device inside the guest (default eth0).
-	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
-	// Obtain the address from DHCP (vz NAT) instead of addresses: the agent
-	// leases it during Setup (SetupResponse.addresses) and renews it for the
-	// guest's life.
-	Dhcp          bool `protobuf:"varint,5,opt,name=dhcp,proto3" json:"dhcp,omitempty"`
+	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,13 +413,6 @@ func (x *Interface) GetName() string {
 		return x.Name
 	}
 	return ""
-}
-
-func (x *Interface) GetDhcp() bool {
-	if x != nil {
-		return x.Dhcp
-	}
-	return false
 }
 
 type Route struct {
@@ -2526,13 +2515,12 @@ const file_agent_proto_rawDesc = "" +
 	"\arosetta\x18\b \x01(\bR\arosetta\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"m\n" +
 	"\tInterface\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x10\n" +
 	"\x03mtu\x18\x03 \x01(\rR\x03mtu\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n" +
-	"\x04dhcp\x18\x05 \x01(\bR\x04dhcp\"j\n" +
+	"\x04name\x18\x04 \x01(\tR\x04nameJ\x04\b\x05\x10\x06R\x04dhcp\"j\n" +
 	"\x05Route\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12%\n" +

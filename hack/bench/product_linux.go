@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,8 +19,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
 	"github.com/vk-applevm/vk-applevm/network"
-	"github.com/vk-applevm/vk-applevm/network/netns"
-	"github.com/vk-applevm/vk-applevm/network/platform"
+	"github.com/vk-applevm/vk-applevm/network/switchnet"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
 )
 
@@ -32,16 +30,15 @@ const containerMemory = container.DefaultMemoryBytes
 // productBench creates busybox containers through container.Runtime: image
 // store, root disk, scratch disk, network endpoint, shim, QEMU, agent.
 type productBench struct {
-	rt     *container.Runtime
-	net    network.Network
-	nsPath string
-	reg    *imagetest.Registry
-	ref    string
-	root   string
-	work   string
-	keep   bool // copy each VM's console log into work
-	log    *slog.Logger
-	n      int
+	rt   *container.Runtime
+	net  network.Network
+	reg  *imagetest.Registry
+	ref  string
+	root string
+	work string
+	keep bool // copy each VM's console log into work
+	log  *slog.Logger
+	n    int
 }
 
 // newProductBench pushes the busybox test image to a registry on
@@ -87,10 +84,7 @@ func newProductBench(ctx context.Context, o options, bundle guest.Bundle, work s
 	if _, err := images.Pull(ctx, p.ref, image.PullOptions{}); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", p.ref, err)
 	}
-	if p.nsPath, err = netns.Create("vkav-bench-" + strconv.Itoa(os.Getpid())); err != nil {
-		return nil, fmt.Errorf("create the node's network namespace: %w", err)
-	}
-	p.net, err = platform.Open(ctx, platform.Options{StateDir: p.root, NodeNetns: p.nsPath, DNS: []netip.Addr{}})
+	p.net, err = switchnet.Open(ctx, switchnet.Config{StateDir: p.root, Log: quiet})
 	if err != nil {
 		return nil, fmt.Errorf("open the VM network: %w", err)
 	}
@@ -231,11 +225,6 @@ func (p *productBench) close(ctx context.Context) {
 	if p.net != nil {
 		if err := p.net.Teardown(ctx); err != nil {
 			p.log.Warn("tear down the VM network", "err", err)
-		}
-	}
-	if p.nsPath != "" {
-		if err := netns.Remove(p.nsPath); err != nil {
-			p.log.Warn("remove the network namespace", "path", p.nsPath, "err", err)
 		}
 	}
 	if p.reg != nil {

@@ -3,6 +3,7 @@ package vswitch
 import (
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -42,6 +43,8 @@ func (l *fakeLink) take() [][]byte {
 	l.frames = nil
 	return f
 }
+
+var testLog = slog.New(slog.DiscardHandler)
 
 var (
 	testSubnet = netip.MustParsePrefix("10.213.0.0/24")

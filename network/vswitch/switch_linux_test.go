@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -41,8 +40,6 @@ type testSwitch struct {
 	done     chan error
 	stopOnce sync.Once
 }
-
-var testLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func startSwitch(t *testing.T, dir string, cfg Config) *testSwitch {
 	t.Helper()

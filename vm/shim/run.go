@@ -188,7 +188,12 @@ func (s *server) boot(ctx context.Context, drv vm.Driver) (vm.Machine, io.Closer
 	s.mu.Lock()
 	s.cancelStart = cancel
 	s.mu.Unlock()
-	m, err := drv.Start(startCtx, s.cfg.Spec, filepath.Join(s.dir, backendDir))
+	spec, err := s.cableNICs(startCtx, s.cfg.Spec)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, fmt.Errorf("start %s machine: %w", drv.Name(), err)
+	}
+	m, err := drv.Start(startCtx, spec, filepath.Join(s.dir, backendDir))
 	if err != nil {
 		cancel()
 		return nil, nil, nil, fmt.Errorf("start %s machine: %w", drv.Name(), err)
