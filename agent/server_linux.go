@@ -37,6 +37,8 @@ type Config struct {
 	NoCgroups  bool
 	// ProcSysDir is where Setup writes sysctls (default /proc/sys).
 	ProcSysDir string
+	// ProcNetDir is where Listeners reads sockets (default /proc/net).
+	ProcNetDir string
 	// Reaper starts and waits for every process; required.
 	Reaper *Reaper
 	// Modules reports kernel module loading; CreateContainer waits for it.
@@ -101,6 +103,9 @@ func (c *Config) setDefaults() {
 	if c.ProcSysDir == "" {
 		c.ProcSysDir = "/proc/sys"
 	}
+	if c.ProcNetDir == "" {
+		c.ProcNetDir = "/proc/net"
+	}
 	if c.LogQueueBytes == 0 {
 		c.LogQueueBytes = DefaultLogQueueBytes
 	}
@@ -140,6 +145,8 @@ type Server struct {
 	shuttingDown atomic.Bool
 	createMu     sync.Mutex // serialises CreateContainer and teardown
 
+	relays *relaySet
+
 	mu         sync.Mutex
 	hostname   string
 	containers map[string]*container
@@ -170,6 +177,7 @@ func New(cfg Config) (*Server, error) {
 		readyUptime: uptime(),
 		trim:        newIdleTrimmer(cfg.MemoryTrimDelay, debug.FreeOSMemory),
 		containers:  map[string]*container{},
+		relays:      &relaySet{log: cfg.Log, ln: map[uint16]net.Listener{}},
 	}
 	sink := cfg.LogSink
 	if sink == nil {
@@ -224,6 +232,8 @@ func (s *Server) register(gs *grpcserver.Server) {
 	grpcserver.HandleUnary(gs, agentService+"DeleteProcess", s.DeleteProcess)
 	grpcserver.HandleUnary(gs, agentService+"Stats", s.Stats)
 	grpcserver.HandleBidi(gs, agentService+"Forward", s.Forward)
+	grpcserver.HandleUnary(gs, agentService+"Listeners", s.Listeners)
+	grpcserver.HandleUnary(gs, agentService+"SetRelays", s.SetRelays)
 	grpcserver.HandleUnary(gs, agentService+"Shutdown", s.Shutdown)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
 	"github.com/vk-applevm/vk-applevm/agent/client"
+	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -415,3 +416,45 @@ func (s *Sandbox) Delete(ctx context.Context) error {
 
 // ConsoleLog is the path of the guest's console output.
 func (s *Sandbox) ConsoleLog() string { return filepath.Join(s.dir, "console.log") }
+
+// Listeners waits up to wait for the ports the guest listens on to differ
+// from version known ("" answers at once) and returns them with their
+// version.
+func (s *Sandbox) Listeners(ctx context.Context, known string, wait time.Duration) ([]network.Port, string, error) {
+	ag, err := s.agentClient()
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := ag.Listeners(ctx, &api.ListenersRequest{KnownVersion: known, WaitNs: int64(wait)})
+	if err != nil {
+		return nil, "", s.agentErr(ctx, "listening ports", err)
+	}
+	out := make([]network.Port, 0, len(resp.GetPorts()))
+	for _, p := range resp.GetPorts() {
+		out = append(out, network.Port{Protocol: p.GetProtocol(), Port: uint16(p.GetPort())})
+	}
+	return out, resp.GetVersion(), nil
+}
+
+// SetRelays makes localhost:port inside the VM reach the sibling container
+// of the pod that serves port, through the gateway's relay at via. It
+// returns the ports this VM's own processes already hold.
+func (s *Sandbox) SetRelays(ctx context.Context, via netip.AddrPort, tcpPorts []uint16) ([]uint16, error) {
+	ag, err := s.agentClient()
+	if err != nil {
+		return nil, err
+	}
+	req := &api.SetRelaysRequest{Gateway: via.Addr().String(), RelayPort: uint32(via.Port())}
+	for _, p := range tcpPorts {
+		req.TcpPorts = append(req.TcpPorts, uint32(p))
+	}
+	resp, err := ag.SetRelays(ctx, req)
+	if err != nil {
+		return nil, s.agentErr(ctx, "relays to sibling containers", err)
+	}
+	var taken []uint16
+	for _, p := range resp.GetTaken() {
+		taken = append(taken, uint16(p))
+	}
+	return taken, nil
+}

@@ -2404,6 +2404,276 @@ func (x *ForwardResponse) GetCloseWrite() bool {
 	return false
 }
 
+type ListenersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version the caller has; an empty one is answered at once.
+	KnownVersion string `protobuf:"bytes,1,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
+	// How long to wait for a change (0 = 30 s, at most 5 minutes).
+	WaitNs        int64 `protobuf:"varint,2,opt,name=wait_ns,json=waitNs,proto3" json:"wait_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListenersRequest) Reset() {
+	*x = ListenersRequest{}
+	mi := &file_agent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListenersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListenersRequest) ProtoMessage() {}
+
+func (x *ListenersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListenersRequest.ProtoReflect.Descriptor instead.
+func (*ListenersRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListenersRequest) GetKnownVersion() string {
+	if x != nil {
+		return x.KnownVersion
+	}
+	return ""
+}
+
+func (x *ListenersRequest) GetWaitNs() int64 {
+	if x != nil {
+		return x.WaitNs
+	}
+	return 0
+}
+
+type ListenPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "TCP" or "UDP".
+	Protocol      string `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Port          uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListenPort) Reset() {
+	*x = ListenPort{}
+	mi := &file_agent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListenPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListenPort) ProtoMessage() {}
+
+func (x *ListenPort) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListenPort.ProtoReflect.Descriptor instead.
+func (*ListenPort) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListenPort) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *ListenPort) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type ListenersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Changes whenever the set of ports does.
+	Version       string        `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Ports         []*ListenPort `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListenersResponse) Reset() {
+	*x = ListenersResponse{}
+	mi := &file_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListenersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListenersResponse) ProtoMessage() {}
+
+func (x *ListenersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListenersResponse.ProtoReflect.Descriptor instead.
+func (*ListenersResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListenersResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ListenersResponse) GetPorts() []*ListenPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type SetRelaysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gateway whose relay joins the pod's containers.
+	Gateway string `protobuf:"bytes,1,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// The relay port on the gateway.
+	RelayPort uint32 `protobuf:"varint,2,opt,name=relay_port,json=relayPort,proto3" json:"relay_port,omitempty"`
+	// TCP ports served by the pod's other containers: the agent listens on
+	// each (all addresses) and relays. The set replaces the previous one.
+	TcpPorts      []uint32 `protobuf:"varint,3,rep,packed,name=tcp_ports,json=tcpPorts,proto3" json:"tcp_ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRelaysRequest) Reset() {
+	*x = SetRelaysRequest{}
+	mi := &file_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRelaysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRelaysRequest) ProtoMessage() {}
+
+func (x *SetRelaysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRelaysRequest.ProtoReflect.Descriptor instead.
+func (*SetRelaysRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SetRelaysRequest) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *SetRelaysRequest) GetRelayPort() uint32 {
+	if x != nil {
+		return x.RelayPort
+	}
+	return 0
+}
+
+func (x *SetRelaysRequest) GetTcpPorts() []uint32 {
+	if x != nil {
+		return x.TcpPorts
+	}
+	return nil
+}
+
+type SetRelaysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ports the agent could not listen on (a process of this container
+	// already does), which stay this container's own.
+	Taken         []uint32 `protobuf:"varint,1,rep,packed,name=taken,proto3" json:"taken,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRelaysResponse) Reset() {
+	*x = SetRelaysResponse{}
+	mi := &file_agent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRelaysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRelaysResponse) ProtoMessage() {}
+
+func (x *SetRelaysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRelaysResponse.ProtoReflect.Descriptor instead.
+func (*SetRelaysResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SetRelaysResponse) GetTaken() []uint32 {
+	if x != nil {
+		return x.Taken
+	}
+	return nil
+}
+
 type ShutdownRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Time between SIGTERM and SIGKILL (0 = 10 s).
@@ -2414,7 +2684,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_agent_proto_msgTypes[35]
+	mi := &file_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2696,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[35]
+	mi := &file_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2709,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{35}
+	return file_agent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ShutdownRequest) GetGracePeriodNs() int64 {
@@ -2457,7 +2727,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_agent_proto_msgTypes[36]
+	mi := &file_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2739,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[36]
+	mi := &file_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +2752,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{36}
+	return file_agent_proto_rawDescGZIP(), []int{41}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -2676,7 +2946,24 @@ const file_agent_proto_rawDesc = "" +
 	"\x0fForwardResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1f\n" +
 	"\vclose_write\x18\x02 \x01(\bR\n" +
-	"closeWrite\"9\n" +
+	"closeWrite\"P\n" +
+	"\x10ListenersRequest\x12#\n" +
+	"\rknown_version\x18\x01 \x01(\tR\fknownVersion\x12\x17\n" +
+	"\await_ns\x18\x02 \x01(\x03R\x06waitNs\"<\n" +
+	"\n" +
+	"ListenPort\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"^\n" +
+	"\x11ListenersResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12/\n" +
+	"\x05ports\x18\x02 \x03(\v2\x19.vkav.agent.v1.ListenPortR\x05ports\"h\n" +
+	"\x10SetRelaysRequest\x12\x18\n" +
+	"\agateway\x18\x01 \x01(\tR\agateway\x12\x1d\n" +
+	"\n" +
+	"relay_port\x18\x02 \x01(\rR\trelayPort\x12\x1b\n" +
+	"\ttcp_ports\x18\x03 \x03(\rR\btcpPorts\")\n" +
+	"\x11SetRelaysResponse\x12\x14\n" +
+	"\x05taken\x18\x01 \x03(\rR\x05taken\"9\n" +
 	"\x0fShutdownRequest\x12&\n" +
 	"\x0fgrace_period_ns\x18\x01 \x01(\x03R\rgracePeriodNs\"\x12\n" +
 	"\x10ShutdownResponseB0Z.github.com/vk-applevm/vk-applevm/agent/api;apib\x06proto3"
@@ -2694,7 +2981,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_agent_proto_goTypes = []any{
 	(AttachResponse_Stream)(0),      // 0: vkav.agent.v1.AttachResponse.Stream
 	(*InfoRequest)(nil),             // 1: vkav.agent.v1.InfoRequest
@@ -2732,27 +3019,33 @@ var file_agent_proto_goTypes = []any{
 	(*StatsResponse)(nil),           // 33: vkav.agent.v1.StatsResponse
 	(*ForwardRequest)(nil),          // 34: vkav.agent.v1.ForwardRequest
 	(*ForwardResponse)(nil),         // 35: vkav.agent.v1.ForwardResponse
-	(*ShutdownRequest)(nil),         // 36: vkav.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),        // 37: vkav.agent.v1.ShutdownResponse
-	nil,                             // 38: vkav.agent.v1.SetupRequest.SysctlsEntry
+	(*ListenersRequest)(nil),        // 36: vkav.agent.v1.ListenersRequest
+	(*ListenPort)(nil),              // 37: vkav.agent.v1.ListenPort
+	(*ListenersResponse)(nil),       // 38: vkav.agent.v1.ListenersResponse
+	(*SetRelaysRequest)(nil),        // 39: vkav.agent.v1.SetRelaysRequest
+	(*SetRelaysResponse)(nil),       // 40: vkav.agent.v1.SetRelaysResponse
+	(*ShutdownRequest)(nil),         // 41: vkav.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),        // 42: vkav.agent.v1.ShutdownResponse
+	nil,                             // 43: vkav.agent.v1.SetupRequest.SysctlsEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	4,  // 0: vkav.agent.v1.SetupRequest.interfaces:type_name -> vkav.agent.v1.Interface
 	5,  // 1: vkav.agent.v1.SetupRequest.routes:type_name -> vkav.agent.v1.Route
 	6,  // 2: vkav.agent.v1.SetupRequest.dns:type_name -> vkav.agent.v1.DNS
 	7,  // 3: vkav.agent.v1.SetupRequest.hosts:type_name -> vkav.agent.v1.HostEntry
-	38, // 4: vkav.agent.v1.SetupRequest.sysctls:type_name -> vkav.agent.v1.SetupRequest.SysctlsEntry
+	43, // 4: vkav.agent.v1.SetupRequest.sysctls:type_name -> vkav.agent.v1.SetupRequest.SysctlsEntry
 	10, // 5: vkav.agent.v1.CreateContainerRequest.mounts:type_name -> vkav.agent.v1.Mount
 	11, // 6: vkav.agent.v1.Mount.files:type_name -> vkav.agent.v1.File
 	11, // 7: vkav.agent.v1.WriteFilesRequest.files:type_name -> vkav.agent.v1.File
 	0,  // 8: vkav.agent.v1.AttachResponse.stream:type_name -> vkav.agent.v1.AttachResponse.Stream
 	21, // 9: vkav.agent.v1.AttachResponse.exit:type_name -> vkav.agent.v1.ExitStatus
 	21, // 10: vkav.agent.v1.WaitResponse.exit:type_name -> vkav.agent.v1.ExitStatus
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	37, // 11: vkav.agent.v1.ListenersResponse.ports:type_name -> vkav.agent.v1.ListenPort
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2766,7 +3059,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
