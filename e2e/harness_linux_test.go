@@ -23,8 +23,8 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
-	"github.com/vk-applevm/vk-applevm/network/bridge"
 	"github.com/vk-applevm/vk-applevm/network/netns"
+	"github.com/vk-applevm/vk-applevm/network/switchnet"
 )
 
 // env is shared by the tests of one run: a network namespace standing in
@@ -162,8 +162,8 @@ func teardown() {
 				_ = exec.Command("nsenter", inNamespace("rm", "-f", f[0])...).Run()
 			}
 		}
-		if err := bridge.Cleanup(ctx, bridge.Config{StateDir: env.root, NodeNetns: env.nsPath}); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e teardown: VM network:", err)
+		if err := switchnet.Stop(ctx, env.root); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e teardown: pod network:", err)
 		}
 	}
 	if env.nsName != "" {

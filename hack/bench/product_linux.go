@@ -30,15 +30,17 @@ const containerMemory = container.DefaultMemoryBytes
 // productBench creates busybox containers through container.Runtime: image
 // store, root disk, scratch disk, network endpoint, shim, QEMU, agent.
 type productBench struct {
-	rt   *container.Runtime
-	net  network.Network
-	reg  *imagetest.Registry
-	ref  string
-	root string
-	work string
-	keep bool // copy each VM's console log into work
-	log  *slog.Logger
-	n    int
+	rt       *container.Runtime
+	images   *image.Store
+	shimArgv []string
+	net      network.Network
+	reg      *imagetest.Registry
+	ref      string
+	root     string
+	work     string
+	keep     bool // copy each VM's console log into work
+	log      *slog.Logger
+	n        int
 }
 
 // newProductBench pushes the busybox test image to a registry on
@@ -84,13 +86,15 @@ func newProductBench(ctx context.Context, o options, bundle guest.Bundle, work s
 	if _, err := images.Pull(ctx, p.ref, image.PullOptions{}); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", p.ref, err)
 	}
+	p.images = images
+	p.shimArgv = []string{bin, "--guest", guestDir, "--log-level", "warn", "shim"}
 	p.net, err = switchnet.Open(ctx, switchnet.Config{StateDir: p.root, Log: quiet})
 	if err != nil {
 		return nil, fmt.Errorf("open the VM network: %w", err)
 	}
 	p.rt, err = container.New(container.Config{
 		Root: p.root, Images: images, Network: p.net, Guest: bundle, Driver: "qemu",
-		ShimArgv: []string{bin, "--guest", guestDir, "--log-level", "warn", "shim"},
+		ShimArgv: p.shimArgv,
 		Logger:   quiet,
 	})
 	if err != nil {

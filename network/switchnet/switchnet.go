@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/network"
@@ -275,20 +276,44 @@ func (n *Network) Close(context.Context) error {
 // Teardown implements network.Network: it stops the switch and removes the
 // network's state.
 func (n *Network) Teardown(ctx context.Context) error {
-	st, err := n.sw.Status(ctx)
-	if cerr := n.Close(ctx); cerr != nil {
-		return cerr
+	inProc := n.inProc != nil
+	if err := n.Close(ctx); err != nil {
+		return err
 	}
-	if err == nil && n.inProc == nil {
-		if p, perr := os.FindProcess(st.Pid); perr == nil {
-			_ = p.Signal(os.Interrupt)
-			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-				if _, err := vswitch.NewClient(n.dir).Status(ctx); err != nil {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+	if !inProc {
+		if err := Stop(ctx, n.cfg.StateDir); err != nil {
+			return err
 		}
 	}
 	return os.RemoveAll(filepath.Join(n.cfg.StateDir, "network"))
+}
+
+// Stop stops the switch of a state root, if one runs, and waits for it to
+// exit (the VMs' network stops with it: stop them first).
+func Stop(ctx context.Context, stateDir string) error {
+	c := vswitch.NewClient(SwitchDir(stateDir))
+	defer c.Close()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil // none runs
+	}
+	p, err := os.FindProcess(st.Pid)
+	if err == nil {
+		err = p.Signal(syscall.SIGTERM)
+	}
+	if err != nil {
+		return fmt.Errorf("stop the switch (pid %d): %w", st.Pid, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		if _, err := c.Status(ctx); err != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the switch (pid %d) did not stop: %w", st.Pid, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
