@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/vk-applevm/vk-applevm/internal/fdhygiene"
 	"github.com/vk-applevm/vk-applevm/network/vswitch"
 )
 
@@ -26,6 +27,9 @@ func runSwitch(ctx context.Context, g *globals, args []string) error {
 	if *dir == "" {
 		return fmt.Errorf("switch: --dir is required")
 	}
+	// It runs for weeks: whatever it inherited by accident (a lock file of
+	// a `flock` around the CLI that started it) must not stay held.
+	fdhygiene.CloseInherited()
 	// Detached from whoever started it: only its own signals stop it.
 	sctx, stop := signal.NotifyContext(context.WithoutCancel(ctx), syscall.SIGTERM, os.Interrupt)
 	defer stop()
