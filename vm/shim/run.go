@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vk-applevm/vk-applevm/internal/fdhygiene"
+
 	"github.com/vk-applevm/vk-applevm/agent/transport"
 	"github.com/vk-applevm/vk-applevm/vm"
 )
@@ -72,6 +74,10 @@ type server struct {
 func Run(ctx context.Context, dir string, drivers map[string]vm.Driver, opts ...RunOption) error {
 	ready := takeReadyPipe()
 	defer ready.close()
+	// The shim lives as long as its VM: descriptors it inherited by
+	// accident (a lock of a `flock` around whoever started it) must not
+	// stay held that long. The ready pipe is close-on-exec by now.
+	fdhygiene.CloseInherited()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("vm", filepath.Base(dir), "shimPid", os.Getpid())
 	s, drv, err := newServer(dir, drivers, log, opts)
 	if err != nil {
