@@ -126,10 +126,12 @@ func newNetBench(ctx context.Context, o options, bundle guest.Bundle, work strin
 	if bp.rt, err = container.New(container.Config{Root: brRoot, Images: images, Network: br, Guest: bundle, Driver: "qemu", ShimArgv: shimArgv, Logger: quietLog()}); err != nil {
 		return nil, err
 	}
-	gw := network.Gateway(netip.MustParsePrefix("10.214.0.0/24"))
+	// The node's end of the bridge network's veth: what its VMs reach of
+	// the host.
+	nodeSide := bridge.DefaultLinkNet.Addr().Next()
 	var bsrv net.Listener
 	if err := netns.Do(nsPath, func() error {
-		bsrv, err = serveZeros(net.JoinHostPort(gw.String(), "0"))
+		bsrv, err = serveZeros(net.JoinHostPort(nodeSide.String(), "0"))
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("host server on the bridge: %w", err)
