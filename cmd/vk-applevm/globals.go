@@ -26,6 +26,13 @@ func defaultRoot() string {
 	if r := os.Getenv("VKAV_ROOT"); r != "" {
 		return r
 	}
+	// On a Mac the node runs as the logged-in user (a launchd agent; vz
+	// needs no root), who cannot write /var/lib.
+	if runtime.GOOS == "darwin" && os.Geteuid() != 0 {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, "Library", "Application Support", "vk-applevm")
+		}
+	}
 	return "/var/lib/vk-applevm"
 }
 
