@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -146,6 +147,12 @@ func (o *apiObjects) get(key objectKey, fetch func(context.Context) (any, error)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	obj, err := fetch(ctx)
+	// Only answers are kept: a refusal (the Node authorizer learns of a
+	// newly bound pod a moment after the node does) or a timeout is asked
+	// again next time.
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.cache) > 4096 { // pods come and go; do not keep their objects forever

@@ -91,4 +91,18 @@ func TestAPIObjectsReadByNameWithShortCache(t *testing.T) {
 	if _, err := o.ConfigMap("ns", "nope"); !errors.As(err, &nf) {
 		t.Fatalf("missing configMap: %T %v", err, err)
 	}
+	// A refusal is not kept: the next read asks again.
+	refused := 0
+	cs.PrependReactor("get", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		refused++
+		return true, nil, apierrors.NewForbidden(corev1.Resource("secrets"), "s", errors.New("no relationship found"))
+	})
+	for range 2 {
+		if _, err := o.Secret("ns", "s"); !apierrors.IsForbidden(err) {
+			t.Fatalf("refused secret: %v", err)
+		}
+	}
+	if refused != 2 {
+		t.Fatalf("a refusal was cached: %d GETs, want 2", refused)
+	}
 }
