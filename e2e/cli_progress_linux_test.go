@@ -23,7 +23,7 @@ func freshImage(t *testing.T, name string) string {
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	img := imagetest.AppendFiles(t, env.busyboxImg, imagetest.Regular("/big", 0o644, string(data)))
+	img := imagetest.AppendFiles(t, env.busyboxImg, imagetest.Regular("big", 0o644, string(data)))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := env.reg.PushImage(ctx, name+":latest", img); err != nil {

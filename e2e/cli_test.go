@@ -377,12 +377,14 @@ func TestRunVolumeEnvFileInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := "shared"
-	r := vkav(t, "", "run", "-d", "--name", name, "-v", dir+":/data:ro", "--env-file", envFile, env.busybox, "sleep", "1000")
+	r := vkav(t, "", "run", "-d", "--name", name, "-v", dir+":/data:ro", "--env-file", envFile, env.busybox,
+		"sh", "-c", `echo "FROM_FILE=$FROM_FILE"; exec sleep 1000`)
 	if r.code != 0 {
 		t.Fatalf("run -d: %d %s", r.code, r.stderr)
 	}
 	t.Cleanup(func() { vkav(t, "", "rm", "-f", name) })
-	if r := vkav(t, "", "exec", name, "sh", "-c", `cat /data/hello; echo "FROM_FILE=$FROM_FILE"; touch /data/x 2>/dev/null && echo writable || echo read-only`); r.stdout != "from the host\nFROM_FILE=yes\nread-only\n" {
+	waitLogs(t, name, "FROM_FILE=yes\n")
+	if r := vkav(t, "", "exec", name, "sh", "-c", `cat /data/hello; touch /data/x 2>/dev/null && echo writable || echo read-only`); r.stdout != "from the host\nread-only\n" {
 		t.Fatalf("exec: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	var ps []struct {
