@@ -190,9 +190,9 @@ func TestSystemdUnit(t *testing.T) {
 		"Service.ExecStart": "/usr/local/bin/vk-applevm node --config /etc/vk-applevm/node.yaml",
 		"Service.Restart":   "always",
 		// The VMs' helper processes must survive the node's restarts.
-		"Service.KillMode":  "process",
-		"Install.WantedBy":  "multi-user.target",
-		"Unit.After":        "network-online.target",
+		"Service.KillMode": "process",
+		"Install.WantedBy": "multi-user.target",
+		"Unit.After":       "network-online.target",
 	} {
 		if settings[k] != want {
 			t.Errorf("%s = %q, want %q", k, settings[k], want)
@@ -230,4 +230,3 @@ func TestRBACManifests(t *testing.T) {
 		}
 	}
 }
-
