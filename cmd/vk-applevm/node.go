@@ -64,6 +64,11 @@ type runtimeOptions struct {
 func nodeSettings(nc NodeConfig) (node.Config, runtimeOptions, error) {
 	cfg := node.DefaultConfig()
 	cfg.Kubeconfig = nc.Kubeconfig
+	// $KUBECONFIG stands in only for a kubeconfig to use, never for the
+	// path bootstrapping writes: that would overwrite the user's own.
+	if cfg.Kubeconfig == "" && nc.BootstrapKubeconfig == "" {
+		cfg.Kubeconfig = os.Getenv("KUBECONFIG")
+	}
 	cfg.BootstrapKubeconfig = nc.BootstrapKubeconfig
 	cfg.CertDir = nc.CertDir
 	if cfg.CertDir == "" {

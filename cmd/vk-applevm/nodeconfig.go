@@ -72,7 +72,6 @@ func defaultNodeConfig() NodeConfig {
 	return NodeConfig{
 		APIVersion: nodeConfigAPIVersion, Kind: nodeConfigKind,
 		Root: defaultRoot(), Guest: defaultGuestDir(), LogLevel: "info",
-		Kubeconfig:         os.Getenv("KUBECONFIG"),
 		RotateCertificates: true, ServerTLSBootstrap: true,
 		NodeName: strings.ToLower(host), Taint: node.DefaultTaint, MaxPods: 110,
 		Listen:      ":10250",
@@ -114,7 +113,7 @@ type nodeFlag struct {
 // nodeFlags are the node command's flags; --config is handled apart. The
 // global --root, --guest and --log-level map to Root, Guest and LogLevel.
 var nodeFlags = []nodeFlag{
-	{name: "kubeconfig", usage: "the node's kubeconfig (default $KUBECONFIG, else in-cluster); with --bootstrap-kubeconfig, written by TLS bootstrapping", field: func(c *NodeConfig) any { return &c.Kubeconfig }},
+	{name: "kubeconfig", usage: "the node's kubeconfig (default $KUBECONFIG, else in-cluster); with --bootstrap-kubeconfig, the path TLS bootstrapping writes (required then)", field: func(c *NodeConfig) any { return &c.Kubeconfig }},
 	{name: "bootstrap-kubeconfig", usage: "kubeconfig with a bootstrap token: request the node's client certificate through a CSR, as the kubelet does", field: func(c *NodeConfig) any { return &c.BootstrapKubeconfig }},
 	{name: "cert-dir", usage: "directory of the node's key pairs (default <root>/pki)", field: func(c *NodeConfig) any { return &c.CertDir }},
 	{name: "rotate-certificates", usage: "renew the client certificate before it expires (CSR)", field: func(c *NodeConfig) any { return &c.RotateCertificates }},

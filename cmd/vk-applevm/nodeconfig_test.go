@@ -132,9 +132,14 @@ func TestNodeConfigRefusesUnknownKeysAndVersions(t *testing.T) {
 }
 
 func TestBootstrapNeedsKubeconfigPath(t *testing.T) {
+	t.Setenv("KUBECONFIG", "/home/me/.kube/config")
 	c := defaultNodeConfig()
-	c.Kubeconfig, c.BootstrapKubeconfig = "", "/b"
+	c.BootstrapKubeconfig = "/b"
 	if _, _, err := nodeSettings(c); err == nil {
-		t.Fatal("--bootstrap-kubeconfig without --kubeconfig accepted")
+		t.Fatal("--bootstrap-kubeconfig without --kubeconfig accepted ($KUBECONFIG would have been overwritten)")
+	}
+	c.BootstrapKubeconfig = ""
+	if cfg, _, err := nodeSettings(c); err != nil || cfg.Kubeconfig != "/home/me/.kube/config" {
+		t.Fatalf("$KUBECONFIG not used without bootstrapping: %q, %v", cfg.Kubeconfig, err)
 	}
 }
