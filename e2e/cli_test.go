@@ -16,6 +16,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -309,5 +310,112 @@ func waitOutput(t *testing.T, b *syncBuffer, want string) {
 			t.Fatalf("output %q lacks %q", b.String(), want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCLIUsage: help everywhere exits 0; a wrong command line exits 125
+// with one line saying what was wrong, before anything boots.
+func TestCLIUsage(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"help", "exec"}} {
+		if r := vkav(t, "", args...); r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
+			t.Errorf("%v: exit %d, stdout %q", args, r.code, r.stdout)
+		}
+	}
+	vmsBefore := vmDirs(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--bogus", env.busybox, "true"}, "unknown flag: --bogus"},
+		{[]string{"run", "-it"}, "want an IMAGE"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+	} {
+		r := vkav(t, "", tc.args...)
+		if r.code != 125 || !strings.Contains(r.stderr, tc.want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want 125 and one line with %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+	if after := vmDirs(t); after != vmsBefore {
+		t.Fatalf("a usage error left VMs: %s → %s", vmsBefore, after)
+	}
+}
+
+// TestRunInteractiveTerminal: `run -it` on a real terminal, as people
+// type it: a shell in the VM with a terminal, its exit code ours.
+func TestRunInteractiveTerminal(t *testing.T) {
+	cmd := vkavCommand("run", "-it", "--rm", env.busybox, "sh")
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out syncBuffer
+	done := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(done) }()
+	fmt.Fprintln(ptmx, `echo "answer $((6*7))"; tty; stty size; exit 3`)
+	waitOutput(t, &out, "answer 42")
+	err = cmd.Wait()
+	<-done
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("run -it exit %d (%v), want 3; output %q", code, err, out.String())
+	}
+	if s := out.String(); !strings.Contains(s, "/dev/pts/") || !strings.Contains(s, "24 80") {
+		t.Fatalf("no terminal of our size in the VM: %q", s)
+	}
+}
+
+// TestRunVolumeEnvFileInspect: -v shares a host directory (read-only with
+// :ro), --env-file sets variables, and ps --format json and inspect
+// describe the container.
+func TestRunVolumeEnvFileInspect(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(envFile, []byte("# settings\nFROM_FILE=yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := "shared"
+	r := vkav(t, "", "run", "-d", "--name", name, "-v", dir+":/data:ro", "--env-file", envFile, env.busybox,
+		"sh", "-c", `echo "FROM_FILE=$FROM_FILE"; exec sleep 1000`)
+	if r.code != 0 {
+		t.Fatalf("run -d: %d %s", r.code, r.stderr)
+	}
+	t.Cleanup(func() { vkav(t, "", "rm", "-f", name) })
+	waitLogs(t, name, "FROM_FILE=yes\n")
+	if r := vkav(t, "", "exec", name, "sh", "-c", `cat /data/hello; touch /data/x 2>/dev/null && echo writable || echo read-only`); r.stdout != "from the host\nread-only\n" {
+		t.Fatalf("exec: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	var ps []struct {
+		ID, Name, Image, Status, IP string
+	}
+	r = vkav(t, "", "ps", "--format", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil {
+		t.Fatalf("ps --format json: %v: %q", err, r.stdout)
+	}
+	found := false
+	for _, c := range ps {
+		found = found || c.Name == name && strings.HasPrefix(c.Status, "Up") && c.Image == env.busybox && c.IP != ""
+	}
+	if !found {
+		t.Fatalf("ps --format json lacks %s running: %+v", name, ps)
+	}
+	var inspect []struct {
+		Name   string `json:"name"`
+		Config struct {
+			Mounts []struct {
+				HostPath    string `json:"hostPath"`
+				Destination string `json:"destination"`
+				ReadOnly    bool   `json:"readOnly"`
+			} `json:"mounts"`
+		} `json:"config"`
+	}
+	r = vkav(t, "", "inspect", name)
+	if err := json.Unmarshal([]byte(r.stdout), &inspect); err != nil || len(inspect) != 1 {
+		t.Fatalf("inspect: %v: %q", err, r.stdout)
+	}
+	if m := inspect[0].Config.Mounts; len(m) != 1 || m[0].HostPath != dir || m[0].Destination != "/data" || !m[0].ReadOnly {
+		t.Fatalf("inspect mounts: %+v", m)
 	}
 }

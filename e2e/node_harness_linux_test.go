@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,8 +34,13 @@ type nodeEnv struct {
 	root     string
 	node     *localcluster.Process
 	nodeArgv []string
-	registry string // inside the cluster's namespace, on loopback
-	busybox  string
+	// configDir holds what deploy/kina/join.sh wrote: the bootstrap
+	// kubeconfig and the node's config file.
+	configDir string
+	// stopApprover ends the stand-in admin approving serving CSRs.
+	stopApprover context.CancelFunc
+	registry     string // inside the cluster's namespace, on loopback
+	busybox      string
 }
 
 var (
@@ -65,7 +72,7 @@ func startNode() (*nodeEnv, error) {
 	c, err := localcluster.Up(ctx, localcluster.Options{
 		Repo: env.repo, Dir: dir, NetNS: "vkav-e2e-k8s-" + strconv.Itoa(os.Getpid()),
 		HostIP: fmt.Sprintf("10.204.%d.1", n), IP: fmt.Sprintf("10.204.%d.2", n), NodeName: ne.name,
-		Stderr: os.Stderr,
+		SigningDuration: certLifetime, Stderr: os.Stderr,
 	})
 	if err != nil {
 		return nil, err
@@ -107,13 +114,35 @@ func startNode() (*nodeEnv, error) {
 	ne.registry = ln.Addr().String()
 	ne.busybox = ne.registry + "/busybox:latest"
 
-	ne.nodeArgv = append([]string{env.bin, "--root", ne.root, "--guest", env.guestDir}, c.NodeArgs()...)
-	ne.nodeArgv = append(ne.nodeArgv, "--registry-mirror", "index.docker.io="+ne.registry)
+	// The node joins as a kina user's Mac does: deploy/kina/join.sh (all
+	// but the service step) run where the node runs, in the cluster's
+	// namespace, then `vk-applevm node --config` with what it wrote.
+	ne.configDir = filepath.Join(filepath.Dir(env.root), "node-config")
+	join := exec.CommandContext(ctx, c.Tool, "exec", "--dir", c.Dir, "--", "sh", filepath.Join(env.repo, "deploy", "kina", "join.sh"),
+		"--kubeconfig", c.AdminKubeconfig, "--node-name", ne.name, "--dir", ne.configDir, "--root", ne.root, "--bin", env.bin, "--no-service")
+	if out, err := join.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("deploy/kina/join.sh: %v\n%s", err, out)
+	}
+	// An admin approves the node's serving certificates (the cluster
+	// approves only client ones), renewals included.
+	approveCtx, stopApprover := context.WithCancel(context.Background())
+	ne.stopApprover = stopApprover
+	if err := c.ApproveServingCSRs(approveCtx, ne.name, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+		return nil, err
+	}
+	ne.nodeArgv = []string{env.bin, "--guest", env.guestDir, "node", "--config", filepath.Join(ne.configDir, "node.yaml"),
+		"--registry-mirror", "index.docker.io=" + ne.registry}
 	if err := ne.startNodeProcess(ctx); err != nil {
 		return nil, err
 	}
 	return ne, nil
 }
+
+// certLifetime is what the cluster's CSR signer issues for: short, so the
+// node renews its client and serving certificates several times while the
+// node tests run (the signer backdates by 5 minutes, and the certificate
+// manager renews at 70–90 % of NotBefore..NotAfter: every 1.3–3.1 min).
+const certLifetime = 4 * time.Minute
 
 // withCmd returns img with another default command.
 func withCmd(img v1.Image, cmd []string) (v1.Image, error) {
@@ -154,6 +183,9 @@ func stopClusterNode() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ne := theNode
+	if ne.stopApprover != nil {
+		ne.stopApprover()
+	}
 	ne.node.Stop(syscall.SIGTERM, 10*time.Second)
 	if ne.c != nil {
 		// Remove the node's VMs and VM network, then the cluster.

@@ -95,6 +95,7 @@ func (s *Store) ensureBlob(ctx context.Context, desc v1.Descriptor, open func(co
 			return struct{}{}, fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
 		}
 		defer rc.Close()
+		report(Progress{Digest: desc.Digest.String(), Size: desc.Size}) // the download starts
 		return struct{}{}, s.ingest(desc.Digest, desc.Size, rc, report)
 	})
 	if err != nil {

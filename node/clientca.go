@@ -19,8 +19,10 @@ const rootCAConfigMap = "kube-root-ca.crt"
 
 // loadClientCA returns the PEM bundle that signs clients of the kubelet API
 // (above all the API server's kubelet client certificate) and where it
-// came from.
-func loadClientCA(ctx context.Context, client kubernetes.Interface, file string) ([]byte, string, error) {
+// came from: the file given, else the CA the node's kubeconfig trusts (in
+// kubeadm-style clusters one CA signs both), else the cluster's root CA
+// ConfigMap.
+func loadClientCA(ctx context.Context, client kubernetes.Interface, file string, kubeconfigCA []byte) ([]byte, string, error) {
 	if file != "" {
 		pem, err := os.ReadFile(file)
 		if err != nil {
@@ -30,6 +32,11 @@ func loadClientCA(ctx context.Context, client kubernetes.Interface, file string)
 			return nil, "", fmt.Errorf("client CA %s: %w", file, err)
 		}
 		return pem, file, nil
+	}
+	if len(kubeconfigCA) > 0 {
+		if _, err := cert.ParseCertsPEM(kubeconfigCA); err == nil {
+			return kubeconfigCA, "the kubeconfig's certificate authority", nil
+		}
 	}
 	if client == nil {
 		return nil, "", errors.New("no client CA file and no API client to read the cluster's")

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -39,9 +40,9 @@ const (
 	// kube-proxy that cannot run in a VM) off the node unless they
 	// tolerate it.
 	DefaultTaint = "virtual-kubelet.io/provider=applevm:NoSchedule"
-	// kubernetesVersion is the Kubernetes API the node speaks
+	// KubernetesVersion is the Kubernetes API the node speaks
 	// (k8s.io/api v0.37.2 in go.mod).
-	kubernetesVersion = "v1.37.2"
+	KubernetesVersion = "v1.37.2"
 	// InstanceType is the node.kubernetes.io/instance-type label.
 	InstanceType = "applevm"
 )
@@ -53,6 +54,19 @@ type Config struct {
 	// $KUBECONFIG, or the in-cluster config).
 	Client     kubernetes.Interface
 	Kubeconfig string
+	// BootstrapKubeconfig, when set, is TLS bootstrapping as the
+	// kubelet's --bootstrap-kubeconfig: unless Kubeconfig already holds a
+	// valid client certificate, its bootstrap token requests one for
+	// system:node:<NodeName> and Kubeconfig is written to use it.
+	BootstrapKubeconfig string
+	// CertDir keeps the node's client and serving key pairs
+	// (kubelet-client-current.pem, kubelet-server-current.pem); empty:
+	// <Provider.Root>/pki.
+	CertDir string
+	// RotateCertificates renews the client certificate before it expires
+	// (a CSR the cluster approves for a node renewing itself), when the
+	// kubeconfig authenticates as system:node:<NodeName>.
+	RotateCertificates bool
 	// Provider configures the provider; Root and Runtime are required.
 	// Run fills NodeName, NodeIP, Objects, Client, Recorder, Allocatable
 	// and Logger.
@@ -119,6 +133,7 @@ func DefaultConfig() Config {
 	return Config{
 		ListenAddr:            ":10250",
 		ServingCSR:            true,
+		RotateCertificates:    true,
 		CSRWait:               30 * time.Second,
 		StreamIdleTimeout:     4 * time.Hour,
 		StreamCreationTimeout: 30 * time.Second,
@@ -161,6 +176,9 @@ func (c *Config) complete() error {
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = d.StatusInterval
 	}
+	if c.CertDir == "" && c.Provider.Root != "" {
+		c.CertDir = filepath.Join(c.Provider.Root, "pki")
+	}
 	if c.Version == "" {
 		c.Version = buildVersion()
 	}
@@ -173,6 +191,9 @@ func (c *Config) complete() error {
 	}
 	if c.Provider.Root == "" || c.Provider.Runtime == nil {
 		errs = append(errs, errors.New("provider root and runtime are required"))
+	}
+	if c.BootstrapKubeconfig != "" && c.Kubeconfig == "" {
+		errs = append(errs, errors.New("a bootstrap kubeconfig needs the kubeconfig path to write the node's own kubeconfig to"))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file go together"))

@@ -135,7 +135,7 @@ func newNodeObject(cfg *Config, f hostFacts, port int32) *corev1.Node {
 				KernelVersion:           f.OS.KernelVersion,
 				OSImage:                 f.OS.Image,
 				ContainerRuntimeVersion: "applevm://" + cfg.Version,
-				KubeletVersion:          kubernetesVersion + "-vk-applevm-" + cfg.Version,
+				KubeletVersion:          KubernetesVersion + "-vk-applevm-" + cfg.Version,
 				OperatingSystem:         "linux",
 				Architecture:            runtime.GOARCH,
 			},

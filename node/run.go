@@ -33,12 +33,18 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 
 	client := cfg.Client
+	var caFromKubeconfig []byte
 	if client == nil {
-		c, err := nodeutil.ClientsetFromEnv(cfg.Kubeconfig)
+		ac, err := newAPIClient(ctx, &cfg, log)
 		if err != nil {
-			return fmt.Errorf("build API client: %w", err)
+			return err
 		}
-		client = c
+		client, caFromKubeconfig = ac.client, ac.caPEM
+		if ac.certs != nil {
+			ac.certs.Start()
+			defer ac.certs.Stop()
+			log.Info("client certificate rotation on", "dir", cfg.CertDir)
+		}
 	}
 	// One recorder for virtual-kubelet and the provider. Events carry the
 	// kubelet's source component so `kubectl get events` reads as usual.
@@ -67,18 +73,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New(status.notReady)
 	}
 
-	caPEM, caSource, err := loadClientCA(ctx, client, cfg.ClientCAFile)
+	caPEM, caSource, err := loadClientCA(ctx, client, cfg.ClientCAFile, caFromKubeconfig)
 	if err != nil {
 		log.Error("NO CLIENT CA: the API server's kubelet client certificate will not authenticate, so kubectl logs/exec fail with 401; pass --client-ca-file", "err", err)
 	} else {
 		log.Info("client certificates verified against the cluster CA", "source", caSource)
 	}
-	serving, waitCSR, err := setupServing(ctx, &cfg, client, certNames{NodeName: cfg.NodeName, Hostname: facts.Hostname, IPs: facts.IPs}, log)
+	serving, err := setupServing(ctx, &cfg, client, certNames{NodeName: cfg.NodeName, Hostname: facts.Hostname, IPs: facts.IPs}, log)
 	if err != nil {
 		return err
-	}
-	if waitCSR != nil {
-		go waitCSR(ctx)
 	}
 	auth, err := newAuth(client, cfg.NodeName, caPEM)
 	if err != nil {
@@ -97,7 +100,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return p, status, nil
 	}
 	n, err := nodeutil.NewNode(cfg.NodeName, newProvider,
-		nodeutil.WithClient(client),
+		// virtual-kubelet's informers get a client that does not ask for
+		// what the Node authorizer refuses a node (see nodeScopedClient).
+		nodeutil.WithClient(nodeScopedClient{client}),
 		nodeutil.WithTLSConfig(tlsOptions(serving, caPEM)...),
 		func(nc *nodeutil.NodeConfig) error {
 			nc.NodeSpec = *initial
@@ -135,7 +140,7 @@ func buildProvider(ctx context.Context, cfg *Config, pc nodeutil.ProviderConfig,
 	c := cfg.Provider
 	c.NodeName = cfg.NodeName
 	c.NodeIP = facts.IPs[0].String()
-	c.Objects = listerObjects{configMaps: pc.ConfigMaps, secrets: pc.Secrets, services: pc.Services}
+	c.Objects = newAPIObjects(client, pc.Services)
 	c.Client = client
 	c.Recorder = recorder
 	c.Allocatable = initial.Status.Allocatable

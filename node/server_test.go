@@ -47,8 +47,9 @@ func idleClose(t *testing.T, srv *httptest.Server, path string) time.Duration {
 // port-forward's two timeouts crossed, which attachRoutes undoes.
 func TestStreamIdleTimeoutsReachTheHandlers(t *testing.T) {
 	pcfg := provider.Config{NodeName: "mac", Root: t.TempDir(), Runtime: &stubRuntime{}, Recorder: record.NewFakeRecorder(10)}
-	f := informers.NewSharedInformerFactory(fake.NewClientset(), 0)
-	pcfg.Objects = listerObjects{configMaps: f.Core().V1().ConfigMaps().Lister(), secrets: f.Core().V1().Secrets().Lister(), services: f.Core().V1().Services().Lister()}
+	client := fake.NewClientset()
+	f := informers.NewSharedInformerFactory(client, 0)
+	pcfg.Objects = newAPIObjects(client, f.Core().V1().Services().Lister())
 	p, err := provider.New(pcfg)
 	if err != nil {
 		t.Fatal(err)

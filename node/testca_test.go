@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,8 +45,12 @@ func newTestCA(t *testing.T, name string) *testCA {
 func (ca *testCA) sign(t *testing.T, pub any, cn string, usage x509.ExtKeyUsage, dns []string, ips []net.IP, notAfter time.Time) []byte {
 	t.Helper()
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	subject := pkix.Name{CommonName: cn}
+	if strings.HasPrefix(cn, "system:node:") { // as the cluster signs node identities
+		subject.Organization = []string{"system:nodes"}
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		SerialNumber: serial, Subject: subject,
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 		DNSNames: dns, IPAddresses: ips,

@@ -8,39 +8,46 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/certificate"
 )
 
-// servingCert is the kubelet API's certificate. A CSR issued after the
-// node started replaces the self-signed stand-in without a restart.
+// servingCert is the kubelet API's certificate: the files given, or the
+// certificate manager's current kubelet-serving certificate (renewed before
+// it expires, without a restart), with a self-signed stand-in while the
+// cluster has issued none.
 type servingCert struct {
-	cur    atomic.Pointer[tls.Certificate]
-	source atomic.Pointer[string]
+	fixed       atomic.Pointer[tls.Certificate]
+	fixedSource string
+	mgr         certificate.Manager // nil without ServingCSR
 }
 
-func (s *servingCert) set(c *tls.Certificate, source string) {
-	s.cur.Store(c)
-	s.source.Store(&source)
+// current is the certificate to serve and where it came from.
+func (s *servingCert) current() (*tls.Certificate, string) {
+	if s.mgr != nil {
+		if c := s.mgr.Current(); c != nil {
+			return c, "csr"
+		}
+	}
+	return s.fixed.Load(), s.fixedSource
 }
 
 // Source says where the current certificate came from: "files", "csr"
 // or "self-signed".
-func (s *servingCert) Source() string { return *s.source.Load() }
+func (s *servingCert) Source() string { _, src := s.current(); return src }
 
 // GetCertificate is the tls.Config hook.
 func (s *servingCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return s.cur.Load(), nil
+	c, _ := s.current()
+	return c, nil
 }
 
 // certNames are the names the serving certificate must carry: what the API
@@ -76,76 +83,81 @@ func (n certNames) covers(cert *x509.Certificate) bool {
 }
 
 // setupServing picks the serving certificate: the files given, else a
-// kubelet-serving certificate from the cluster (reused from disk while
-// valid, else requested through a CSR and waited for up to cfg.CSRWait),
-// else a self-signed one. If the CSR is still pending it returns a
-// function that keeps waiting and switches to the issued certificate.
-func setupServing(ctx context.Context, cfg *Config, client kubernetes.Interface, names certNames, log *slog.Logger) (*servingCert, func(context.Context), error) {
+// kubelet-serving certificate from the cluster, requested and renewed by
+// client-go's certificate manager (kept in CertDir as
+// kubelet-server-current.pem, reused across restarts while valid), else a
+// self-signed one. At start it waits up to cfg.CSRWait for the cluster to
+// issue one, then serves the self-signed stand-in until it does. The
+// manager stops when ctx ends.
+func setupServing(ctx context.Context, cfg *Config, client kubernetes.Interface, names certNames, log *slog.Logger) (*servingCert, error) {
 	sc := &servingCert{}
 	if cfg.TLSCertFile != "" {
 		c, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("load serving certificate %s: %w", cfg.TLSCertFile, err)
+			return nil, fmt.Errorf("load serving certificate %s: %w", cfg.TLSCertFile, err)
 		}
-		sc.set(&c, "files")
-		return sc, nil, nil
+		sc.fixed.Store(&c)
+		sc.fixedSource = "files"
+		return sc, nil
 	}
-	selfSigned := func() error {
-		c, err := selfSignedCert(names, time.Now())
-		if err != nil {
-			return err
-		}
-		sc.set(c, "self-signed")
+	self, err := selfSignedCert(names, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	sc.fixed.Store(self)
+	sc.fixedSource = "self-signed"
+	warnSelfSigned := func() {
 		log.Warn("SERVING A SELF-SIGNED CERTIFICATE on the kubelet API: an API server with --kubelet-certificate-authority " +
 			"fails kubectl logs/exec/port-forward with x509 errors, and metrics-server needs --kubelet-insecure-tls; " +
 			"pass --tls-cert-file/--tls-private-key-file or approve the node's kubelet-serving CSR")
-		return nil
 	}
-	if !cfg.ServingCSR {
-		return sc, nil, selfSigned()
+	if !cfg.ServingCSR || client == nil {
+		warnSelfSigned()
+		return sc, nil
 	}
-	dir := filepath.Join(cfg.Provider.Root, "pki")
-	if c, err := loadIssued(dir, names, time.Now()); err != nil {
-		log.Warn("ignore the serving certificate from an earlier run", "dir", dir, "err", err)
-	} else if c != nil {
-		sc.set(c, "csr")
-		log.Info("serving the kubelet-serving certificate issued in an earlier run", "dir", dir)
-		return sc, nil, nil
-	}
-	req, err := requestServing(ctx, client, dir, names)
+	mgr, err := newServingManager(ctx, cfg, client, names)
 	if err != nil {
-		log.Warn("request a kubelet-serving certificate", "err", err)
-		return sc, nil, selfSigned()
+		return nil, err
 	}
-	log.Warn("WAITING FOR APPROVAL of the node's serving certificate: run `kubectl certificate approve "+req.name+"`",
-		"csr", req.name, "wait", cfg.CSRWait)
+	sc.mgr = mgr
+	mgr.Start()
+	go func() {
+		<-ctx.Done()
+		mgr.Stop()
+	}()
+	if mgr.Current() != nil {
+		log.Info("serving the kubelet-serving certificate the cluster issued", "dir", cfg.CertDir)
+		return sc, nil
+	}
+	log.Warn("WAITING FOR APPROVAL of the node's kubelet-serving CSR: `kubectl get csr` shows it, "+
+		"`kubectl certificate approve NAME` approves it", "wait", cfg.CSRWait)
 	wctx, cancel := context.WithTimeout(ctx, cfg.CSRWait)
-	c, err := req.wait(wctx)
-	cancel()
-	if err == nil {
-		sc.set(c, "csr")
-		log.Info("serving the certificate the cluster issued", "csr", req.name)
-		return sc, nil, nil
+	defer cancel()
+	if waitCurrent(wctx, mgr) {
+		log.Info("serving the certificate the cluster issued")
+		return sc, nil
 	}
-	if !errors.Is(err, errCSRPending) {
-		log.Error("kubelet-serving CSR failed", "csr", req.name, "err", err)
-		return sc, nil, selfSigned()
-	}
-	if err := selfSigned(); err != nil {
-		return nil, nil, err
-	}
-	waitMore := func(ctx context.Context) {
-		c, err := req.wait(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("kubelet-serving CSR failed; keeping the self-signed certificate", "csr", req.name, "err", err)
-			}
-			return
+	warnSelfSigned()
+	go func() {
+		if waitCurrent(ctx, mgr) {
+			log.Info("CSR approved: now serving the certificate the cluster issued")
 		}
-		sc.set(c, "csr")
-		log.Info("CSR approved: now serving the certificate the cluster issued", "csr", req.name)
+	}()
+	return sc, nil
+}
+
+// waitCurrent waits until the manager has a certificate or ctx ends.
+func waitCurrent(ctx context.Context, mgr certificate.Manager) bool {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for mgr.Current() == nil {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
 	}
-	return sc, waitMore, nil
+	return true
 }
 
 // selfSignedCert makes a one-year ECDSA certificate for names.
@@ -178,17 +190,4 @@ func selfSignedCert(names certNames, now time.Time) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("parse self-signed certificate: %w", err)
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
-}
-
-// writeFileAtomic replaces path with data (mode perm) through a rename, so
-// a crash never leaves half a certificate.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return nil
 }

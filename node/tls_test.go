@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,15 +68,15 @@ func TestServingCertificateFromFiles(t *testing.T) {
 	if os.WriteFile(cfg.TLSCertFile, certPEM, 0o644) != nil || os.WriteFile(cfg.TLSKeyFile, keyPEM, 0o600) != nil {
 		t.Fatal("write certificate files")
 	}
-	sc, more, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog())
-	if err != nil || more != nil || sc.Source() != "files" {
-		t.Fatalf("setupServing = %v, %v, %v", sc, more != nil, err)
+	sc, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog())
+	if err != nil || sc.Source() != "files" {
+		t.Fatalf("setupServing = %v, %v", sc, err)
 	}
 	if _, err := handshake(t, sc, ca.pool()); err != nil {
 		t.Fatalf("a client trusting the CA: %v", err)
 	}
 	cfg.TLSKeyFile = cfg.TLSCertFile
-	if _, _, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog()); err == nil {
+	if _, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog()); err == nil {
 		t.Fatal("a broken key file must fail")
 	}
 }
@@ -83,7 +84,7 @@ func TestServingCertificateFromFiles(t *testing.T) {
 func TestSelfSignedWithoutCSR(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.ServingCSR = false
-	sc, _, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog())
+	sc, err := setupServing(context.Background(), &cfg, nil, testNames, quietLog())
 	if err != nil || sc.Source() != "self-signed" {
 		t.Fatalf("setupServing = %v, %v", sc, err)
 	}
@@ -117,10 +118,14 @@ func approver(t *testing.T, ctx context.Context, client kubernetes.Interface, ca
 				seen.Add(1)
 				block, _ := pem.Decode(c.Spec.Request)
 				req, err := x509.ParseCertificateRequest(block.Bytes)
-				if err != nil || c.Spec.SignerName != certificatesv1.KubeletServingSignerName || len(c.Spec.Usages) != 3 ||
+				// An ECDSA key: digital signature and server auth (key
+				// encipherment is for RSA keys only).
+				wantUsages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth}
+				if err != nil || c.Spec.SignerName != certificatesv1.KubeletServingSignerName || !slices.Equal(c.Spec.Usages, wantUsages) ||
 					req.Subject.CommonName != "system:node:mac-mini" || len(req.Subject.Organization) != 1 ||
 					req.Subject.Organization[0] != "system:nodes" || len(req.IPAddresses) != 1 || len(req.DNSNames) != 2 {
-					t.Errorf("CSR %s does not meet the kubelet-serving signer's rules: %+v %+v", c.Name, c.Spec, req)
+					t.Errorf("CSR %s does not meet the kubelet-serving signer's rules: signer %s usages %v subject %v SANs %v %v (%v)",
+						c.Name, c.Spec.SignerName, c.Spec.Usages, req.Subject, req.DNSNames, req.IPAddresses, err)
 					deny = true
 				}
 				cond := certificatesv1.CertificateSigningRequestCondition{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Test"}
@@ -147,39 +152,54 @@ func TestServingCSRIssuedThenReused(t *testing.T) {
 	var seen atomic.Int32
 	approver(t, ctx, client, ca, false, &seen)
 	cfg := testConfig(t)
-	sc, more, err := setupServing(ctx, &cfg, client, testNames, quietLog())
-	if err != nil || more != nil || sc.Source() != "csr" {
-		t.Fatalf("setupServing = source %q, pending %v, %v", sc.Source(), more != nil, err)
+	sc, err := setupServing(ctx, &cfg, client, testNames, quietLog())
+	if err != nil || sc.Source() != "csr" {
+		t.Fatalf("setupServing = source %q, %v", sc.Source(), err)
 	}
 	if _, err := handshake(t, sc, ca.pool()); err != nil {
 		t.Fatalf("the issued certificate does not verify against the cluster CA: %v", err)
 	}
-	for _, f := range []string{servingKeyFile, servingCertFile} {
-		if _, err := os.Stat(filepath.Join(cfg.Provider.Root, "pki", f)); err != nil {
-			t.Fatalf("not kept on disk: %v", err)
-		}
+	if _, err := os.Stat(filepath.Join(cfg.CertDir, "kubelet-server-current.pem")); err != nil {
+		t.Fatalf("not kept on disk: %v", err)
 	}
+	cancel()
 
 	// A restart reuses the issued certificate and asks for nothing.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
 	refuse := fake.NewClientset()
 	refuse.PrependReactor("create", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("the restarted node must not create a CSR")
 	})
-	sc2, _, err := setupServing(ctx, &cfg, refuse, testNames, quietLog())
+	cfg.CSRWait = 100 * time.Millisecond
+	sc2, err := setupServing(ctx2, &cfg, refuse, testNames, quietLog())
 	if err != nil || sc2.Source() != "csr" {
 		t.Fatalf("restart: source %q, %v", sc2.Source(), err)
 	}
 	if _, err := handshake(t, sc2, ca.pool()); err != nil {
 		t.Fatal(err)
 	}
-	// A new node IP that the certificate does not cover means a new CSR.
+	cancel2()
+
+	// A new node IP that the certificate does not cover means a new CSR,
+	// and the new certificate replaces the old one while serving.
+	ctx3, cancel3 := context.WithCancel(context.Background())
+	defer cancel3()
+	client3 := fake.NewClientset()
+	var seen3 atomic.Int32
+	approver(t, ctx3, client3, ca, false, &seen3)
 	moved := testNames
 	moved.IPs = []net.IP{net.ParseIP("127.0.0.2")}
-	if c, err := loadIssued(filepath.Join(cfg.Provider.Root, "pki"), moved, time.Now()); c != nil || err == nil {
-		t.Fatal("a certificate that does not cover the node IP was reused")
+	sc3, err := setupServing(ctx3, &cfg, client3, moved, quietLog())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if c, err := loadIssued(filepath.Join(cfg.Provider.Root, "pki"), testNames, time.Now().Add(48*time.Hour)); c != nil || err == nil {
-		t.Fatal("an expired certificate was reused")
+	waitFor(t, "a certificate for the new address", func() bool {
+		c, _ := sc3.GetCertificate(nil)
+		return c != nil && c.Leaf != nil && len(c.Leaf.IPAddresses) == 1 && c.Leaf.IPAddresses[0].Equal(moved.IPs[0])
+	})
+	if n := seen3.Load(); n != 1 {
+		t.Fatalf("%d CSRs for the new address, want 1", n)
 	}
 }
 
@@ -190,20 +210,13 @@ func TestServingCSRPendingFallsBackThenSwitches(t *testing.T) {
 	client := fake.NewClientset()
 	cfg := testConfig(t)
 	cfg.CSRWait = 200 * time.Millisecond
-	sc, more, err := setupServing(ctx, &cfg, client, testNames, quietLog())
-	if err != nil || more == nil || sc.Source() != "self-signed" {
-		t.Fatalf("setupServing = source %q, pending %v, %v", sc.Source(), more != nil, err)
+	sc, err := setupServing(ctx, &cfg, client, testNames, quietLog())
+	if err != nil || sc.Source() != "self-signed" {
+		t.Fatalf("setupServing = source %q, %v", sc.Source(), err)
 	}
-	go more(ctx)
 	var seen atomic.Int32
 	approver(t, ctx, client, ca, false, &seen) // the admin approves late
-	deadline := time.Now().Add(10 * time.Second)
-	for sc.Source() != "csr" {
-		if time.Now().After(deadline) {
-			t.Fatal("the issued certificate never replaced the self-signed one")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the issued certificate to replace the self-signed one", func() bool { return sc.Source() == "csr" })
 	if _, err := handshake(t, sc, ca.pool()); err != nil {
 		t.Fatalf("after the switch: %v", err)
 	}
@@ -219,9 +232,13 @@ func TestServingCSRDeniedFallsBack(t *testing.T) {
 	var seen atomic.Int32
 	approver(t, ctx, client, newTestCA(t, "cluster"), true, &seen)
 	cfg := testConfig(t)
-	sc, more, err := setupServing(ctx, &cfg, client, testNames, quietLog())
-	if err != nil || more != nil || sc.Source() != "self-signed" {
-		t.Fatalf("setupServing = source %q, pending %v, %v", sc.Source(), more != nil, err)
+	cfg.CSRWait = 500 * time.Millisecond
+	sc, err := setupServing(ctx, &cfg, client, testNames, quietLog())
+	if err != nil || sc.Source() != "self-signed" {
+		t.Fatalf("setupServing = source %q, %v", sc.Source(), err)
+	}
+	if seen.Load() == 0 {
+		t.Fatal("no CSR was made")
 	}
 }
 
@@ -232,18 +249,18 @@ func TestClientCAFromClusterOrFile(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: rootCAConfigMap},
 		Data:       map[string]string{"ca.crt": string(ca.pem)},
 	})
-	pemBytes, src, err := loadClientCA(ctx, client, "")
+	pemBytes, src, err := loadClientCA(ctx, client, "", nil)
 	if err != nil || string(pemBytes) != string(ca.pem) || src != "configmap kube-system/kube-root-ca.crt" {
 		t.Fatalf("loadClientCA = %q, %v", src, err)
 	}
-	if _, _, err := loadClientCA(ctx, fake.NewClientset(), ""); err == nil {
+	if _, _, err := loadClientCA(ctx, fake.NewClientset(), "", nil); err == nil {
 		t.Fatal("no CA anywhere must be an error")
 	}
 	file := filepath.Join(t.TempDir(), "ca.crt")
 	if err := os.WriteFile(file, []byte("not a certificate"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := loadClientCA(ctx, client, file); err == nil {
+	if _, _, err := loadClientCA(ctx, client, file, nil); err == nil {
 		t.Fatal("a broken CA file was accepted")
 	}
 }

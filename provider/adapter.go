@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/image"
@@ -42,7 +43,7 @@ func (a *RuntimeAdapter) mirrored(ref string) (string, error) {
 }
 
 // EnsureImage applies the pull policy.
-func (a *RuntimeAdapter) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret) (ImageInfo, error) {
+func (a *RuntimeAdapter) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret, pulling func()) (ImageInfo, error) {
 	store := a.Runtime.Images()
 	ref, err := a.mirrored(ref)
 	if err != nil {
@@ -59,17 +60,23 @@ func (a *RuntimeAdapter) EnsureImage(ctx context.Context, ref string, policy cor
 			return ImageInfo{}, errNeverPull
 		}
 	}
+	if pulling != nil {
+		pulling()
+	}
+	start := time.Now()
 	img, err := store.Pull(ctx, ref, image.PullOptions{PullSecrets: secrets})
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	return imageInfo(img, true), nil
+	info := imageInfo(img, true)
+	info.PullDuration = time.Since(start)
+	return info, nil
 }
 
 func imageInfo(img *image.Image, pulled bool) ImageInfo {
 	return ImageInfo{
 		Ref: img.Ref, ID: img.DigestRef(), Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd,
-		Env: img.Config.Env, WorkingDir: img.Config.WorkingDir, User: img.Config.User, Pulled: pulled,
+		Env: img.Config.Env, WorkingDir: img.Config.WorkingDir, User: img.Config.User, Pulled: pulled, Size: img.Size,
 	}
 }
 

@@ -41,7 +41,8 @@ type fakeRuntime struct {
 
 func newFakeRuntime() *fakeRuntime {
 	return &fakeRuntime{
-		images:    map[string]ImageInfo{"busybox": {Ref: "docker.io/library/busybox:latest", ID: "docker.io/library/busybox@sha256:aa", Cmd: []string{"run"}}},
+		images: map[string]ImageInfo{"busybox": {Ref: "docker.io/library/busybox:latest", ID: "docker.io/library/busybox@sha256:aa", Cmd: []string{"run"},
+			Pulled: true, PullDuration: 1500 * time.Millisecond, Size: 1234}},
 		sandboxes: map[string]*fakeSandbox{},
 		flags:     map[string]bool{},
 	}
@@ -59,12 +60,15 @@ func (r *fakeRuntime) flag(name string) bool {
 	return r.flags[name]
 }
 
-func (r *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret) (ImageInfo, error) {
+func (r *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret, pulling func()) (ImageInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	img, ok := r.images[ref]
 	if !ok {
 		return ImageInfo{}, fmt.Errorf("pull %s: manifest unknown", ref)
+	}
+	if img.Pulled && pulling != nil {
+		pulling()
 	}
 	return img, nil
 }

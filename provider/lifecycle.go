@@ -29,11 +29,9 @@ func (w *podWorker) pullImage(ctx context.Context, c *ctrState, spec *corev1.Con
 		}
 	}
 	secrets := w.pullSecrets()
-	if policy == corev1.PullAlways {
-		w.eventf(corev1.EventTypeNormal, "Pulling", "Pulling image %q", spec.Image)
-	}
 	start := time.Now()
-	img, err := w.p.cfg.Runtime.EnsureImage(ctx, spec.Image, policy, secrets)
+	pulling := func() { w.eventf(corev1.EventTypeNormal, "Pulling", "Pulling image %q", spec.Image) }
+	img, err := w.p.cfg.Runtime.EnsureImage(ctx, spec.Image, policy, secrets, pulling)
 	if err != nil {
 		if ctx.Err() != nil {
 			return img, err
@@ -56,8 +54,9 @@ func (w *podWorker) pullImage(ctx context.Context, c *ctrState, spec *corev1.Con
 		return img, err
 	}
 	if img.Pulled {
-		took := time.Since(start).Round(time.Millisecond)
-		w.eventf(corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", spec.Image, took)
+		// The kubelet's words (pkg/kubelet/images/image_manager.go).
+		w.eventf(corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %v (%v including waiting). Image size: %v bytes.",
+			spec.Image, img.PullDuration.Truncate(time.Millisecond), time.Since(start).Truncate(time.Millisecond), img.Size)
 	} else {
 		if policy == corev1.PullAlways {
 			w.eventf(corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q (already up to date)", spec.Image)

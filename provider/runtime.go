@@ -16,8 +16,9 @@ import (
 // tests of the pod logic use an in-memory fake.
 type Runtime interface {
 	// EnsureImage makes ref available locally following policy and
-	// returns its identity.
-	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, pullSecrets []image.PullSecret) (ImageInfo, error)
+	// returns its identity; pulling is called just before a download
+	// starts (the kubelet's Pulling event).
+	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, pullSecrets []image.PullSecret, pulling func()) (ImageInfo, error)
 	// CreateSandbox boots the VM of one container.
 	CreateSandbox(ctx context.Context, cfg container.SandboxConfig) (Sandbox, error)
 	// Sandbox finds an existing VM by id (container.ErrNotFound if none).
@@ -40,8 +41,12 @@ type ImageInfo struct {
 	Env        []string
 	WorkingDir string
 	User       string
-	// Pulled is true when this call downloaded the image.
-	Pulled bool
+	// Pulled is true when this call downloaded the image; PullDuration
+	// is how long the download took.
+	Pulled       bool
+	PullDuration time.Duration
+	// Size is the image's size in bytes (its blobs as stored).
+	Size int64
 }
 
 // Sandbox is the VM of one container.

@@ -47,7 +47,8 @@ func TestPodRunsAndBecomesReady(t *testing.T) {
 		}
 	}
 	ev := h.events()
-	for _, want := range []string{"Normal Pulled", "Normal Created Created container app", "Normal Started Started container app"} {
+	for _, want := range []string{`Normal Pulling Pulling image "busybox"`, `Normal Pulled Successfully pulled image "busybox" in 1.5s (`,
+		"including waiting). Image size: 1234 bytes.", "Normal Created Created container app", "Normal Started Started container app"} {
 		if !hasEvent(ev, want) {
 			t.Errorf("missing event %q in %q", want, ev)
 		}

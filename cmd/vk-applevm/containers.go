@@ -2,26 +2,29 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/internal/crilog"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
 )
 
 func init() {
-	register(command{name: "ps", summary: "list containers", run: runPs})
-	register(command{name: "logs", summary: "print a container's output", run: runLogs})
-	register(command{name: "exec", summary: "run a command in a running container", run: runExec})
-	register(command{name: "stop", summary: "stop containers (SIGTERM, then SIGKILL after a grace period)", run: runStop})
-	register(command{name: "rm", summary: "remove containers", run: runRm})
-	register(command{name: "cleanup", summary: "remove every container and VM and the VM network of this state root", run: runCleanup})
+	register(newPsCommand)
+	register(newLogsCommand)
+	register(newExecCommand)
+	register(newStopCommand)
+	register(newRmCommand)
+	register(newCleanupCommand)
+	register(newInspectCommand)
 }
 
 // mainState describes a container's main process for ps.
@@ -50,12 +53,39 @@ func mainState(ctx context.Context, sb *container.Sandbox) (string, bool) {
 	return "Unknown: " + err.Error(), true
 }
 
-func runPs(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("ps", "[-a]")
-	all := fs.Bool("a", false, "also list containers whose VM is stopped")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// psEntry is one row of ps (and its JSON form).
+type psEntry struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Image   string    `json:"image"`
+	Status  string    `json:"status"`
+	IP      string    `json:"ip,omitempty"`
+	Created time.Time `json:"created"`
+	// Pod is namespace/pod/container for a pod's VM; empty for CLI ones.
+	Pod string `json:"pod,omitempty"`
+}
+
+func newPsCommand(g *globals) *cobra.Command {
+	var all bool
+	var format string
+	cmd := &cobra.Command{
+		Use:   "ps [-a] [--format table|json]",
+		Short: "List containers",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "table" && format != "json" {
+				return usagef(cmd, "--format %q: want table or json", format)
+			}
+			return runPs(cmd, g, all, format)
+		},
 	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also list containers whose VM is stopped")
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	return cmd
+}
+
+func runPs(cmd *cobra.Command, g *globals, all bool, format string) error {
+	ctx := cmd.Context()
 	env, err := g.openRuntime(ctx, nil)
 	if err != nil {
 		return internal(err)
@@ -65,93 +95,129 @@ func runPs(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return internal(err)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATUS\tIP\tCREATED")
+	entries := []psEntry{}
 	for _, sb := range sbs {
 		state, vmUp := mainState(ctx, sb)
-		if !vmUp && !*all {
-			continue
+		if vmUp || all {
+			e := psEntry{ID: sb.ID(), Name: sb.Name(), Image: sb.Config().ImageRef, Status: state, IP: sb.IP(), Created: sb.Created()}
+			if sb.Labels()[labelCLI] == "" {
+				e.Pod = sb.Name()
+			}
+			entries = append(entries, e)
 		}
-		name := sb.Name()
-		if sb.Labels()[labelCLI] == "" {
+		sb.Close()
+	}
+	out := cmd.OutOrStdout()
+	if format == "json" {
+		return writeJSON(out, entries)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATUS\tIP\tCREATED")
+	for _, e := range entries {
+		name := e.Name
+		if e.Pod != "" {
 			name += " (pod)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\n", sb.ID(), name, sb.Config().ImageRef, state, sb.IP(),
-			time.Since(sb.Created()).Round(time.Second))
-		sb.Close()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\n", e.ID, name, e.Image, e.Status, e.IP,
+			time.Since(e.Created).Round(time.Second))
 	}
 	return tw.Flush()
 }
 
-func runLogs(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("logs", "[-f] [--tail N] [--since DURATION] [-t] CONTAINER")
-	follow := fs.Bool("f", false, "follow the output while the container runs")
-	tail := fs.Int("tail", -1, "only the last N lines")
-	since := fs.Duration("since", 0, "only output newer than this, e.g. 10m")
-	stamps := fs.Bool("t", false, "prefix every line with its time")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// writeJSON prints v indented, as docker inspect does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+type logsFlags struct {
+	follow, stamps bool
+	tail           int
+	since          time.Duration
+}
+
+func newLogsCommand(g *globals) *cobra.Command {
+	var f logsFlags
+	cmd := &cobra.Command{
+		Use:   "logs [-f] [--tail N] [--since DURATION] [-t] CONTAINER",
+		Short: "Print a container's output",
+		Args:  exactArgs(1, "one CONTAINER"),
+		RunE:  func(cmd *cobra.Command, args []string) error { return runLogs(cmd, g, f, args[0]) },
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
+	cmd.Flags().BoolVarP(&f.follow, "follow", "f", false, "follow the output while the container runs")
+	cmd.Flags().IntVarP(&f.tail, "tail", "n", -1, "only the last N lines")
+	cmd.Flags().DurationVar(&f.since, "since", 0, "only output newer than this, e.g. 10m")
+	cmd.Flags().BoolVarP(&f.stamps, "timestamps", "t", false, "prefix every line with its time")
+	return cmd
+}
+
+func runLogs(cmd *cobra.Command, g *globals, f logsFlags, name string) error {
+	ctx := cmd.Context()
 	env, err := g.openRuntime(ctx, nil)
 	if err != nil {
 		return internal(err)
 	}
 	defer env.close(ctx)
-	sb, err := env.findSandbox(ctx, fs.Arg(0))
+	sb, err := env.findSandbox(ctx, name)
 	if err != nil {
 		return internal(err)
 	}
-	dir := sb.Config().LogDir
-	name := mainProcess
 	if sb.Labels()[labelCLI] == "" {
-		return internal(fmt.Errorf("%s belongs to a pod: use kubectl logs", fs.Arg(0)))
+		return internal(fmt.Errorf("%s belongs to a pod: use kubectl logs", name))
 	}
-	opts := crilog.Options{Tail: *tail, Timestamps: *stamps, Follow: *follow}
-	if *since > 0 {
-		opts.Since = time.Now().Add(-*since)
+	opts := crilog.Options{Tail: f.tail, Timestamps: f.stamps, Follow: f.follow}
+	if f.since > 0 {
+		opts.Since = time.Now().Add(-f.since)
 	}
-	if *follow {
+	if f.follow {
 		opts.Running = func() bool {
 			s, _ := mainState(ctx, sb)
 			return strings.HasPrefix(s, "Up")
 		}
 	}
-	if err := crilog.Read(ctx, dir, name, os.Stdout, opts); err != nil {
+	if err := crilog.Read(ctx, sb.Config().LogDir, mainProcess, cmd.OutOrStdout(), opts); err != nil {
 		return internal(err)
 	}
 	return nil
 }
 
-func runExec(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("exec", "[-i] [-t] [-e KEY=VALUE] [-w DIR] [-u USER[:GROUP]] CONTAINER COMMAND [ARG...]")
+func newExecCommand(g *globals) *cobra.Command {
 	var f runFlags
-	fs.BoolVar(&f.stdin, "i", false, "pass stdin to the command")
-	fs.BoolVar(&f.tty, "t", false, "allocate a terminal")
-	fs.Var(&f.env, "e", "set an environment variable (repeatable)")
-	fs.StringVar(&f.workdir, "w", "", "working directory")
-	fs.StringVar(&f.user, "u", "", "user as USER[:GROUP]")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "exec [-it] [-e KEY=VALUE] [-w DIR] [-u USER[:GROUP]] CONTAINER COMMAND [ARG...]",
+		Short: "Run a command in a running container",
+		Args:  minArgs(2, "a CONTAINER and a COMMAND"),
+		RunE:  func(cmd *cobra.Command, args []string) error { return runExec(cmd, g, f, args[0], args[1:]) },
 	}
-	if fs.NArg() < 2 {
-		fs.Usage()
-		return errUsage
+	cmd.Flags().SetInterspersed(false)
+	fl := cmd.Flags()
+	fl.BoolVarP(&f.stdin, "interactive", "i", false, "pass stdin to the command")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (repeatable)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory")
+	fl.StringVarP(&f.user, "user", "u", "", "user as USER[:GROUP]")
+	return cmd
+}
+
+func runExec(cmd *cobra.Command, g *globals, f runFlags, name string, args []string) error {
+	ctx := cmd.Context()
+	envs, err := envSettings(f.env, f.envFiles, os.LookupEnv)
+	if err != nil {
+		return usagef(cmd, "%v", err)
 	}
 	env, err := g.openRuntime(ctx, nil)
 	if err != nil {
 		return internal(err)
 	}
 	defer env.close(ctx)
-	sb, err := env.findSandbox(ctx, fs.Arg(0))
+	sb, err := env.findSandbox(ctx, name)
 	if err != nil {
 		return internal(err)
 	}
 	if !sb.Running(ctx) {
-		return internal(fmt.Errorf("container %s is not running", fs.Arg(0)))
+		return internal(fmt.Errorf("container %s is not running", name))
 	}
 	img, err := env.images.Get(ctx, sb.ImageRef())
 	var imgEnv []string
@@ -166,7 +232,7 @@ func runExec(ctx context.Context, g *globals, args []string) error {
 		}
 	}
 	proc := container.ProcessConfig{
-		ID: "exec-" + container.NewID(), Args: fs.Args()[1:], Env: mergeEnv(imgEnv, f.env),
+		ID: "exec-" + container.NewID(), Args: args, Env: mergeEnv(imgEnv, envs),
 		Cwd: cwd, User: user, TTY: f.tty, Stdin: f.stdin,
 	}
 	code, err := runForeground(ctx, sb, proc, f)
@@ -179,74 +245,87 @@ func runExec(ctx context.Context, g *globals, args []string) error {
 	return nil
 }
 
-func runStop(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("stop", "[-t SECONDS] CONTAINER...")
-	grace := fs.Int("t", 10, "seconds to wait after SIGTERM before SIGKILL")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newStopCommand(g *globals) *cobra.Command {
+	var grace int
+	cmd := &cobra.Command{
+		Use:   "stop [-t SECONDS] CONTAINER...",
+		Short: "Stop containers (SIGTERM, then SIGKILL after a grace period)",
+		Args:  minArgs(1, "at least one CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.eachContainer(cmd, args, "stop", func(sb *container.Sandbox) error {
+				return sb.Stop(cmd.Context(), time.Duration(grace)*time.Second)
+			})
+		},
 	}
-	return g.eachContainer(ctx, fs, "stop", func(sb *container.Sandbox) error {
-		return sb.Stop(ctx, time.Duration(*grace)*time.Second)
-	})
+	cmd.Flags().IntVarP(&grace, "time", "t", 10, "seconds to wait after SIGTERM before SIGKILL")
+	return cmd
 }
 
-func runRm(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("rm", "[-f] CONTAINER...")
-	force := fs.Bool("f", false, "remove running containers too (they are killed)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newRmCommand(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rm [-f] CONTAINER...",
+		Short: "Remove containers",
+		Args:  minArgs(1, "at least one CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return g.eachContainer(cmd, args, "rm", func(sb *container.Sandbox) error {
+				if !force {
+					if sb.Labels()[labelCLI] == "" {
+						return fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
+					}
+					if s, _ := mainState(ctx, sb); strings.HasPrefix(s, "Up") {
+						return fmt.Errorf("it is running; stop it first or use -f")
+					}
+				}
+				if err := sb.Delete(ctx); err != nil {
+					return err
+				}
+				return os.RemoveAll(g.logDir(sb.ID()))
+			})
+		},
 	}
-	return g.eachContainer(ctx, fs, "rm", func(sb *container.Sandbox) error {
-		if !*force {
-			if sb.Labels()[labelCLI] == "" {
-				return fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
-			}
-			if s, _ := mainState(ctx, sb); strings.HasPrefix(s, "Up") {
-				return fmt.Errorf("it is running; stop it first or use -f")
-			}
-		}
-		if err := sb.Delete(ctx); err != nil {
-			return err
-		}
-		return os.RemoveAll(g.logDir(sb.ID()))
-	})
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove running containers too (they are killed)")
+	return cmd
 }
 
 // eachContainer applies fn to every container named in the arguments,
 // printing each name done and each failure; the last failure is returned.
-func (g *globals) eachContainer(ctx context.Context, fs *flag.FlagSet, verb string, fn func(*container.Sandbox) error) error {
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
+func (g *globals) eachContainer(cmd *cobra.Command, names []string, verb string, fn func(*container.Sandbox) error) error {
+	ctx := cmd.Context()
 	env, err := g.openRuntime(ctx, nil)
 	if err != nil {
 		return internal(err)
 	}
 	defer env.close(ctx)
 	var failed error
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		sb, err := env.findSandbox(ctx, name)
 		if err == nil {
 			err = fn(sb)
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "vk-applevm: %s %s: %v\n", verb, name, err)
+			fmt.Fprintf(cmd.ErrOrStderr(), "vk-applevm: %s %s: %v\n", verb, name, err)
 			failed = err
 			continue
 		}
-		fmt.Println(name)
+		fmt.Fprintln(cmd.OutOrStdout(), name)
 	}
 	return internal(failed)
 }
 
+func newCleanupCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove every container and VM and the VM network of this state root",
+		Args:  noArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runCleanup(cmd.Context(), g) },
+	}
+}
+
 // runCleanup removes every sandbox (CLI containers and pod VMs alike) and
 // tears the VM network down: `make stop`, or a clean slate after a crash.
-func runCleanup(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("cleanup", "")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+func runCleanup(ctx context.Context, g *globals) error {
 	env, err := g.openRuntime(ctx, nil)
 	if err != nil {
 		return internal(err)

@@ -1,23 +1,23 @@
 package main
 
 import (
-	"flag"
-	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // version is set with -ldflags "-X main.version=...".
 var version = "dev"
 
-// globals are the flags before the command name.
+// globals are the flags every command takes.
 type globals struct {
 	root     string
 	guestDir string
+	level    string
 	logLevel slog.Level
 	log      *slog.Logger
 }
@@ -25,6 +25,13 @@ type globals struct {
 func defaultRoot() string {
 	if r := os.Getenv("VKAV_ROOT"); r != "" {
 		return r
+	}
+	// On a Mac the node runs as the logged-in user (a launchd agent; vz
+	// needs no root), who cannot write /var/lib.
+	if runtime.GOOS == "darwin" && os.Geteuid() != 0 {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, "Library", "Application Support", "vk-applevm")
+		}
 	}
 	return "/var/lib/vk-applevm"
 }
@@ -45,54 +52,26 @@ func defaultGuestDir() string {
 	return filepath.Join(filepath.Dir(exe), "guest", runtime.GOARCH)
 }
 
-func parseGlobals(args []string) (*globals, []string, error) {
-	g := &globals{}
-	fs := flag.NewFlagSet("vk-applevm", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&g.root, "root", defaultRoot(), "state directory (images, VMs, logs)")
-	fs.StringVar(&g.guestDir, "guest", defaultGuestDir(), "directory holding the guest kernel and initrd (bundle.json)")
-	level := fs.String("log-level", "", "log level: debug, info, warn, error (default: info for the node and the shim, warn for the CLI)")
-	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
-	}
-	if *level == "" {
-		*level = "warn"
-		if rest := fs.Args(); len(rest) > 0 && (rest[0] == "node" || rest[0] == "shim") {
-			*level = "info"
+func (g *globals) addFlags(root *cobra.Command) {
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.root, "root", defaultRoot(), "state directory (images, VMs, logs; $VKAV_ROOT)")
+	pf.StringVar(&g.guestDir, "guest", defaultGuestDir(), "directory holding the guest kernel and initrd (bundle.json; $VKAV_GUEST_DIR)")
+	pf.StringVar(&g.level, "log-level", "", "log level: debug, info, warn, error (default: info for the node and the shim, warn for the CLI)")
+}
+
+// init sets up logging once the command is known.
+func (g *globals) init(cmd *cobra.Command) error {
+	level := g.level
+	if level == "" {
+		level = "warn"
+		if name := cmd.Name(); name == "node" || name == "shim" {
+			level = "info"
 		}
 	}
-	if err := g.logLevel.UnmarshalText([]byte(strings.ToUpper(*level))); err != nil {
-		return nil, nil, fmt.Errorf("--log-level %q: %w", *level, err)
+	if err := g.logLevel.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return usagef(cmd, "--log-level %q: want debug, info, warn or error", level)
 	}
 	g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: g.logLevel}))
 	slog.SetDefault(g.log)
-	return g, fs.Args(), nil
-}
-
-// newFlags returns a flag set for a command that prints its usage on -h.
-func newFlags(name, usageLine string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: vk-applevm %s %s\n\nFlags:\n", name, usageLine)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses a command's flags, turning -h and bad flags into
-// errUsage (the flag package has printed the message).
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return &exitError{code: 0}
-		}
-		return errUsage
-	}
 	return nil
 }
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

@@ -1,45 +1,60 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/image"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-func init() {
-	register(command{name: "images", summary: "list, pull, remove and prune images (ls|pull|rm|prune)", run: runImages})
+func init() { register(newImagesCommand) }
+
+func newImagesCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "images",
+		Aliases: []string{"image"},
+		Short:   "List, pull, remove and prune images (ls|pull|rm|prune)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef(cmd, "unknown command %q: want ls, pull, rm or prune", args[0])
+			}
+			return nil
+		},
+		// Plain `images` lists, as `docker images` does.
+		RunE: func(cmd *cobra.Command, _ []string) error { return imagesLs(cmd, g) },
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use: "ls", Aliases: []string{"list"}, Short: "List images", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return imagesLs(cmd, g) },
+	})
+	var platform string
+	var insecure []string
+	pull := &cobra.Command{
+		Use: "pull [--platform OS/ARCH] [--insecure-registry HOST:PORT] IMAGE...", Short: "Pull images",
+		Args: minArgs(1, "at least one IMAGE"),
+		RunE: func(cmd *cobra.Command, refs []string) error { return imagesPull(cmd, g, platform, insecure, refs) },
+	}
+	pull.Flags().StringVar(&platform, "platform", "", "image platform (default: the host's)")
+	pull.Flags().StringArrayVar(&insecure, "insecure-registry", nil, "registry reached over plain HTTP (repeatable)")
+	cmd.AddCommand(pull)
+	cmd.AddCommand(&cobra.Command{
+		Use: "rm IMAGE...", Aliases: []string{"remove"}, Short: "Remove images",
+		Args: minArgs(1, "at least one IMAGE"),
+		RunE: func(cmd *cobra.Command, refs []string) error { return imagesRm(cmd, g, refs) },
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use: "prune", Short: "Remove content no image and no container uses", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return imagesPrune(cmd, g) },
+	})
+	return cmd
 }
 
-func runImages(ctx context.Context, g *globals, args []string) error {
-	if len(args) == 0 {
-		args = []string{"ls"}
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "ls", "list":
-		return imagesLs(ctx, g, rest)
-	case "pull":
-		return imagesPull(ctx, g, rest)
-	case "rm", "remove":
-		return imagesRm(ctx, g, rest)
-	case "prune":
-		return imagesPrune(ctx, g, rest)
-	}
-	fmt.Fprintf(os.Stderr, "Usage: vk-applevm images ls|pull|rm|prune\n")
-	return errUsage
-}
-
-func imagesLs(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("images ls", "")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+func imagesLs(cmd *cobra.Command, g *globals) error {
+	ctx := cmd.Context()
 	store, err := g.openImages()
 	if err != nil {
 		return internal(err)
@@ -48,7 +63,7 @@ func imagesLs(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return internal(err)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
 	fmt.Fprintln(tw, "REFERENCE\tDIGEST\tPLATFORM\tSIZE\tPULLED")
 	for _, img := range imgs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", img.Ref, shortDigest(img.Digest), img.Platform.String(),
@@ -64,18 +79,8 @@ func shortDigest(d string) string {
 	return d
 }
 
-func imagesPull(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("images pull", "[--platform OS/ARCH] [--insecure-registry HOST:PORT] IMAGE...")
-	platform := fs.String("platform", "", "image platform (default: the host's)")
-	var insecure stringList
-	fs.Var(&insecure, "insecure-registry", "registry reached over plain HTTP (repeatable)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
+func imagesPull(cmd *cobra.Command, g *globals, platform string, insecure, refs []string) error {
+	ctx := cmd.Context()
 	var opts []image.Option
 	if len(insecure) > 0 {
 		opts = append(opts, image.WithInsecureRegistries(insecure...))
@@ -84,47 +89,36 @@ func imagesPull(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return internal(err)
 	}
-	for _, ref := range fs.Args() {
-		img, err := store.Pull(ctx, ref, image.PullOptions{Platform: *platform})
+	for _, ref := range refs {
+		img, err := pullWithProgress(ctx, store, ref, platform, cmd.ErrOrStderr())
 		if err != nil {
 			return internal(err)
 		}
 		if _, err := store.Rootfs(ctx, img); err != nil {
 			return internal(err)
 		}
-		fmt.Printf("%s %s\n", img.Ref, img.Digest)
+		fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", img.Ref, img.Digest)
 	}
 	return nil
 }
 
-func imagesRm(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("images rm", "IMAGE...")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
+func imagesRm(cmd *cobra.Command, g *globals, refs []string) error {
 	store, err := g.openImages()
 	if err != nil {
 		return internal(err)
 	}
-	for _, ref := range fs.Args() {
-		if err := store.Remove(ctx, ref); err != nil {
+	for _, ref := range refs {
+		if err := store.Remove(cmd.Context(), ref); err != nil {
 			return internal(err)
 		}
-		fmt.Println(ref)
+		fmt.Fprintln(cmd.OutOrStdout(), ref)
 	}
 	return nil
 }
 
 // imagesPrune removes content no image ref and no existing container uses.
-func imagesPrune(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("images prune", "")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+func imagesPrune(cmd *cobra.Command, g *globals) error {
+	ctx := cmd.Context()
 	env, err := g.openRuntime(ctx, nil)
 	if err != nil {
 		return internal(err)
@@ -142,7 +136,7 @@ func imagesPrune(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return internal(err)
 	}
-	fmt.Printf("removed %d blobs and %d root filesystems, freed %s\n", len(report.Blobs), len(report.Rootfs),
+	fmt.Fprintf(cmd.OutOrStdout(), "removed %d blobs and %d root filesystems, freed %s\n", len(report.Blobs), len(report.Rootfs),
 		resource.NewQuantity(report.BytesFreed, resource.BinarySI).String())
 	return nil
 }

@@ -6,19 +6,43 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/spf13/cobra"
+
 	"github.com/vk-applevm/vk-applevm/guest/kernelfetch"
 )
 
-func init() {
-	register(command{name: "kernel", summary: "install the arm64 guest kernel and initrd vz boots (kernel fetch)", run: runKernel})
+func init() { register(newKernelCommand) }
+
+type kernelFetchFlags struct {
+	kernel, pin, agent string
+	force              bool
 }
 
-func runKernel(ctx context.Context, g *globals, args []string) error {
-	if len(args) > 0 && args[0] == "fetch" {
-		return kernelFetch(ctx, g, args[1:])
+func newKernelCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "kernel",
+		Short: "Install the arm64 guest kernel and initrd vz boots (kernel fetch)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef(cmd, "unknown command %q: want fetch", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	fmt.Fprintf(os.Stderr, "Usage: vk-applevm [--guest DIR] kernel fetch [--kernel PATH] [--pin FILE] [--force] [--agent PATH]\n")
-	return errUsage
+	var f kernelFetchFlags
+	fetch := &cobra.Command{
+		Use:   "fetch [--kernel PATH] [--pin FILE] [--force] [--agent PATH]",
+		Short: "Install the pinned kernel (downloaded, SHA-256 checked) and build the initrd",
+		Args:  noArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return kernelFetch(cmd.Context(), g, f) },
+	}
+	fetch.Flags().StringVar(&f.kernel, "kernel", "", "install this local arm64 Image instead of downloading the pinned release")
+	fetch.Flags().StringVar(&f.pin, "pin", "", "kernel pin file (url, sha256, member, memberSha256) instead of the built-in one")
+	fetch.Flags().BoolVar(&f.force, "force", false, "download even when the installed kernel matches the pin")
+	fetch.Flags().StringVar(&f.agent, "agent", defaultArm64Agent(), "the linux/arm64 guest agent that becomes the initrd's /init (make agent builds it)")
+	cmd.AddCommand(fetch)
+	return cmd
 }
 
 // kernelFetch builds the guest bundle vz boots in the --guest directory:
@@ -26,19 +50,8 @@ func runKernel(ctx context.Context, g *globals, args []string) error {
 // modules), an initrd holding the arm64 agent as /init, and bundle.json.
 // Run again after `make agent` to rebuild the initrd: a kernel that already
 // matches the pin is not downloaded again.
-func kernelFetch(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags("kernel fetch", "[--kernel PATH] [--pin FILE] [--force] [--agent PATH]")
-	kernel := fs.String("kernel", "", "install this local arm64 Image instead of downloading the pinned release")
-	pinFile := fs.String("pin", "", "kernel pin file (url, sha256, member, memberSha256) instead of the built-in one")
-	force := fs.Bool("force", false, "download even when the installed kernel matches the pin")
-	agent := fs.String("agent", defaultArm64Agent(), "the linux/arm64 guest agent that becomes the initrd's /init (make agent builds it)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
-	}
+func kernelFetch(ctx context.Context, g *globals, f kernelFetchFlags) error {
+	kernel, pinFile, force, agent := &f.kernel, &f.pin, &f.force, &f.agent
 	dir := g.guestDir
 	// Everything that can be checked locally is, before a download of
 	// hundreds of megabytes.

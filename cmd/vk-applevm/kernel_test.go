@@ -141,7 +141,10 @@ func TestMain(m *testing.M) {
 
 func fetchCmd(ctx context.Context, dir string, args ...string) error {
 	g := &globals{guestDir: dir, log: slog.New(slog.DiscardHandler)}
-	return runKernel(ctx, g, append([]string{"fetch"}, args...))
+	cmd := newKernelCommand(g)
+	cmd.SetArgs(append([]string{"fetch"}, args...))
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	return cmd.ExecuteContext(ctx)
 }
 
 // cpioEntry is one member of a newc archive.
@@ -298,7 +301,7 @@ func TestKernelFetchChecksBeforeDownloading(t *testing.T) {
 		{"QEMU's bundle directory", amd64Bundle, []string{"--agent", agent}, "holds an amd64 guest bundle"},
 		{"directory named amd64", filepath.Join(t.TempDir(), "guest", "amd64"), []string{"--agent", agent}, "pass --guest"},
 		{"bad pin file", filepath.Join(t.TempDir(), "arm64"), []string{"--agent", agent, "--pin", writeTemp(t, `{"url":"ftp://x"}`)}, "invalid kernel pin"},
-		{"unknown argument", filepath.Join(t.TempDir(), "arm64"), []string{"--agent", agent, "extra"}, "usage"},
+		{"unknown argument", filepath.Join(t.TempDir(), "arm64"), []string{"--agent", agent, "extra"}, `unexpected argument "extra"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := fetchCmd(context.Background(), tc.dir, append([]string{"--pin", pin}, tc.args...)...)

@@ -4,65 +4,118 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/node"
 	"github.com/vk-applevm/vk-applevm/provider"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-func init() {
-	register(command{name: "node", summary: "join a Kubernetes cluster as a node whose every container is a VM", run: runNode})
+func init() { register(newNodeCommand) }
+
+func newNodeCommand(g *globals) *cobra.Command {
+	var fl NodeConfig
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "node [--config FILE] [flags]",
+		Short: "Join a Kubernetes cluster as a node whose every container is a VM",
+		Example: `  vk-applevm node --bootstrap-kubeconfig bootstrap.kubeconfig --kubeconfig /var/lib/vk-applevm/kubelet.kubeconfig
+  vk-applevm node --config /etc/vk-applevm/node.yaml --node-ip 192.168.64.1`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nc, err := resolveNodeConfig(cmd, g, configPath, &fl)
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			if nc.LogLevel != g.level {
+				g.level = nc.LogLevel
+				if err := g.init(cmd); err != nil {
+					return err
+				}
+			}
+			g.root, g.guestDir = nc.Root, nc.Guest
+			cfg, opts, err := nodeSettings(nc)
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			return runNode(cmd.Context(), g, cfg, opts)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "node config file (YAML, "+nodeConfigAPIVersion+" "+nodeConfigKind+"); flags given here win")
+	addNodeFlags(cmd.Flags(), &fl)
+	return cmd
 }
 
-func runNode(ctx context.Context, g *globals, args []string) error {
+// runtimeOptions are the node settings that configure the container
+// runtime rather than node.Config.
+type runtimeOptions struct {
+	defaultMemory uint64
+	clusterDNS    []string
+	clusterDomain string
+	mirrors       map[string]string
+	insecure      []string
+}
+
+// nodeSettings turns a resolved NodeConfig into node.Config.
+func nodeSettings(nc NodeConfig) (node.Config, runtimeOptions, error) {
 	cfg := node.DefaultConfig()
-	host, _ := os.Hostname()
-	fs := newFlags("node", "[flags]")
-	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster to join (default $KUBECONFIG, else in-cluster)")
-	fs.StringVar(&cfg.NodeName, "node-name", strings.ToLower(host), "the node's name")
-	fs.StringVar(&cfg.NodeIP, "node-ip", "", "address the cluster reaches the node at (default: the default route's interface)")
-	fs.StringVar(&cfg.Interface, "interface", "", "take the node address from this interface")
-	fs.StringVar(&cfg.ListenAddr, "listen", cfg.ListenAddr, "address of the kubelet API (logs, exec, port-forward, stats)")
-	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate of the kubelet API (default: a kubelet-serving CSR, else self-signed)")
-	fs.StringVar(&cfg.TLSKeyFile, "tls-private-key-file", "", "its key")
-	fs.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "CA of client certificates (default: the cluster's kube-root-ca.crt)")
-	fs.StringVar(&cfg.Taint, "taint", cfg.Taint, `taint "key=value:Effect" keeping other workloads off the node ("" for none)`)
-	fs.IntVar(&cfg.MaxPods, "max-pods", cfg.MaxPods, "pod limit")
-	reservedCPU := fs.String("reserved-cpu", "500m", "CPU kept back for the host")
-	reservedMem := fs.String("reserved-memory", "2Gi", "memory kept back for the host")
-	defaultMem := fs.String("default-memory", "512Mi", "VM memory of a container without a memory request or limit")
-	var clusterDNS, mirrors, insecure stringList
-	fs.Var(&clusterDNS, "cluster-dns", "nameserver for pods with dnsPolicy ClusterFirst (repeatable)")
-	clusterDomain := fs.String("cluster-domain", "cluster.local", "the cluster's DNS domain")
-	fs.Var(&mirrors, "registry-mirror", "REGISTRY=MIRROR: pull REGISTRY's images from MIRROR (host[:port]; repeatable), e.g. index.docker.io=10.0.0.5:5000")
-	fs.Var(&insecure, "insecure-registry", "registry host:port reached over plain HTTP (repeatable; loopback needs no flag)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	cfg.Kubeconfig = nc.Kubeconfig
+	// $KUBECONFIG stands in only for a kubeconfig to use, never for the
+	// path bootstrapping writes: that would overwrite the user's own.
+	if cfg.Kubeconfig == "" && nc.BootstrapKubeconfig == "" {
+		cfg.Kubeconfig = os.Getenv("KUBECONFIG")
+	}
+	cfg.BootstrapKubeconfig = nc.BootstrapKubeconfig
+	cfg.CertDir = nc.CertDir
+	if cfg.CertDir == "" {
+		cfg.CertDir = filepath.Join(nc.Root, "pki")
+	}
+	cfg.RotateCertificates = nc.RotateCertificates
+	cfg.ServingCSR = nc.ServerTLSBootstrap
+	cfg.NodeName = nc.NodeName
+	cfg.NodeIP = nc.NodeIP
+	cfg.Interface = nc.Interface
+	cfg.Labels = nc.NodeLabels
+	cfg.Taint = nc.Taint
+	cfg.MaxPods = nc.MaxPods
+	cfg.ListenAddr = nc.Listen
+	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile = nc.TLSCertFile, nc.TLSPrivateKeyFile, nc.ClientCAFile
+	if cfg.BootstrapKubeconfig != "" && cfg.Kubeconfig == "" {
+		return cfg, runtimeOptions{}, fmt.Errorf("--bootstrap-kubeconfig needs --kubeconfig: the path the node's own kubeconfig is written to")
 	}
 	var err error
-	if cfg.Reserved, err = quantities(map[corev1.ResourceName]string{corev1.ResourceCPU: *reservedCPU, corev1.ResourceMemory: *reservedMem}); err != nil {
-		return err
+	if cfg.Reserved, err = quantities(map[corev1.ResourceName]string{corev1.ResourceCPU: nc.ReservedCPU, corev1.ResourceMemory: nc.ReservedMemory}); err != nil {
+		return cfg, runtimeOptions{}, err
 	}
-	defMem, err := resource.ParseQuantity(*defaultMem)
+	defMem, err := resource.ParseQuantity(nc.DefaultMemory)
 	if err != nil {
-		return fmt.Errorf("--default-memory %q: %w", *defaultMem, err)
+		return cfg, runtimeOptions{}, fmt.Errorf("--default-memory %q: %w", nc.DefaultMemory, err)
 	}
-	mirrorMap := map[string]string{}
-	for _, m := range mirrors {
-		from, to, ok := strings.Cut(m, "=")
-		if !ok || from == "" || to == "" {
-			return fmt.Errorf("--registry-mirror %q: want REGISTRY=MIRROR", m)
+	opts := runtimeOptions{
+		defaultMemory: uint64(defMem.Value()), clusterDNS: nc.ClusterDNS, clusterDomain: nc.ClusterDomain,
+		mirrors: map[string]string{}, insecure: append([]string{}, nc.InsecureRegistries...),
+	}
+	for from, to := range nc.RegistryMirrors {
+		if from == "" || to == "" || strings.Contains(to, "=") {
+			return cfg, opts, fmt.Errorf("--registry-mirror %s=%s: want REGISTRY=MIRROR", from, to)
 		}
-		mirrorMap[from] = to
-		insecure = append(insecure, to)
+		opts.mirrors[from] = to
+		opts.insecure = append(opts.insecure, to)
 	}
+	return cfg, opts, nil
+}
 
-	env, err := g.openRuntime(ctx, insecure)
+func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions) error {
+	if err := os.MkdirAll(g.root, 0o755); err != nil {
+		return internal(fmt.Errorf("create state root: %w", err))
+	}
+	env, err := g.openRuntime(ctx, o.insecure)
 	if err != nil {
-		return err
+		return internal(err)
 	}
 	defer env.close(context.WithoutCancel(ctx))
 	drv := g.drivers()[defaultDriver]
@@ -71,17 +124,21 @@ func runNode(ctx context.Context, g *globals, args []string) error {
 	cfg.Provider = provider.Config{
 		Root: g.root,
 		Runtime: &provider.RuntimeAdapter{
-			Runtime: env.rt, Mirrors: mirrorMap, HypervisorCheck: drv.Check,
+			Runtime: env.rt, Mirrors: o.mirrors, HypervisorCheck: drv.Check,
 		},
-		DefaultMemoryBytes: uint64(defMem.Value()),
+		DefaultMemoryBytes: o.defaultMemory,
 		VMOverheadBytes:    env.rt.Overhead(),
 		MaxCPUs:            runtime.NumCPU(),
-		ClusterDNS:         clusterDNS,
-		ClusterDomain:      *clusterDomain,
+		ClusterDNS:         o.clusterDNS,
+		ClusterDomain:      o.clusterDomain,
 	}
 	g.log.Info("starting node", "name", cfg.NodeName, "version", version, "root", g.root, "hypervisor", drv.Name(),
-		"vmOverhead", resource.NewQuantity(int64(env.rt.Overhead()), resource.BinarySI).String())
-	return node.Run(ctx, cfg)
+		"vmOverhead", resource.NewQuantity(int64(env.rt.Overhead()), resource.BinarySI).String(),
+		"bootstrap", cfg.BootstrapKubeconfig != "")
+	if err := node.Run(ctx, cfg); err != nil {
+		return internal(err)
+	}
+	return nil
 }
 
 func quantities(in map[corev1.ResourceName]string) (corev1.ResourceList, error) {

@@ -4,26 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/image"
 	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-func init() {
-	register(command{name: "run", summary: "run a command in a new container, in its own VM", run: runRun})
-}
+func init() { register(newRunCommand) }
 
 type runFlags struct {
 	cpus       int
 	memory     string
-	env        stringList
+	env        []string
+	envFiles   []string
+	volumes    []string
 	workdir    string
 	user       string
 	entrypoint string
@@ -32,50 +34,70 @@ type runFlags struct {
 	name       string
 	platform   string
 	pull       string
-	insecure   stringList
+	insecure   []string
 }
 
-func runRun(ctx context.Context, g *globals, args []string) error {
+func newRunCommand(g *globals) *cobra.Command {
 	var f runFlags
-	fs := newFlags("run", "[flags] IMAGE [COMMAND [ARG...]]")
-	fs.IntVar(&f.cpus, "cpus", 1, "number of vCPUs")
-	fs.StringVar(&f.memory, "memory", "512Mi", "memory for the container (the VM gets this plus a fixed overhead), e.g. 512Mi, 1G")
-	fs.Var(&f.env, "e", "set an environment variable KEY=VALUE (repeatable)")
-	fs.Var(&f.env, "env", "same as -e")
-	fs.StringVar(&f.workdir, "w", "", "working directory inside the container")
-	fs.StringVar(&f.user, "u", "", "user as USER[:GROUP] (names or numbers, as in the image's /etc/passwd)")
-	fs.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
-	fs.BoolVar(&f.stdin, "i", false, "keep stdin open and pass it to the command")
-	fs.BoolVar(&f.tty, "t", false, "allocate a terminal")
-	fs.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
-	fs.BoolVar(&f.detach, "d", false, "run in the background and print the container id")
-	fs.StringVar(&f.name, "name", "", "name the container")
-	fs.StringVar(&f.platform, "platform", "", "image platform, e.g. linux/amd64 (default: the host's)")
-	fs.StringVar(&f.pull, "pull", "missing", "pull the image: always, missing, never")
-	fs.Var(&f.insecure, "insecure-registry", "registry host:port reached over plain HTTP (repeatable; loopback needs no flag)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Run a command in a new container, in its own VM",
+		Example: `  vk-applevm run --rm busybox echo hello
+  vk-applevm run -it --rm -e K=V -v $PWD:/work -w /work busybox sh
+  vk-applevm run -d --name web busybox httpd -f -p 8080`,
+		Args: minArgs(1, "an IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRun(cmd, g, f, args[0], args[1:])
+		},
 	}
-	if fs.NArg() < 1 {
-		fs.Usage()
-		return errUsage
-	}
+	// Flags end at the image: what follows is the container's command.
+	cmd.Flags().SetInterspersed(false)
+	fl := cmd.Flags()
+	fl.IntVar(&f.cpus, "cpus", 1, "number of vCPUs")
+	fl.StringVarP(&f.memory, "memory", "m", "512Mi", "memory for the container (the VM gets this plus a fixed overhead), e.g. 512Mi, 1G")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: its value here)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file (KEY=VALUE lines, # comments)")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "share a host directory: HOST:CONTAINER[:ro]")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
+	fl.StringVarP(&f.user, "user", "u", "", "user as USER[:GROUP] (names or numbers, as in the image's /etc/passwd)")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
+	fl.BoolVarP(&f.stdin, "interactive", "i", false, "keep stdin open and pass it to the command")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container id")
+	fl.StringVar(&f.name, "name", "", "name the container")
+	fl.StringVar(&f.platform, "platform", "", "image platform, e.g. linux/amd64 (default: the host's)")
+	fl.StringVar(&f.pull, "pull", "missing", "pull the image: always, missing, never")
+	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host:port reached over plain HTTP (repeatable; loopback needs no flag)")
+	return cmd
+}
+
+func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []string) error {
+	ctx := cmd.Context()
 	mem, err := resource.ParseQuantity(normaliseSize(f.memory))
 	if err != nil || mem.Value() < 16<<20 {
-		return internal(fmt.Errorf("--memory %q: want a size of at least 16Mi, e.g. 512Mi or 1G", f.memory))
+		return usagef(cmd, "--memory %q: want a size of at least 16Mi, e.g. 512Mi or 1G", f.memory)
 	}
 	if f.cpus < 1 {
-		return internal(fmt.Errorf("--cpus %d: want at least 1", f.cpus))
+		return usagef(cmd, "--cpus %d: want at least 1", f.cpus)
 	}
-	for _, kv := range f.env {
-		if k, _, _ := strings.Cut(kv, "="); k == "" {
-			return internal(fmt.Errorf("-e %q: want KEY=VALUE", kv))
-		}
+	switch f.pull {
+	case "always", "missing", "never":
+	default:
+		return usagef(cmd, "--pull %q: want always, missing or never", f.pull)
+	}
+	envs, err := envSettings(f.env, f.envFiles, os.LookupEnv)
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
+	mounts, err := parseVolumes(f.volumes)
+	if err != nil {
+		return usagef(cmd, "%v", err)
 	}
 	if f.detach && f.rm {
-		return internal(errors.New("-d and --rm together are not supported: a detached container is removed with `vk-applevm rm`"))
+		return usagef(cmd, "-d and --rm together are not supported: a detached container is removed with `vk-applevm rm`")
 	}
-	ref, cmdArgs := fs.Arg(0), fs.Args()[1:]
+	f.env = envs
 
 	env, err := g.openRuntime(ctx, f.insecure)
 	if err != nil {
@@ -87,7 +109,7 @@ func runRun(ctx context.Context, g *globals, args []string) error {
 			return internal(fmt.Errorf("a container named %q exists; remove it with `vk-applevm rm %s`", f.name, f.name))
 		}
 	}
-	img, err := ensureImage(ctx, env.images, ref, f.pull, f.platform)
+	img, err := ensureImage(ctx, env.images, ref, f.pull, f.platform, cmd.ErrOrStderr())
 	if err != nil {
 		return internal(err)
 	}
@@ -100,6 +122,7 @@ func runRun(ctx context.Context, g *globals, args []string) error {
 		CPUs:        f.cpus,
 		MemoryBytes: uint64(mem.Value()),
 		Hostname:    f.name,
+		Mounts:      mounts,
 	}
 	cfg.ID = container.NewID()
 	id := cfg.ID
@@ -133,7 +156,7 @@ func runRun(ctx context.Context, g *globals, args []string) error {
 		if _, err := sb.Start(ctx, proc); err != nil {
 			return startFailed(ctx, sb, err)
 		}
-		fmt.Println(id)
+		fmt.Fprintln(cmd.OutOrStdout(), id)
 		return nil
 	}
 	code, err := runForeground(ctx, sb, proc, f)
@@ -238,13 +261,9 @@ func watchResize(ctx context.Context, fd int) <-chan container.TermSize {
 	return ch
 }
 
-// ensureImage applies --pull.
-func ensureImage(ctx context.Context, store *image.Store, ref, policy, platform string) (*image.Image, error) {
-	switch policy {
-	case "always", "missing", "never":
-	default:
-		return nil, fmt.Errorf("--pull %q: want always, missing or never", policy)
-	}
+// ensureImage applies --pull; a pull shows its progress on w (per layer
+// on a terminal, plain lines otherwise).
+func ensureImage(ctx context.Context, store *image.Store, ref, policy, platform string, w io.Writer) (*image.Image, error) {
 	if policy != "always" {
 		img, err := store.Get(ctx, ref)
 		if err != nil && !errors.Is(err, image.ErrNotFound) {
@@ -268,12 +287,22 @@ func ensureImage(ctx context.Context, store *image.Store, ref, policy, platform 
 			return nil, fmt.Errorf("image %s is not present and --pull=never", ref)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "pulling %s\n", ref)
-	img, err := store.Pull(ctx, ref, image.PullOptions{Platform: platform})
-	if err != nil {
-		return nil, err
-	}
-	return img, nil
+	return pullWithProgress(ctx, store, ref, platform, w)
+}
+
+// pullWithProgress pulls ref, drawing per-layer progress on w.
+func pullWithProgress(ctx context.Context, store *image.Store, ref, platform string, w io.Writer) (*image.Image, error) {
+	p := image.NewProgressPrinter(w, isTerminal(w))
+	p.Start(ref)
+	img, err := store.Pull(ctx, ref, image.PullOptions{Platform: platform, Progress: p.Update})
+	p.Finish(img, err)
+	return img, err
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // otherPlatform reports whether a stored image is for another platform

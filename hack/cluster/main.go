@@ -147,7 +147,7 @@ func cmdUp(ctx context.Context, args []string, log *slog.Logger) error {
 	node := fl.String("node-name", "vk-applevm", "node name the node certificates and kubeconfig are for")
 	bin := fl.String("bin", "", "directory with prebuilt binaries (default: run `build` into "+defaultBin()+")")
 	timeout := fl.Duration("timeout", 5*time.Minute, "how long to wait for the cluster to become ready")
-	nodeRBAC := fl.Bool("node-rbac", true, "let the node list/watch secrets, configmaps and services cluster-wide (virtual-kubelet's informers need it)")
+	signing := fl.Duration("cluster-signing-duration", 0, "lifetime of certificates the CSR signer issues (0: kube-controller-manager's default, a year)")
 	metrics := fl.Bool("metrics-server", true, "also run metrics-server behind the aggregation layer (metrics.k8s.io: kubectl top)")
 	resolution := fl.Duration("metric-resolution", 15*time.Second, "how often metrics-server scrapes the nodes' /metrics/resource (at least 10s)")
 	v := fl.Int("v", 1, "log verbosity of the Kubernetes components")
@@ -174,7 +174,7 @@ func cmdUp(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	cfg := controlplane.Config{
-		Dir: d, BinDir: binDir, NodeName: *node, Timeout: *timeout, NodeRBAC: *nodeRBAC, Verbosity: *v,
+		Dir: d, BinDir: binDir, NodeName: *node, Timeout: *timeout, SigningDuration: *signing, Verbosity: *v,
 		MetricsServer: *metrics, MetricResolution: *resolution,
 		NetNS: netns.Config{Name: *ns, HostIP: ips["--host-ip"], IP: ips["--ip"], PrefixLen: *prefix},
 	}

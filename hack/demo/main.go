@@ -10,6 +10,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -90,8 +92,18 @@ func up(ctx context.Context, repo string) error {
 		}
 		host, _ := os.Hostname()
 		name := strings.ToLower(host) + "-applevm"
-		if err := startDetached(filepath.Join(out, "node.log"), nil, bin, "--root", root, "--guest", guestDir,
-			"node", "--kubeconfig", kc, "--node-name", name); err != nil {
+		config := filepath.Join(out, "node.yaml")
+		step("writing the node's config %s", config)
+		if err := writeFile(config, fmt.Sprintf(`# Written by make run: this machine joins $KUBECONFIG's cluster.
+apiVersion: vk-applevm.io/v1alpha1
+kind: NodeConfig
+root: %s
+kubeconfig: %s
+nodeName: %s
+`, root, kc, name)); err != nil {
+			return err
+		}
+		if err := startDetached(filepath.Join(out, "node.log"), nil, bin, "--guest", guestDir, "node", "--config", config); err != nil {
 			return err
 		}
 		c.Node.Name = name
@@ -109,9 +121,21 @@ func up(ctx context.Context, repo string) error {
 			filepath.Join(out, "registry.log")); err != nil {
 			return err
 		}
+		config := filepath.Join(out, "node.yaml")
+		step("writing the node's config %s: it joins with a bootstrap token, as a kubelet joins a kubeadm cluster", config)
+		if err := c.WriteNodeConfig(config, root); err != nil {
+			return err
+		}
+		// The cluster approves the node's client certificate; its serving
+		// certificate (kubectl logs/exec/port-forward) needs an admin's
+		// approval, which the demo gives while it runs.
+		approve, stopApprove := context.WithCancel(ctx)
+		defer stopApprove()
+		if err := c.ApproveServingCSRs(approve, c.Node.Name, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+			return err
+		}
 		step("starting the vk-applevm node %s (every container a VM; log: %s)", c.Node.Name, filepath.Join(out, "node.log"))
-		argv := append([]string{bin, "--root", root, "--guest", guestDir}, c.NodeArgs()...)
-		p, err := c.Start(argv, filepath.Join(out, "node.log"))
+		p, err := c.Start([]string{bin, "--guest", guestDir, "node", "--config", config}, filepath.Join(out, "node.log"))
 		if err != nil {
 			return err
 		}
@@ -217,6 +241,13 @@ func startDetached(logFile string, env []string, argv ...string) error {
 	}
 	writePid(logFile+".pid", cmd.Process.Pid)
 	return nil
+}
+
+func writeFile(path, text string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(text), 0o644)
 }
 
 func writePid(path string, pid int) { _ = os.WriteFile(path, []byte(strconv.Itoa(pid)), 0o644) }

@@ -33,6 +33,9 @@ type Cluster struct {
 		ServingCert string `json:"servingCert"`
 		ServingKey  string `json:"servingKey"`
 		ClientCA    string `json:"clientCA"`
+		// BootstrapKubeconfig carries a bootstrap token: the node joins
+		// with it alone, as a kubelet does (TLS bootstrapping).
+		BootstrapKubeconfig string `json:"bootstrapKubeconfig"`
 	} `json:"node"`
 	MetricsServer *struct {
 		Pid int `json:"pid"`
@@ -51,6 +54,9 @@ type Options struct {
 	// NetNS, HostIP and IP place the cluster (defaults: hack/cluster's).
 	NetNS, HostIP, IP string
 	NodeName          string
+	// SigningDuration is the lifetime of certificates the cluster's CSR
+	// signer issues (0: a year); short ones exercise renewal.
+	SigningDuration time.Duration
 	// Stderr receives the tool's progress (nil: discarded).
 	Stderr *os.File
 }
@@ -79,6 +85,9 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		if v != "" {
 			args = append(args, flag, v)
 		}
+	}
+	if o.SigningDuration > 0 {
+		args = append(args, "--cluster-signing-duration", o.SigningDuration.String())
 	}
 	cmd := exec.CommandContext(ctx, tool, args...)
 	var out bytes.Buffer
@@ -163,17 +172,33 @@ func (p *Process) Tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// NodeArgs are the vk-applevm flags joining this cluster as its node.
-func (c *Cluster) NodeArgs() []string {
-	return []string{
-		"node",
-		"--kubeconfig", c.Node.Kubeconfig,
-		"--node-name", c.Node.Name,
-		"--node-ip", c.Node.IP,
-		"--tls-cert-file", c.Node.ServingCert,
-		"--tls-private-key-file", c.Node.ServingKey,
-		"--client-ca-file", c.Node.ClientCA,
+// NodeConfig is the node's config file (vk-applevm.io/v1alpha1) for
+// joining this cluster the way a kubelet joins a kubeadm cluster: from the
+// bootstrap kubeconfig alone. The node writes its own kubeconfig under
+// root, its client certificate is approved by the cluster, its serving
+// certificate is a kubelet-serving CSR (ApproveServingCSRs plays the
+// admin), and the Node authorizer governs what it may do.
+func (c *Cluster) NodeConfig(root string) string {
+	return fmt.Sprintf(`# Written by internal/localcluster: the node joins %s by TLS bootstrapping.
+apiVersion: vk-applevm.io/v1alpha1
+kind: NodeConfig
+root: %s
+bootstrapKubeconfig: %s
+kubeconfig: %s
+nodeName: %s
+nodeIP: %s
+`, c.APIServer, root, c.Node.BootstrapKubeconfig, filepath.Join(root, "kubelet.kubeconfig"), c.Node.Name, c.Node.IP)
+}
+
+// WriteNodeConfig writes NodeConfig(root) to path.
+func (c *Cluster) WriteNodeConfig(path, root string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
 	}
+	if err := os.WriteFile(path, []byte(c.NodeConfig(root)), 0o644); err != nil {
+		return fmt.Errorf("write node config: %w", err)
+	}
+	return nil
 }
 
 // Kubectl runs kubectl with the admin kubeconfig and returns its stdout.

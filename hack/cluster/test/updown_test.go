@@ -135,7 +135,7 @@ func TestUpDown(t *testing.T) {
 	if s.MetricsServer == nil || !s.MetricsServer.Available || s.Components["metrics-server"].Pid == 0 {
 		t.Fatalf("metrics-server not reported available and running: %+v %+v", s.MetricsServer, s.Components)
 	}
-	for _, f := range []string{s.AdminKubeconfig, s.Node.Kubeconfig, s.Node.ServingCert, s.Node.ServingKey, s.Node.ClientCA} {
+	for _, f := range []string{s.AdminKubeconfig, s.Node.Kubeconfig, s.Node.ServingCert, s.Node.ServingKey, s.Node.ClientCA, s.Node.BootstrapKubeconfig} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("summary names a missing file: %v", err)
 		}
@@ -150,6 +150,19 @@ func TestUpDown(t *testing.T) {
 	who := run(t, "kubectl", "--kubeconfig="+s.Node.Kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
 	if who != "system:node:"+nodeName {
 		t.Errorf("node kubeconfig authenticates as %q", who)
+	}
+	// The bootstrap token is kubeadm's: a bootstrapper that may ask for a
+	// node client certificate, and nothing else.
+	boot := "--kubeconfig=" + s.Node.BootstrapKubeconfig
+	groups := run(t, "kubectl", boot, "auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}")
+	if !strings.Contains(groups, "system:bootstrappers:kubeadm:default-node-token") {
+		t.Errorf("bootstrap kubeconfig's groups: %s", groups)
+	}
+	if got := strings.TrimSpace(run(t, "kubectl", boot, "auth", "can-i", "create", "certificatesigningrequests")); got != "yes" {
+		t.Errorf("bootstrap token may not create CSRs: %q", got)
+	}
+	if got, _ := output("kubectl", boot, "auth", "can-i", "list", "pods"); strings.TrimSpace(got) != "no" {
+		t.Errorf("bootstrap token may list pods: %q", got)
 	}
 
 	// Deployment → ReplicaSet → Pod, and the scheduler finds no node for it.

@@ -23,6 +23,8 @@ type paths struct {
 	verbosity                         int
 	advertise, serviceCIDR, apiServer string
 	metricResolution                  time.Duration
+	signingDuration                   time.Duration
+	bootstrap                         string // the bootstrap kubeconfig
 }
 
 func etcd(p paths) component {
@@ -54,6 +56,8 @@ func apiserver(p paths) component {
 		"--tls-private-key-file=" + pki.Key(f.APIServer),
 		"--client-ca-file=" + pki.Crt(f.CA),
 		"--authorization-mode=Node,RBAC",
+		// TLS bootstrapping: nodes join with a bootstrap token (kubeadm's way).
+		"--enable-bootstrap-token-auth=true",
 		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",
 		// Verify the node's :10250 serving cert (signed by the cluster CA) and
@@ -85,7 +89,11 @@ func apiserver(p paths) component {
 
 func controllerManager(p paths) component {
 	f := p.pki
-	return component{"kube-controller-manager", []string{
+	var extra []string
+	if p.signingDuration > 0 {
+		extra = append(extra, "--cluster-signing-duration="+p.signingDuration.String())
+	}
+	return component{"kube-controller-manager", append([]string{
 		"--kubeconfig=" + p.cm,
 		"--authentication-kubeconfig=" + p.cm,
 		"--authorization-kubeconfig=" + p.cm,
@@ -100,10 +108,12 @@ func controllerManager(p paths) component {
 		"--cluster-signing-cert-file=" + pki.Crt(f.CA),
 		"--cluster-signing-key-file=" + pki.Key(f.CA),
 		"--service-cluster-ip-range=" + p.serviceCIDR,
+		// csrapproving (in *) approves node client CSRs; bootstrapsigner and
+		// tokencleaner look after bootstrap tokens, as in kubeadm clusters.
 		"--controllers=*,bootstrapsigner,tokencleaner",
 		"--profiling=false",
 		fmt.Sprintf("--v=%d", p.verbosity),
-	}}
+	}, extra...)}
 }
 
 func scheduler(p paths) component {
@@ -152,5 +162,7 @@ func newPaths(c Config, f *pki.Files) paths {
 		serviceCIDR:      ServiceCIDR,
 		apiServer:        fmt.Sprintf("https://%s:%d", c.NetNS.IP, APIServerPort),
 		metricResolution: c.MetricResolution,
+		signingDuration:  c.SigningDuration,
+		bootstrap:        j("bootstrap.kubeconfig"),
 	}
 }

@@ -28,13 +28,16 @@ var serviceIP = net.IPv4(10, 0, 0, 1)
 
 // Config is what `cluster up` is asked for.
 type Config struct {
-	Dir       string // everything goes here; absolute
-	BinDir    string // etcd, kube-apiserver, ... (see package build)
-	NetNS     netns.Config
-	NodeName  string
-	Timeout   time.Duration // for the whole readiness wait
-	NodeRBAC  bool          // grant the node cluster-wide read of secrets/configmaps/services
-	Verbosity int           // the components' -v
+	Dir      string // everything goes here; absolute
+	BinDir   string // etcd, kube-apiserver, ... (see package build)
+	NetNS    netns.Config
+	NodeName string
+	Timeout  time.Duration // for the whole readiness wait
+	// SigningDuration is the lifetime of the certificates the CSR signer
+	// issues (kube-controller-manager --cluster-signing-duration); 0 keeps
+	// its default (a year). Tests make it short to see renewals.
+	SigningDuration time.Duration
+	Verbosity       int // the components' -v
 	// MetricsServer also runs metrics-server behind the aggregation layer
 	// (metrics.k8s.io, kubectl top), scraping nodes every MetricResolution.
 	MetricsServer    bool
@@ -100,6 +103,9 @@ type Node struct {
 	ServingCert string `json:"servingCert"`
 	ServingKey  string `json:"servingKey"`
 	ClientCA    string `json:"clientCA"` // verifies the apiserver's client cert on :10250
+	// BootstrapKubeconfig holds a bootstrap token: the node's TLS
+	// bootstrapping (kubelet --bootstrap-kubeconfig) starts from it.
+	BootstrapKubeconfig string `json:"bootstrapKubeconfig"`
 }
 
 // Component is one started process.

@@ -9,38 +9,39 @@ import (
 
 const crbPath = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
 
-func bindUser(name, role, user string) string {
+// BootstrapGroup is the group kubeadm's node bootstrap tokens carry
+// (auth-extra-groups); the bindings below are granted to it.
+const BootstrapGroup = "system:bootstrappers:kubeadm:default-node-token"
+
+func binding(name, role, kind, subject string) string {
 	return fmt.Sprintf(`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding",
 "metadata":{"name":%q},
 "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":%q},
-"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":%q}]}`, name, role, user)
+"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":%q,"name":%q}]}`, name, role, kind, subject)
 }
 
-// nodeReadRole lets the node list and watch what virtual-kubelet's informers
-// want cluster-wide. The Node authorizer only grants a kubelet the secrets and
-// configmaps of pods bound to it, fetched one by one, so informers over all
-// secrets/configmaps/services never sync and the node hangs at start.
-const nodeReadRole = `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",
-"metadata":{"name":"vk-applevm:node-read"},
-"rules":[{"apiGroups":[""],"resources":["secrets","configmaps","services"],"verbs":["get","list","watch"]}]}`
-
-// applyRBAC creates the bindings upstream's bootstrap policy does not have.
-func applyRBAC(ctx context.Context, a *api, f *pki.Files, nodeRead bool) error {
-	// kube-apiserver → kubelet: the node's webhook authorizer asks the
-	// apiserver (SubjectAccessReview) whether this user may use nodes/proxy,
-	// nodes/log, ...; system:kubelet-api-admin is the role kubeadm binds.
-	if err := a.ensure(ctx, crbPath, bindUser("vk-applevm:apiserver-kubelet-client",
-		"system:kubelet-api-admin", pki.KubeletClientUser)); err != nil {
-		return fmt.Errorf("granting the apiserver access to the kubelet API: %w", err)
-	}
-	if !nodeRead {
-		return nil
-	}
-	if err := a.ensure(ctx, "/apis/rbac.authorization.k8s.io/v1/clusterroles", nodeReadRole); err != nil {
-		return fmt.Errorf("creating the node read role: %w", err)
-	}
-	if err := a.ensure(ctx, crbPath, bindUser("vk-applevm:node-read", "vk-applevm:node-read", f.NodeUser)); err != nil {
-		return fmt.Errorf("binding the node read role: %w", err)
+// applyRBAC creates the bindings upstream's bootstrap policy does not have:
+// the apiserver's access to the kubelet API, and kubeadm's TLS
+// bootstrapping bindings (kubeadm init phase bootstrap-token). The node
+// itself gets nothing more: the Node authorizer and NodeRestriction govern
+// it, as a kubelet.
+func applyRBAC(ctx context.Context, a *api, _ *pki.Files) error {
+	for _, b := range []struct{ name, role, kind, subject string }{
+		// kube-apiserver → kubelet: the node's webhook authorizer asks the
+		// apiserver (SubjectAccessReview) whether this user may use
+		// nodes/proxy, nodes/log, ...; system:kubelet-api-admin is the role
+		// kubeadm binds.
+		{"vk-applevm:apiserver-kubelet-client", "system:kubelet-api-admin", "User", pki.KubeletClientUser},
+		// A bootstrap token may create a node client CSR ...
+		{"kubeadm:kubelet-bootstrap", "system:node-bootstrapper", "Group", BootstrapGroup},
+		// ... which csrapproving approves for it ...
+		{"kubeadm:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "Group", BootstrapGroup},
+		// ... and a node renews its own client certificate.
+		{"kubeadm:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "Group", "system:nodes"},
+	} {
+		if err := a.ensure(ctx, crbPath, binding(b.name, b.role, b.kind, b.subject)); err != nil {
+			return fmt.Errorf("creating cluster role binding %s: %w", b.name, err)
+		}
 	}
 	return nil
 }

@@ -82,7 +82,7 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*Summary, error) {
 			Name: c.NodeName, IP: c.NetNS.IP.String(), Kubeconfig: p.node,
 			ClientCert: pki.Crt(files.NodeClient), ClientKey: pki.Key(files.NodeClient),
 			ServingCert: pki.Crt(files.KubeletServing), ServingKey: pki.Key(files.KubeletServing),
-			ClientCA: pki.Crt(files.CA),
+			ClientCA: pki.Crt(files.CA), BootstrapKubeconfig: p.bootstrap,
 		},
 		Components: map[string]Component{},
 	}
@@ -129,7 +129,10 @@ func Up(ctx context.Context, c Config, log *slog.Logger) (*Summary, error) {
 		return fail(err)
 	}
 	log.Info("kube-apiserver is ready", "after", time.Since(start).Round(100*time.Millisecond))
-	if err := applyRBAC(ctx, a, files, c.NodeRBAC); err != nil {
+	if err := applyRBAC(ctx, a, files); err != nil {
+		return fail(err)
+	}
+	if err := bootstrapToken(ctx, a, p, files, time.Now()); err != nil {
 		return fail(err)
 	}
 	// Started only now: before the apiserver answers they just log errors.

@@ -58,3 +58,35 @@ current-context: vk-applevm
 	}
 	return nil
 }
+
+// WriteTokenKubeconfig writes a kubeconfig for server that authenticates
+// with a bearer token (a bootstrap token) and trusts the CA caBase.
+func WriteTokenKubeconfig(path, server, user, caBase, token string) error {
+	b, err := os.ReadFile(Crt(caBase))
+	if err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	const tmpl = `apiVersion: v1
+kind: Config
+clusters:
+- name: vk-applevm
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: %s
+  user:
+    token: %s
+contexts:
+- name: vk-applevm
+  context:
+    cluster: vk-applevm
+    user: %s
+current-context: vk-applevm
+`
+	data := fmt.Sprintf(tmpl, server, base64.StdEncoding.EncodeToString(b), user, token, user)
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/vk-applevm/vk-applevm/container"
+)
+
+// run runs the CLI in-process and returns its exit code and output.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := runMain(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpExitsZeroEverywhere(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"help"}, {}, {"run", "--help"}, {"run", "-h"}, {"help", "run"}, {"images", "pull", "--help"},
+		{"node", "--help"}, {"exec", "--help"}, {"ps", "--help"}, {"kernel", "fetch", "--help"}, {"completion", "--help"},
+	} {
+		code, out, errOut := run(t, args...)
+		if code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("vk-applevm %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
+
+// TestUsageErrorsExit125OneLine: what docker run does for a bad command
+// line, in one line that says what was wrong.
+func TestUsageErrorsExit125OneLine(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--bogus", "busybox"}, "unknown flag: --bogus"},
+		{[]string{"run", "-Q", "busybox"}, "unknown shorthand flag: 'Q'"},
+		{[]string{"run"}, "want an IMAGE"},
+		{[]string{"run", "--memory", "lots", "busybox"}, `--memory "lots"`},
+		{[]string{"run", "--pull", "sometimes", "busybox"}, `--pull "sometimes"`},
+		{[]string{"run", "-v", "relative-only", "busybox"}, "want HOST:CONTAINER[:ro]"},
+		{[]string{"run", "-d", "--rm", "busybox"}, "-d and --rm together"},
+		{[]string{"no-such-command"}, `unknown command "no-such-command"`},
+		{[]string{"images", "frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"logs"}, "want one CONTAINER"},
+		{[]string{"ps", "--format", "yaml"}, `--format "yaml"`},
+		{[]string{"--log-level", "loud", "ps"}, `--log-level "loud"`},
+		{[]string{"node", "--config", "/nonexistent/node.yaml"}, "read config"},
+	} {
+		code, _, errOut := run(t, tc.args...)
+		if code != 125 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("vk-applevm %s: exit %d, stderr %q; want 125 and one line with %q", strings.Join(tc.args, " "), code, errOut, tc.want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, _ := run(t, args...)
+		if code != 0 || !strings.HasPrefix(out, "vk-applevm "+version) {
+			t.Errorf("%v: exit %d, %q", args, code, out)
+		}
+	}
+}
+
+func TestCompletionScripts(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		code, out, _ := run(t, "completion", shell)
+		if code != 0 || !strings.Contains(out, "vk-applevm") || len(out) < 500 {
+			t.Errorf("completion %s: exit %d, %d bytes", shell, code, len(out))
+		}
+	}
+}
+
+// parseRun parses a run command line without running it.
+func parseRun(t *testing.T, args ...string) (*runFlags, []string) {
+	t.Helper()
+	g := &globals{}
+	var captured runFlags
+	var rest []string
+	cmd := newRunCommand(g)
+	cmd.RunE = nil
+	cmd.Run = func(c *cobra.Command, a []string) { rest = a }
+	root := newRootCommand(g)
+	for _, c := range root.Commands() {
+		if c.Name() == "run" {
+			root.RemoveCommand(c)
+		}
+	}
+	root.AddCommand(cmd)
+	root.SetArgs(append([]string{"run"}, args...))
+	root.SetOut(&bytes.Buffer{})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	fl := cmd.Flags()
+	captured.stdin, _ = fl.GetBool("interactive")
+	captured.tty, _ = fl.GetBool("tty")
+	captured.detach, _ = fl.GetBool("detach")
+	captured.rm, _ = fl.GetBool("rm")
+	captured.env, _ = fl.GetStringArray("env")
+	captured.volumes, _ = fl.GetStringArray("volume")
+	captured.name, _ = fl.GetString("name")
+	captured.entrypoint, _ = fl.GetString("entrypoint")
+	return &captured, rest
+}
+
+// TestRunFlagsAsDocker: combined short flags, flags ending at the image,
+// the container's own flags left alone.
+func TestRunFlagsAsDocker(t *testing.T) {
+	f, rest := parseRun(t, "-it", "--rm", "-e", "A=1", "--env", "B=2", "-v", "/tmp:/data:ro", "--name", "x",
+		"--entrypoint", "/bin/sh", "busybox", "-c", "ls -l")
+	if !f.stdin || !f.tty || !f.rm || f.detach || f.name != "x" || f.entrypoint != "/bin/sh" ||
+		strings.Join(f.env, ",") != "A=1,B=2" || strings.Join(f.volumes, ",") != "/tmp:/data:ro" {
+		t.Fatalf("flags %+v", f)
+	}
+	if strings.Join(rest, "|") != "busybox|-c|ls -l" {
+		t.Fatalf("arguments %q", rest)
+	}
+	f, _ = parseRun(t, "-dit", "busybox")
+	if !f.stdin || !f.tty || !f.detach {
+		t.Fatalf("-dit: %+v", f)
+	}
+}
+
+func TestEnvSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(file, []byte("# comment\n\nFROM_FILE=1\n  SPACED=a b\nHOST_ONLY\nMISSING\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(k string) (string, bool) {
+		if k == "HOST_ONLY" || k == "FLAG_HOST" {
+			return "from-host", true
+		}
+		return "", false
+	}
+	got, err := envSettings([]string{"A=x=y", "FLAG_HOST", "EMPTY="}, []string{file}, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "FROM_FILE=1|SPACED=a b|HOST_ONLY=from-host|A=x=y|FLAG_HOST=from-host|EMPTY="
+	if strings.Join(got, "|") != want {
+		t.Fatalf("env %q, want %q", strings.Join(got, "|"), want)
+	}
+	if _, err := envSettings([]string{"=v"}, nil, lookup); err == nil {
+		t.Fatal("an empty key was accepted")
+	}
+	if _, err := envSettings(nil, []string{filepath.Join(t.TempDir(), "none")}, lookup); err == nil {
+		t.Fatal("a missing env file was accepted")
+	}
+}
+
+func TestParseVolumes(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	os.WriteFile(file, nil, 0o644)
+	got, err := parseVolumes([]string{dir + ":/data", dir + ":/ro:ro", dir + ":/rw/:rw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []container.Mount{
+		{Kind: container.MountShare, HostPath: dir, Destination: "/data"},
+		{Kind: container.MountShare, HostPath: dir, Destination: "/ro", ReadOnly: true},
+		{Kind: container.MountShare, HostPath: dir, Destination: "/rw"},
+	}
+	for i := range want {
+		if got[i].Kind != want[i].Kind || got[i].HostPath != want[i].HostPath || got[i].Destination != want[i].Destination || got[i].ReadOnly != want[i].ReadOnly {
+			t.Fatalf("mount %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	for _, bad := range []string{dir, dir + ":data", dir + ":/d:rx", filepath.Join(dir, "missing") + ":/d", file + ":/f", ":/d"} {
+		if _, err := parseVolumes([]string{bad}); err == nil {
+			t.Errorf("-v %q accepted", bad)
+		}
+	}
+}

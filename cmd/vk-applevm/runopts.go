@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vk-applevm/vk-applevm/container"
+)
+
+// envSettings turns -e and --env-file into KEY=VALUE settings, as docker
+// run does: files first, then -e in order; "KEY" alone takes this
+// process's value of KEY and is dropped when it has none.
+func envSettings(flags, files []string, lookup func(string) (string, bool)) ([]string, error) {
+	var out []string
+	add := func(where, kv string) error {
+		k, _, hasValue := strings.Cut(kv, "=")
+		if k == "" || strings.ContainsAny(k, " \t") {
+			return fmt.Errorf("%s %q: want KEY=VALUE or KEY", where, kv)
+		}
+		if hasValue {
+			out = append(out, kv)
+		} else if v, ok := lookup(k); ok {
+			out = append(out, k+"="+v)
+		}
+		return nil
+	}
+	for _, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--env-file: %w", err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimLeft(sc.Text(), " \t")
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if err := add(fmt.Sprintf("--env-file %s line %d:", path, n), line); err != nil {
+				return nil, err
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("--env-file %s: %w", path, err)
+		}
+	}
+	for _, kv := range flags {
+		if err := add("-e", kv); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// parseVolumes turns -v HOST:CONTAINER[:ro|rw] into directory shares
+// (virtio-fs). The host directory must exist: like Apple's container, and
+// unlike docker, nothing is created on the host behind the user's back.
+func parseVolumes(specs []string) ([]container.Mount, error) {
+	var out []container.Mount
+	for _, spec := range specs {
+		parts := strings.Split(spec, ":")
+		ro := false
+		if n := len(parts); n == 3 {
+			switch parts[2] {
+			case "ro":
+				ro = true
+			case "rw":
+			default:
+				return nil, fmt.Errorf("-v %q: the mode after the second ':' must be ro or rw", spec)
+			}
+			parts = parts[:2]
+		}
+		if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+			return nil, fmt.Errorf("-v %q: want HOST:CONTAINER[:ro]", spec)
+		}
+		host, err := filepath.Abs(parts[0])
+		if err != nil {
+			return nil, fmt.Errorf("-v %q: %w", spec, err)
+		}
+		fi, err := os.Stat(host)
+		if err != nil {
+			return nil, fmt.Errorf("-v %q: %w", spec, err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("-v %q: %s is not a directory (only directories are shared with the VM)", spec, host)
+		}
+		dst := parts[1]
+		if !strings.HasPrefix(dst, "/") {
+			return nil, fmt.Errorf("-v %q: the container path must be absolute", spec)
+		}
+		out = append(out, container.Mount{Kind: container.MountShare, HostPath: host, Destination: filepath.Clean(dst), ReadOnly: ro})
+	}
+	return out, nil
+}

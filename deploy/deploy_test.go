@@ -1,0 +1,232 @@
+// Package deploy holds the files that install vk-applevm as a service
+// (launchd on macOS, systemd on Linux), the RBAC a cluster may need, and
+// deploy/kina's join and leave scripts; its tests check them.
+package deploy
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// parsePlist decodes an XML property list into Go values (dict →
+// map[string]any, array → []any, string/integer → string, true/false →
+// bool). Enough to check what launchd will read.
+func parsePlist(data []byte) (any, error) {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	d.Strict = true
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, fmt.Errorf("no <plist>: %w", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "plist" {
+			v, _, err := plistValue(d)
+			return v, err
+		}
+	}
+}
+
+// plistValue reads the next value; end reports a closing tag instead.
+func plistValue(d *xml.Decoder) (v any, end bool, err error) {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, false, err
+		}
+		switch t := tok.(type) {
+		case xml.EndElement:
+			return nil, true, nil
+		case xml.StartElement:
+			switch t.Name.Local {
+			case "dict":
+				m := map[string]any{}
+				for {
+					k, end, err := plistValue(d)
+					if err != nil {
+						return nil, false, err
+					}
+					if end {
+						return m, false, nil
+					}
+					key, ok := k.(plistKey)
+					if !ok {
+						return nil, false, fmt.Errorf("dict entry without <key>: %v", k)
+					}
+					val, end, err := plistValue(d)
+					if err != nil || end {
+						return nil, false, fmt.Errorf("key %q without a value (%v)", key, err)
+					}
+					m[string(key)] = val
+				}
+			case "array":
+				var a []any
+				for {
+					e, end, err := plistValue(d)
+					if err != nil {
+						return nil, false, err
+					}
+					if end {
+						return a, false, nil
+					}
+					a = append(a, e)
+				}
+			case "true", "false":
+				if err := d.Skip(); err != nil {
+					return nil, false, err
+				}
+				return t.Name.Local == "true", false, nil
+			case "key", "string", "integer":
+				var s string
+				if err := d.DecodeElement(&s, &t); err != nil {
+					return nil, false, err
+				}
+				if t.Name.Local == "key" {
+					return plistKey(s), false, nil
+				}
+				return s, false, nil
+			default:
+				return nil, false, fmt.Errorf("unexpected <%s>", t.Name.Local)
+			}
+		}
+	}
+}
+
+type plistKey string
+
+func checkAgent(t *testing.T, data []byte, bin, config, logDir string) {
+	t.Helper()
+	v, err := parsePlist(data)
+	if err != nil {
+		t.Fatalf("not a property list: %v\n%s", err, data)
+	}
+	p, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("top level is %T, want a dict", v)
+	}
+	if p["Label"] != "io.vk-applevm.node" || p["KeepAlive"] != true || p["RunAtLoad"] != true || p["AbandonProcessGroup"] != true {
+		t.Errorf("Label/KeepAlive/RunAtLoad/AbandonProcessGroup: %v %v %v %v", p["Label"], p["KeepAlive"], p["RunAtLoad"], p["AbandonProcessGroup"])
+	}
+	args, _ := p["ProgramArguments"].([]any)
+	if want := []any{bin, "node", "--config", config}; fmt.Sprint(args) != fmt.Sprint(want) {
+		t.Errorf("ProgramArguments %q, want %q", args, want)
+	}
+	for _, k := range []string{"StandardOutPath", "StandardErrorPath"} {
+		if p[k] != logDir+"/node.log" {
+			t.Errorf("%s = %v, want %s/node.log", k, p[k], logDir)
+		}
+	}
+}
+
+// TestLaunchdAgent checks the committed template and what join.sh makes of
+// it for paths with spaces and XML's special characters (a Mac's state
+// lives under "Application Support").
+func TestLaunchdAgent(t *testing.T) {
+	tmpl, err := os.ReadFile("launchd/io.vk-applevm.node.plist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgent(t, tmpl, "@BIN@", "@CONFIG@", "@LOGDIR@")
+
+	home := "/Users/Jane Doe & Co"
+	dir := home + "/Library/Application Support/vk-applevm"
+	bin := home + "/src/vk-applevm/bin/vk-applevm"
+	logDir := home + "/Library/Logs/vk-applevm"
+	cmd := exec.Command("sh", "kina/join.sh", "--print-plist", "--bin", bin, "--dir", dir, "--root", dir, "--log-dir", logDir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	rendered, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("join.sh --print-plist: %v\n%s", err, stderr.String())
+	}
+	checkAgent(t, rendered, bin, dir+"/node.yaml", logDir)
+	if regexp.MustCompile(`@[A-Z]+@`).Match(rendered) {
+		t.Errorf("placeholders left:\n%s", rendered)
+	}
+	if runtime.GOOS == "darwin" {
+		// Every Mac has plutil; it checks the file as launchd reads it.
+		for name, data := range map[string][]byte{"template": tmpl, "rendered": rendered} {
+			f := filepath.Join(t.TempDir(), name+".plist")
+			os.WriteFile(f, data, 0o644)
+			if out, err := exec.Command("plutil", "-lint", f).CombinedOutput(); err != nil {
+				t.Errorf("plutil -lint %s: %v\n%s", name, err, out)
+			}
+		}
+	}
+}
+
+func TestSystemdUnit(t *testing.T) {
+	b, err := os.ReadFile("systemd/vk-applevm-node.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	section := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "["):
+			section = strings.Trim(line, "[]")
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				t.Fatalf("not key=value: %q", line)
+			}
+			settings[section+"."+k] = v
+		}
+	}
+	for k, want := range map[string]string{
+		"Service.ExecStart": "/usr/local/bin/vk-applevm node --config /etc/vk-applevm/node.yaml",
+		"Service.Restart":   "always",
+		// The VMs' helper processes must survive the node's restarts.
+		"Service.KillMode": "process",
+		"Install.WantedBy": "multi-user.target",
+		"Unit.After":       "network-online.target",
+	} {
+		if settings[k] != want {
+			t.Errorf("%s = %q, want %q", k, settings[k], want)
+		}
+	}
+}
+
+func TestRBACManifests(t *testing.T) {
+	want := map[string]map[string]string{
+		"rbac/bootstrap.yaml": {
+			"kubeadm:kubelet-bootstrap":                     "system:node-bootstrapper",
+			"kubeadm:node-autoapprove-bootstrap":            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+			"kubeadm:node-autoapprove-certificate-rotation": "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+		},
+		"rbac/node-without-node-authorizer.yaml": {"vk-applevm:system-node": "system:node"},
+	}
+	for file, bindings := range want {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, doc := range strings.Split(string(b), "\n---\n") {
+			var crb rbacv1.ClusterRoleBinding
+			if err := yaml.UnmarshalStrict([]byte(doc), &crb); err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			if crb.Kind != "ClusterRoleBinding" || len(crb.Subjects) != 1 || crb.Subjects[0].Kind != "Group" {
+				t.Errorf("%s: %s is not a binding to one group", file, crb.Name)
+			}
+			got[crb.Name] = crb.RoleRef.Name
+		}
+		if fmt.Sprint(got) != fmt.Sprint(bindings) {
+			t.Errorf("%s: bindings %v, want %v", file, got, bindings)
+		}
+	}
+}
