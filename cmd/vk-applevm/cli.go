@@ -77,7 +77,7 @@ func (g *globals) openNetwork(ctx context.Context) (*switchnet.Network, error) {
 	dir := switchnet.SwitchDir(g.root)
 	n, err := switchnet.Open(ctx, switchnet.Config{
 		StateDir: g.root, Log: g.log,
-		SwitchCommand: []string{exe, "--log-level", g.logLevel.String(), "switch", "--dir", dir},
+		SwitchCommand: []string{exe, "switch", "--dir", dir},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up the pod network: %w", err)
