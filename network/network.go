@@ -59,6 +59,21 @@ type AttachOptions struct {
 	Ports []Port `json:"ports,omitempty"`
 }
 
+// Publisher publishes a pod's ports on the host (`run -p`, hostPort).
+type Publisher interface {
+	// Publish replaces the ports owner publishes for the pod at podIP;
+	// nil withdraws them. A port another owner holds is refused.
+	Publish(ctx context.Context, owner string, podIP netip.Addr, ports []PublishedPort) error
+}
+
+// PublishedPort is a pod's port reached at a host address.
+type PublishedPort struct {
+	HostIP   netip.Addr `json:"hostIP"`
+	HostPort uint16     `json:"hostPort"`
+	Protocol string     `json:"protocol"` // TCP or UDP
+	Port     uint16     `json:"port"`
+}
+
 // Port is one port a container serves.
 type Port struct {
 	Protocol string `json:"protocol"` // TCP or UDP

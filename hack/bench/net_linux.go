@@ -153,7 +153,7 @@ func newNetBench(ctx context.Context, o options, bundle guest.Bundle, work strin
 	}
 	hp := uint16(free.Addr().(*net.TCPAddr).Port)
 	free.Close()
-	if err := sw.SetHostPorts(ctx, []vswitch.HostPort{{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: hp, Protocol: "TCP", PodIP: sp.server.Addr(), Port: 80}}); err != nil {
+	if err := sw.SetHostPorts(ctx, "bench", []vswitch.HostPort{{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: hp, Protocol: "TCP", PodIP: sp.server.Addr(), Port: 80}}); err != nil {
 		return nil, fmt.Errorf("publish the server's port: %w", err)
 	}
 	sp.published = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(hp)))

@@ -241,9 +241,19 @@ func (n *Network) SetServices(ctx context.Context, t vswitch.ServiceTable) error
 	return n.sw.SetServices(ctx, t)
 }
 
-// SetHostPorts replaces the ports published on the host.
-func (n *Network) SetHostPorts(ctx context.Context, hps []vswitch.HostPort) error {
-	return n.sw.SetHostPorts(ctx, hps)
+// SetHostPorts replaces the ports owner publishes on the host.
+func (n *Network) SetHostPorts(ctx context.Context, owner string, hps []vswitch.HostPort) error {
+	return n.sw.SetHostPorts(ctx, owner, hps)
+}
+
+// Publish implements network.Publisher: ports of a pod published on the
+// host by owner; nil withdraws them.
+func (n *Network) Publish(ctx context.Context, owner string, podIP netip.Addr, ports []network.PublishedPort) error {
+	var hps []vswitch.HostPort
+	for _, p := range ports {
+		hps = append(hps, vswitch.HostPort{HostIP: p.HostIP, HostPort: p.HostPort, Protocol: strings.ToUpper(p.Protocol), PodIP: podIP, Port: p.Port})
+	}
+	return n.sw.SetHostPorts(ctx, owner, hps)
 }
 
 // DialContext connects to addr ("ip:port") inside the pod network, as the

@@ -78,12 +78,14 @@ func (c *Client) SetServices(ctx context.Context, t ServiceTable) error {
 	return c.call(ctx, http.MethodPut, "/services", t, nil)
 }
 
-// SetHostPorts replaces the published host ports.
-func (c *Client) SetHostPorts(ctx context.Context, hps []HostPort) error {
+// SetHostPorts replaces the host ports owner publishes ("node" for the
+// node's pods, a container's id for `vk-applevm run -p`); nil withdraws
+// them. A port another owner publishes is refused.
+func (c *Client) SetHostPorts(ctx context.Context, owner string, hps []HostPort) error {
 	if hps == nil {
 		hps = []HostPort{}
 	}
-	return c.call(ctx, http.MethodPut, "/hostports", hps, nil)
+	return c.call(ctx, http.MethodPut, "/hostports/"+url.PathEscape(owner), hps, nil)
 }
 
 // Dial connects to addr inside the pod network, from the gateway: the

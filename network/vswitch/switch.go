@@ -80,7 +80,9 @@ type state struct {
 	Endpoints []Endpoint        `json:"endpoints,omitempty"`
 	Listeners map[string][]Port `json:"listeners,omitempty"`
 	Services  *ServiceTable     `json:"services,omitempty"`
-	HostPorts []HostPort        `json:"hostPorts,omitempty"`
+	// HostPorts are the published ports by owner ("node", a CLI
+	// container's id).
+	HostPorts map[string][]HostPort `json:"hostPorts,omitempty"`
 }
 
 // Switch is a running switch.
@@ -96,7 +98,7 @@ type Switch struct {
 	mu        sync.Mutex // serialises changes and their saving
 	listeners map[string][]Port
 	services  *ServiceTable
-	hostPorts []HostPort
+	hostPorts map[string][]HostPort // by owner
 }
 
 // Run serves the switch of dir until ctx ends.
@@ -166,7 +168,7 @@ func newSwitch(dir string, cfg Config, log *slog.Logger) (*Switch, error) {
 		gw.close()
 		return nil, err
 	}
-	s := &Switch{dir: dir, cfg: cfg, log: log, gw: gw, r: r, start: time.Now(), listeners: map[string][]Port{}}
+	s := &Switch{dir: dir, cfg: cfg, log: log, gw: gw, r: r, start: time.Now(), listeners: map[string][]Port{}, hostPorts: map[string][]HostPort{}}
 	s.hp = newHostPorts(gw.DialInside, log)
 	return s, nil
 }
@@ -260,8 +262,10 @@ func (s *Switch) restore() error {
 			s.services = st.Services
 		}
 	}
-	s.hostPorts = st.HostPorts
-	errs = append(errs, s.hp.set(st.HostPorts))
+	for owner, hps := range st.HostPorts {
+		s.hostPorts[owner] = hps
+	}
+	errs = append(errs, s.hp.set(s.allHostPorts()))
 	return errors.Join(errs...)
 }
 
@@ -383,7 +387,7 @@ func (s *Switch) status() Status {
 //	DELETE /endpoints/{id}
 //	PUT    /endpoints/{id}/listeners []Port
 //	PUT    /services                 ServiceTable
-//	PUT    /hostports                []HostPort
+//	PUT    /hostports/{owner}        []HostPort (an owner's set: "node", a container)
 //	POST   /dial?network=tcp&addr=ip:port → 200, then the connection is
 //	       spliced to addr inside the pod network
 func (s *Switch) handler() http.Handler {
@@ -436,19 +440,62 @@ func (s *Switch) handler() http.Handler {
 			return nil
 		})
 	})
-	mux.HandleFunc("PUT /hostports", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("PUT /hostports/{owner}", func(w http.ResponseWriter, r *http.Request) {
 		var hps []HostPort
 		if !readJSON(w, r, &hps) {
 			return
 		}
+		owner := r.PathValue("owner")
 		s.change(w, func() error {
-			err := s.hp.set(hps)
-			s.hostPorts = hps
-			return err
+			if err := s.conflicts(owner, hps); err != nil {
+				return err
+			}
+			s.setOwner(owner, hps)
+			// Listeners that cannot open (the port is taken on the host)
+			// are reported; the owner's set stays, so a later push
+			// retries them.
+			if err := s.hp.set(s.allHostPorts()); err != nil {
+				return err
+			}
+			return nil
 		})
 	})
 	mux.HandleFunc("POST /dial", s.serveDial)
 	return mux
+}
+
+// conflicts refuses a host port another owner publishes.
+func (s *Switch) conflicts(owner string, hps []HostPort) error {
+	for other, theirs := range s.hostPorts {
+		if other == owner {
+			continue
+		}
+		for _, t := range theirs {
+			for _, h := range hps {
+				if hostPortKey(t) == hostPortKey(h) {
+					return fmt.Errorf("host port %s is published by %s", hostPortKey(h), other)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Switch) setOwner(owner string, hps []HostPort) {
+	if len(hps) == 0 {
+		delete(s.hostPorts, owner)
+		return
+	}
+	s.hostPorts[owner] = hps
+}
+
+// allHostPorts is every owner's host ports.
+func (s *Switch) allHostPorts() []HostPort {
+	var out []HostPort
+	for _, hps := range s.hostPorts {
+		out = append(out, hps...)
+	}
+	return out
 }
 
 // change applies a mutation and saves the state.

@@ -468,7 +468,7 @@ func TestDialAndHostPortsReachTheServingVM(t *testing.T) {
 	hostPort := uint16(probe.Addr().(*net.TCPAddr).Port)
 	probe.Close()
 	hp := HostPort{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: hostPort, Protocol: "TCP", PodIP: podB, Port: 80}
-	if err := ts.c.SetHostPorts(ctx, []HostPort{hp}); err != nil {
+	if err := ts.c.SetHostPorts(ctx, "node", []HostPort{hp}); err != nil {
 		t.Fatal(err)
 	}
 	hc, err := net.Dial("tcp", netip.AddrPortFrom(hp.HostIP, hostPort).String())
@@ -480,11 +480,15 @@ func TestDialAndHostPortsReachTheServingVM(t *testing.T) {
 	if string(b) != "web" {
 		t.Fatalf("host port → %q", b)
 	}
+	// Another owner cannot take it.
+	if err := ts.c.SetHostPorts(ctx, "container-1", []HostPort{hp}); err == nil || !strings.Contains(err.Error(), "published by node") {
+		t.Errorf("a second owner of %d: %v", hostPort, err)
+	}
 	// A taken host port is reported, not silently ignored.
-	if err := ts.c.SetHostPorts(ctx, []HostPort{hp, {HostIP: hp.HostIP, HostPort: uint16(ts.port(t)), Protocol: "TCP", PodIP: podB, Port: 80}}); err == nil {
+	if err := ts.c.SetHostPorts(ctx, "node", []HostPort{hp, {HostIP: hp.HostIP, HostPort: uint16(ts.port(t)), Protocol: "TCP", PodIP: podB, Port: 80}}); err == nil {
 		t.Error("publishing a taken host port succeeded")
 	}
-	if err := ts.c.SetHostPorts(ctx, nil); err != nil {
+	if err := ts.c.SetHostPorts(ctx, "node", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := net.DialTimeout("tcp", netip.AddrPortFrom(hp.HostIP, hostPort).String(), time.Second); err == nil {

@@ -16,7 +16,7 @@ import (
 // Switch is what Sync pushes to (network/switchnet.Network).
 type Switch interface {
 	SetServices(ctx context.Context, t vswitch.ServiceTable) error
-	SetHostPorts(ctx context.Context, hps []vswitch.HostPort) error
+	SetHostPorts(ctx context.Context, owner string, hps []vswitch.HostPort) error
 }
 
 // Sync keeps the switch's Service table and host ports in step with the
@@ -40,6 +40,9 @@ type Sync struct {
 
 	kick chan struct{}
 }
+
+// NodeOwner owns the node's pods' host ports on the switch.
+const NodeOwner = "node"
 
 // Default intervals.
 const (
@@ -126,7 +129,7 @@ func (s *Sync) push(ctx context.Context, lastServices **vswitch.ServiceTable, la
 	}
 	hps := HostPorts(pods, parseAddr(s.NodeIP))
 	if force || !reflect.DeepEqual(*lastPorts, hps) {
-		if herr := s.Switch.SetHostPorts(ctx, hps); herr != nil {
+		if herr := s.Switch.SetHostPorts(ctx, NodeOwner, hps); herr != nil {
 			err = herr
 		} else {
 			*lastPorts = hps

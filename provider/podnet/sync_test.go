@@ -36,7 +36,7 @@ func (r *recordingSwitch) SetServices(_ context.Context, t vswitch.ServiceTable)
 	return nil
 }
 
-func (r *recordingSwitch) SetHostPorts(_ context.Context, hps []vswitch.HostPort) error {
+func (r *recordingSwitch) SetHostPorts(_ context.Context, _ string, hps []vswitch.HostPort) error {
 	r.mu.Lock()
 	defer func() { r.mu.Unlock(); r.pushed <- struct{}{} }()
 	if r.fail {
