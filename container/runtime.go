@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/image/ext4"
 	"github.com/vk-applevm/vk-applevm/network"
+	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
 )
 
@@ -180,7 +182,13 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 			_ = sc.Delete(cctx)
 		}
 		if attached {
+			if pub, ok := r.cfg.Network.(network.Publisher); ok && len(cfg.Publish) > 0 {
+				_ = pub.Publish(cctx, id, netip.Addr{}, nil)
+			}
 			_ = r.cfg.Network.Detach(cctx, id)
+			if cfg.Network.Pod == "" {
+				_ = r.cfg.Network.ReleasePod(cctx, id)
+			}
 		}
 		_ = os.RemoveAll(dir)
 	}()
@@ -205,6 +213,15 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 		return nil, fmt.Errorf("attach to the VM network: %w", err)
 	}
 	attached = true
+	if len(cfg.Publish) > 0 {
+		pub, ok := r.cfg.Network.(network.Publisher)
+		if !ok {
+			return nil, fmt.Errorf("publish ports: %w by this network", vm.ErrNotSupported)
+		}
+		if err := pub.Publish(ctx, id, ep.IP, cfg.Publish); err != nil {
+			return nil, fmt.Errorf("publish ports: %w", err)
+		}
+	}
 	rec := record{Config: cfg, Image: img.DigestRef(), ImageDigest: img.Digest, Endpoint: ep, Rosetta: rosetta, Created: time.Now().UTC()}
 	if err := writeRecord(dir, rec); err != nil {
 		return nil, err

@@ -405,8 +405,20 @@ func (s *Sandbox) Delete(ctx context.Context) error {
 	if err := s.shim.Delete(ctx); err != nil {
 		return fmt.Errorf("delete VM %s: %w", s.id, err)
 	}
+	if pub, ok := s.rt.cfg.Network.(network.Publisher); ok && len(s.rec.Config.Publish) > 0 {
+		if err := pub.Publish(ctx, s.id, netip.Addr{}, nil); err != nil {
+			return fmt.Errorf("withdraw the published ports of VM %s: %w", s.id, err)
+		}
+	}
 	if err := s.rt.cfg.Network.Detach(ctx, s.id); err != nil {
-		return fmt.Errorf("release the address of VM %s: %w", s.id, err)
+		return fmt.Errorf("unplug VM %s: %w", s.id, err)
+	}
+	// A VM that is a pod of its own (a CLI container) frees the pod's
+	// address; pods of several VMs are released by their owner.
+	if s.rec.Config.Network.Pod == "" {
+		if err := s.rt.cfg.Network.ReleasePod(ctx, s.id); err != nil {
+			return fmt.Errorf("release the address of VM %s: %w", s.id, err)
+		}
 	}
 	if err := os.RemoveAll(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", s.dir, err)

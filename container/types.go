@@ -54,6 +54,9 @@ type SandboxConfig struct {
 	Mounts []Mount `json:"mounts,omitempty"`
 	// Network places the VM on the pod network; zero: a pod of its own.
 	Network network.AttachOptions `json:"network,omitzero"`
+	// Publish reaches the VM's ports at host addresses (`run -p`); the
+	// runtime withdraws them when the VM is deleted.
+	Publish []network.PublishedPort `json:"publish,omitempty"`
 	// LogDir receives the container's logs (<LogDir>/<LogName>.log).
 	LogDir string `json:"logDir"`
 }

@@ -60,6 +60,7 @@ type psEntry struct {
 	Image   string    `json:"image"`
 	Status  string    `json:"status"`
 	IP      string    `json:"ip,omitempty"`
+	Ports   string    `json:"ports,omitempty"`
 	Created time.Time `json:"created"`
 	// Pod is namespace/pod/container for a pod's VM; empty for CLI ones.
 	Pod string `json:"pod,omitempty"`
@@ -99,7 +100,8 @@ func runPs(cmd *cobra.Command, g *globals, all bool, format string) error {
 	for _, sb := range sbs {
 		state, vmUp := mainState(ctx, sb)
 		if vmUp || all {
-			e := psEntry{ID: sb.ID(), Name: sb.Name(), Image: sb.Config().ImageRef, Status: state, IP: sb.IP(), Created: sb.Created()}
+			e := psEntry{ID: sb.ID(), Name: sb.Name(), Image: sb.Config().ImageRef, Status: state, IP: sb.IP(),
+				Ports: publishedString(sb.Config().Publish), Created: sb.Created()}
 			if sb.Labels()[labelCLI] == "" {
 				e.Pod = sb.Name()
 			}
@@ -112,13 +114,13 @@ func runPs(cmd *cobra.Command, g *globals, all bool, format string) error {
 		return writeJSON(out, entries)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATUS\tIP\tCREATED")
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATUS\tIP\tPORTS\tCREATED")
 	for _, e := range entries {
 		name := e.Name
 		if e.Pod != "" {
 			name += " (pod)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\n", e.ID, name, e.Image, e.Status, e.IP,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s ago\n", e.ID, name, e.Image, e.Status, e.IP, e.Ports,
 			time.Since(e.Created).Round(time.Second))
 	}
 	return tw.Flush()
