@@ -223,8 +223,26 @@ func vmAddress(t *testing.T, name string) string {
 	return ip
 }
 
-// listenForVM listens on the namespace's veth address: "outside" the VM
-// network, reached through its NAT.
+// publishAddress is the namespace's veth address (the machine's address)
+// and a port free there, for -p.
+func publishAddress(t *testing.T) (string, int) {
+	t.Helper()
+	var port int
+	if err := netns.Do(env.nsPath, func() error {
+		ln, err := net.Listen("tcp", env.nsIP+":0")
+		if err != nil {
+			return err
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		return ln.Close()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return env.nsIP, port
+}
+
+// listenForVM listens on the namespace's veth address: "outside" the pod
+// network, reached through the switch's gateway.
 func listenForVM(t *testing.T, _ string) net.Listener {
 	t.Helper()
 	var ln net.Listener
