@@ -90,6 +90,8 @@ type NIC struct {
 	MAC string `json:"mac"`
 	// Attachment says what the interface is plugged into on the host.
 	Attachment Attachment `json:"attachment"`
+	// MTU the device offers the guest; 0 keeps the hypervisor's (1500).
+	MTU int `json:"mtu,omitempty"`
 }
 
 // AttachmentKind selects how a NIC reaches the host network.
@@ -190,6 +192,9 @@ func (s *Spec) Validate() error {
 		}
 	}
 	for i, n := range s.NICs {
+		if n.MTU != 0 && (n.MTU < 576 || n.MTU > 65535) {
+			bad("nic %d: mtu %d must be 576-65535", i, n.MTU)
+		}
 		if !macPattern.MatchString(n.MAC) {
 			bad("nic %d: mac %q must be six lower-case hex octets separated by ':'", i, n.MAC)
 		}

@@ -181,7 +181,11 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 			// file-handle attachment (QEMU >= 7.2).
 			netdev = "dgram,id=" + id + ",local.type=fd,local.str=" + fd
 		}
-		a = append(a, "-netdev", netdev, "-device", "virtio-net-pci,netdev="+id+",mac="+n.MAC)
+		dev := "virtio-net-pci,netdev=" + id + ",mac=" + n.MAC
+		if n.MTU != 0 {
+			dev += ",host_mtu=" + strconv.Itoa(n.MTU)
+		}
+		a = append(a, "-netdev", netdev, "-device", dev)
 	}
 	a = append(a,
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",

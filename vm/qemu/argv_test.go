@@ -88,14 +88,14 @@ func TestArgs(t *testing.T) {
 		edit: func(s *vm.Spec, _ *Config) {
 			s.NICs = []vm.NIC{
 				{MAC: "02:00:00:00:00:01", Attachment: vm.Attachment{Kind: vm.AttachTap, Tap: "tap0", Netns: "/run/netns/x"}},
-				{MAC: "02:00:00:00:00:02", Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/run/ports.sock"}},
+				{MAC: "02:00:00:00:00:02", MTU: 65520, Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/run/ports.sock"}},
 				{MAC: "02:00:00:00:00:03", Attachment: vm.Attachment{Kind: vm.AttachTap, Tap: "tap1"}},
 			}
 		},
 		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
 			" -netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" +
 			" -netdev dgram,id=net1,local.type=fd,local.str=4" +
-			" -device virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02" +
+			" -device virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02,host_mtu=65520" +
 			" -netdev tap,id=net2,fd=5 -device virtio-net-pci,netdev=net2,mac=02:00:00:00:00:03" + rng,
 	}, {
 		name: "kvm uses the host cpu",

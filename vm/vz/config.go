@@ -144,6 +144,8 @@ type NetworkDevice struct {
 	// File is the socket vz reads and writes frames on (NetworkFileHandle),
 	// from vm.Attachment.File; not part of the description's JSON.
 	File *os.File `json:"-"`
+	// MTU of the file-handle attachment (0: vz's default, 1500).
+	MTU int `json:"mtu,omitempty"`
 }
 
 // DirectoryShare is a VZVirtioFileSystemDeviceConfiguration with a single

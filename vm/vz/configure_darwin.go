@@ -144,6 +144,13 @@ func attachNICs(c *vz.VirtualMachineConfiguration, cfg *Config, ends *hostEnds, 
 			if err != nil {
 				return fmt.Errorf("nic %d: %w", i, err)
 			}
+			if n.MTU != 0 {
+				// macOS 13+ (which the console ports need anyway); the
+				// socket's buffers are sized for it (network/switchport).
+				if err := fh.SetMaximumTransmissionUnit(n.MTU); err != nil {
+					return fmt.Errorf("nic %d: MTU %d: %w", i, n.MTU, err)
+				}
+			}
 			attachment = fh
 		default:
 			return fmt.Errorf("nic %d: unknown kind %q", i, n.Kind)

@@ -201,7 +201,7 @@ func describeDisk(d vm.Disk) BlockDevice {
 func describeNIC(i int, n vm.NIC) (NetworkDevice, error) {
 	switch n.Attachment.Kind {
 	case vm.AttachSwitch:
-		return NetworkDevice{Kind: NetworkFileHandle, MAC: n.MAC, File: n.Attachment.File}, nil
+		return NetworkDevice{Kind: NetworkFileHandle, MAC: n.MAC, File: n.Attachment.File, MTU: n.MTU}, nil
 	case vm.AttachTap:
 		return NetworkDevice{}, fmt.Errorf("nic %d: tap attachment %q: %w: macOS has no tap devices; plug the NIC into the switch",
 			i, n.Attachment.Tap, vm.ErrNotSupported)

@@ -64,7 +64,7 @@ func TestDescribeFullSpec(t *testing.T) {
 	}
 	cable := os.NewFile(^uintptr(0), "cable") // only compared, never used
 	spec.NICs = []vm.NIC{
-		{MAC: "52:54:00:12:34:56", Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/run/vkav/ports.sock", File: cable}},
+		{MAC: "52:54:00:12:34:56", MTU: 65520, Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/run/vkav/ports.sock", File: cable}},
 	}
 	spec.Shares = []vm.Share{{Tag: "volume-data", HostPath: "/pods/p/volumes/data", ReadOnly: true}}
 	spec.Rosetta = true
@@ -90,7 +90,7 @@ func TestDescribeFullSpec(t *testing.T) {
 		Entropy:      true,
 		Balloon:      true,
 		NICs: []NetworkDevice{
-			{Kind: NetworkFileHandle, MAC: "52:54:00:12:34:56", File: cable},
+			{Kind: NetworkFileHandle, MAC: "52:54:00:12:34:56", File: cable, MTU: 65520},
 		},
 		Shares:  []DirectoryShare{{Tag: "volume-data", HostPath: "/pods/p/volumes/data", ReadOnly: true}},
 		Rosetta: &RosettaShare{Tag: RosettaTag},
