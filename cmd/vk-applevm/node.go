@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/node"
@@ -118,6 +119,9 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 		return internal(err)
 	}
 	defer env.close(context.WithoutCancel(ctx))
+	// A crashed switch costs pods their network until it is back: look
+	// every second, not only at the lease's health check.
+	go env.net.Watch(ctx, time.Second)
 	drv := g.drivers()[defaultDriver]
 	cfg.Version = version
 	cfg.Logger = g.log

@@ -335,3 +335,23 @@ func Stop(ctx context.Context, stateDir string) error {
 		}
 	}
 }
+
+// Watch checks the switch every interval until ctx ends, restarting it if
+// it died: the node runs it so pods lose their network for about that long
+// when the switch crashes.
+func (n *Network) Watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := n.Check(cctx); err != nil && ctx.Err() == nil {
+				n.cfg.Log.Error("pod network", "err", err)
+			}
+			cancel()
+		}
+	}
+}
