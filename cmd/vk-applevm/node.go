@@ -9,6 +9,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/node"
 	"github.com/vk-applevm/vk-applevm/provider"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -70,7 +71,7 @@ func runNode(ctx context.Context, g *globals, args []string) error {
 	cfg.Logger = g.log
 	cfg.Provider = provider.Config{
 		Root: g.root,
-		Runtime: &provider.RuntimeAdapter{
+		Runtime: &vmruntime.Adapter{
 			Runtime: env.rt, Mirrors: mirrorMap, HypervisorCheck: drv.Check,
 		},
 		DefaultMemoryBytes: uint64(defMem.Value()),
