@@ -9,7 +9,7 @@ import (
 // ReadFile returns at most the last max bytes of a file in the container's
 // root filesystem; the container's processes may have exited. ErrNotFound
 // when the file does not exist.
-func (s *Sandbox) ReadFile(ctx context.Context, path string, max int64) ([]byte, error) {
+func (s *VM) ReadFile(ctx context.Context, path string, max int64) ([]byte, error) {
 	ag, err := s.agentClient()
 	if err != nil {
 		return nil, err

@@ -85,7 +85,7 @@ func (r *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy corev1
 	return img, nil
 }
 
-func (r *fakeRuntime) CreateVM(ctx context.Context, cfg container.SandboxConfig) (vmruntime.VM, error) {
+func (r *fakeRuntime) CreateVM(ctx context.Context, cfg container.VMConfig) (vmruntime.VM, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.createErr != nil {
@@ -132,7 +132,7 @@ func (r *fakeRuntime) startOrder() []string {
 
 type fakeVM struct {
 	rt      *fakeRuntime
-	cfg     container.SandboxConfig
+	cfg     container.VMConfig
 	ip      string
 	mu      sync.Mutex
 	procs   map[string]*fakeProc
@@ -394,7 +394,7 @@ type session struct {
 
 func (s *session) crash() { close(s.dead) }
 
-func (s *session) CreateVM(ctx context.Context, cfg container.SandboxConfig) (vmruntime.VM, error) {
+func (s *session) CreateVM(ctx context.Context, cfg container.VMConfig) (vmruntime.VM, error) {
 	vm, err := s.fakeRuntime.CreateVM(ctx, cfg)
 	if err != nil {
 		return nil, err

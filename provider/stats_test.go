@@ -30,7 +30,7 @@ import (
 
 var _ nodeutil.Provider = (*Provider)(nil)
 
-// statsRuntime is the fake runtime whose sandboxes report scripted stats
+// statsRuntime is the fake runtime whose VMs report scripted stats
 // per container name.
 type statsRuntime struct {
 	*fakeRuntime
@@ -44,7 +44,7 @@ type statsVM struct {
 	name string
 }
 
-func (r *statsRuntime) CreateVM(ctx context.Context, cfg container.SandboxConfig) (vmruntime.VM, error) {
+func (r *statsRuntime) CreateVM(ctx context.Context, cfg container.VMConfig) (vmruntime.VM, error) {
 	vm, err := r.fakeRuntime.CreateVM(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -25,7 +25,7 @@ func init() {
 }
 
 // mainState describes a container's main process for ps.
-func mainState(ctx context.Context, sb *container.Sandbox) (string, bool) {
+func mainState(ctx context.Context, sb *container.VM) (string, bool) {
 	st, err := sb.State(ctx)
 	if err != nil {
 		if errors.Is(err, shim.ErrShimDead) {
@@ -185,7 +185,7 @@ func runStop(ctx context.Context, g *globals, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return g.eachContainer(ctx, fs, "stop", func(sb *container.Sandbox) error {
+	return g.eachContainer(ctx, fs, "stop", func(sb *container.VM) error {
 		return sb.Stop(ctx, time.Duration(*grace)*time.Second)
 	})
 }
@@ -196,7 +196,7 @@ func runRm(ctx context.Context, g *globals, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return g.eachContainer(ctx, fs, "rm", func(sb *container.Sandbox) error {
+	return g.eachContainer(ctx, fs, "rm", func(sb *container.VM) error {
 		if !*force {
 			if sb.Labels()[labelCLI] == "" {
 				return fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
@@ -214,7 +214,7 @@ func runRm(ctx context.Context, g *globals, args []string) error {
 
 // eachContainer applies fn to every container named in the arguments,
 // printing each name done and each failure; the last failure is returned.
-func (g *globals) eachContainer(ctx context.Context, fs *flag.FlagSet, verb string, fn func(*container.Sandbox) error) error {
+func (g *globals) eachContainer(ctx context.Context, fs *flag.FlagSet, verb string, fn func(*container.VM) error) error {
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return errUsage
@@ -240,7 +240,7 @@ func (g *globals) eachContainer(ctx context.Context, fs *flag.FlagSet, verb stri
 	return internal(failed)
 }
 
-// runCleanup removes every sandbox (CLI containers and pod VMs alike) and
+// runCleanup removes every VM (CLI containers and pod VMs alike) and
 // tears the VM network down: `make stop`, or a clean slate after a crash.
 func runCleanup(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags("cleanup", "")

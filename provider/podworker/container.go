@@ -261,7 +261,7 @@ func (c *ctr) failed(ctx context.Context, reason string, err error) {
 
 // ensureVM returns the container's VM, creating it on first use and
 // giving it a fresh writable layer before a restart.
-func (c *ctr) ensureVM(ctx context.Context, cfg container.SandboxConfig) (vmruntime.VM, error) {
+func (c *ctr) ensureVM(ctx context.Context, cfg container.VMConfig) (vmruntime.VM, error) {
 	c.mu.Lock()
 	vm, used := c.vm, c.used
 	c.mu.Unlock()

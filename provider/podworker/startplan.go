@@ -19,7 +19,7 @@ import (
 // address, known only once the VM runs, is bound last (bind).
 type startPlan struct {
 	// VM is what the container's VM is created with when it has none.
-	VM container.SandboxConfig
+	VM container.VMConfig
 	// Process is the main process; see bind.
 	Process container.ProcessConfig
 	// Events are environment warnings to record at creation.
@@ -93,7 +93,7 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 		mounts[i].Files = files
 	}
 	size := w.cfg.Sizing.VMSizeFor(spec)
-	p.VM = container.SandboxConfig{
+	p.VM = container.VMConfig{
 		ID:   VMID(string(pod.UID), spec.Name),
 		Name: pod.Namespace + "/" + pod.Name + "/" + spec.Name,
 		Labels: map[string]string{

@@ -76,7 +76,7 @@ func imageInfo(img *image.Image, pulled bool) ImageInfo {
 
 // CreateVM boots a VM; the image ref goes through the mirrors as in
 // EnsureImage.
-func (a *Adapter) CreateVM(ctx context.Context, cfg container.SandboxConfig) (VM, error) {
+func (a *Adapter) CreateVM(ctx context.Context, cfg container.VMConfig) (VM, error) {
 	ref, err := a.mirrored(cfg.ImageRef)
 	if err != nil {
 		return nil, err

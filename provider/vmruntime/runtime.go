@@ -22,7 +22,7 @@ type Runtime interface {
 	// returns its identity.
 	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, pullSecrets []image.PullSecret) (ImageInfo, error)
 	// CreateVM boots the VM of one container.
-	CreateVM(ctx context.Context, cfg container.SandboxConfig) (VM, error)
+	CreateVM(ctx context.Context, cfg container.VMConfig) (VM, error)
 	// VMs lists every VM this runtime knows, for reconciliation.
 	VMs(ctx context.Context) ([]VM, error)
 	// Check reports whether new VMs can be started (hypervisor, disk).
