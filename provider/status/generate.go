@@ -81,6 +81,7 @@ func Generate(in Input, prev *corev1.PodStatus, now time.Time) corev1.PodStatus 
 // capMessages truncates termination messages to the container's share of
 // the pod's budget, as the kubelet's status manager does.
 func capMessages(s corev1.ContainerStatus, max int) corev1.ContainerStatus {
+	s = *s.DeepCopy()
 	for _, t := range []*corev1.ContainerStateTerminated{s.State.Terminated, s.LastTerminationState.Terminated} {
 		if t != nil && len(t.Message) > max {
 			t.Message = t.Message[:max]
