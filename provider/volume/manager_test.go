@@ -84,7 +84,9 @@ func (p *podSource) Pod() *corev1.Pod {
 func (p *podSource) PodIP() string          { return "10.0.0.9" }
 func (p *podSource) VMs() map[string]Writer { return p.vms }
 
-func vol(name string, src corev1.VolumeSource) corev1.Volume { return corev1.Volume{Name: name, VolumeSource: src} }
+func vol(name string, src corev1.VolumeSource) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: src}
+}
 
 func newManager(t *testing.T, pod *corev1.Pod, o *objects) (*Manager, *podSource, *vm, *testingclock.FakeClock) {
 	clk := testingclock.NewFakeClock(at)
