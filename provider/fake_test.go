@@ -284,12 +284,13 @@ func (v *fakeVM) appendLog(name, text string) {
 		return
 	}
 	path := filepath.Join(v.cfg.LogDir, name+".log")
+	// Errors only happen after the test ended (its directory is gone).
 	if err := os.MkdirAll(v.cfg.LogDir, 0o755); err != nil {
-		panic(err)
+		return
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		panic(err)
+		return
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "%s stdout F %s\n", v.rt.clock.Now().Format(time.RFC3339Nano), text)
