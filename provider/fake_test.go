@@ -172,6 +172,12 @@ func (v *fakeVM) Reset(ctx context.Context) error {
 	return nil
 }
 
+func (v *fakeVM) resetCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.resets
+}
+
 func (v *fakeVM) Stats(context.Context) (container.Stats, error) { return container.Stats{}, nil }
 
 func (v *fakeVM) Start(ctx context.Context, p container.ProcessConfig) (time.Time, error) {

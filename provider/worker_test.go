@@ -116,7 +116,7 @@ func TestCrashLoopBackOffGrows(t *testing.T) {
 	if h.rt.live() != 1 {
 		t.Fatalf("restarts created new VMs: %d live", h.rt.live())
 	}
-	if vm := h.rt.vm("uid--crash", "app"); vm == nil || vm.resets < 4 {
+	if vm := h.rt.vm("uid--crash", "app"); vm == nil || vm.resetCount() < 4 {
 		t.Fatalf("restarts must reset the writable layer: %+v", vm)
 	}
 }
