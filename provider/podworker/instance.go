@@ -244,7 +244,7 @@ func (c *ctr) kill(ctx context.Context, vm vmruntime.VM, spec corev1.Container, 
 	grace := c.w.gracePeriod()
 	deadline := c.w.cfg.Clock.Now().Add(grace)
 	c.preStop(ctx, vm, spec, deadline)
-	_ = vm.Signal(ctx, procID, syscall.SIGTERM, true)
+	c.signal(ctx, vm, procID, syscall.SIGTERM)
 	t := c.w.cfg.Clock.NewTimer(until(c.w.cfg.Clock, deadline))
 	defer t.Stop()
 	select {
@@ -252,7 +252,7 @@ func (c *ctr) kill(ctx context.Context, vm vmruntime.VM, spec corev1.Container, 
 		return // exited
 	case <-t.C():
 	}
-	_ = vm.Signal(ctx, procID, syscall.SIGKILL, true)
+	c.signal(ctx, vm, procID, syscall.SIGKILL)
 }
 
 func (c *ctr) preStop(ctx context.Context, vm vmruntime.VM, spec corev1.Container, deadline time.Time) {
@@ -281,16 +281,31 @@ func (c *ctr) stop(ctx context.Context, deadline time.Time, msg string) {
 	spec := c.spec()
 	procID := processID(snap.Instance)
 	c.preStop(ctx, vm, spec, deadline)
-	_ = vm.Signal(ctx, procID, syscall.SIGTERM, true)
+	c.signal(ctx, vm, procID, syscall.SIGTERM)
 	r := c.waitUntil(ctx, vm, procID, deadline)
 	if r.err != nil {
-		_ = vm.Signal(ctx, procID, syscall.SIGKILL, true)
+		c.w.log.Info("container did not stop within its grace period; killing it", "container", c.rec.Name(), "err", r.err)
+		c.signal(ctx, vm, procID, syscall.SIGKILL)
 		r = c.waitUntil(ctx, vm, procID, c.w.cfg.Clock.Now().Add(killWait))
 	}
 	if r.err != nil {
+		c.w.log.Warn("container's exit not seen after SIGKILL", "container", c.rec.Name(), "err", r.err)
 		r = waitResult{exit: container.ExitStatus{Code: 137, Signal: int(syscall.SIGKILL), FinishedAt: c.w.cfg.Clock.Now()}}
 	}
 	c.recordExit(ctx, vm, spec, snap.Instance, r)
+}
+
+// signalTimeout bounds one signal call to the guest.
+const signalTimeout = 10 * time.Second
+
+// signal sends sig to every process of the container; a failure is logged
+// (the wait that follows decides what happened).
+func (c *ctr) signal(ctx context.Context, vm vmruntime.VM, procID string, sig syscall.Signal) {
+	sctx, cancel := withTimeout(ctx, c.w.cfg.Clock, signalTimeout)
+	defer cancel()
+	if err := vm.Signal(sctx, procID, sig, true); err != nil {
+		c.w.log.Warn("signal container", "container", c.rec.Name(), "signal", sig, "err", err)
+	}
 }
 
 // waitUntil waits for a process's exit until deadline on the clock.

@@ -336,7 +336,9 @@ func (w *Worker) Terminate(grace time.Duration, deleted *corev1.Pod) {
 // SIGTERM, SIGKILL when the grace period is over) and deletes the VMs.
 func (w *Worker) stopAll(grace time.Duration) {
 	deadline := w.cfg.Clock.Now().Add(grace)
-	ctx, cancel := context.WithCancel(context.Background())
+	// Every call to a VM is bounded: a guest that stops answering costs
+	// the grace period and a margin, never a pod stuck in termination.
+	ctx, cancel := withTimeout(context.Background(), w.cfg.Clock, grace+killWait+stopMargin)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, c := range w.containers() {
@@ -349,6 +351,10 @@ func (w *Worker) stopAll(grace time.Duration) {
 	wg.Wait()
 	w.deleteVMs(ctx)
 }
+
+// stopMargin is how long past the grace period and the kill a stop may
+// take before its VM calls are abandoned.
+const stopMargin = 30 * time.Second
 
 // finish reports the terminal status once Kubernetes deleted the pod and
 // removes the pod object, as the kubelet does.
