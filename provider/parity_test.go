@@ -142,14 +142,16 @@ func TestActiveDeadlineFailsThePod(t *testing.T) {
 		t.Fatalf("phase %s before the deadline", p.Status.Phase)
 	}
 	h.clock.Step(time.Second)
-	p := h.waitFor("deadline", "failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	// The containers are killed within the pod's grace period (1 s); the
+	// pod turns Failed once they have stopped (virtual-kubelet pushes no
+	// status after a terminal one), with both exits in that status.
+	p := h.stepUntil("deadline", "failed", 100*time.Millisecond, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if p.Status.Reason != podworker.ReasonDeadlineExceeded || p.Status.Message != podworker.MessageDeadlineExceeded {
 		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
 	}
-	// The containers are killed within the pod's grace period (1 s).
-	p = h.stepUntil("deadline", "containers killed", 100*time.Millisecond, func(p *corev1.Pod) bool {
-		return terminatedOf(p) != nil && p.Status.ContainerStatuses[1].State.Terminated != nil
-	})
+	if terminatedOf(p) == nil || p.Status.ContainerStatuses[1].State.Terminated == nil {
+		t.Fatalf("Failed before the containers stopped: %+v", p.Status.ContainerStatuses)
+	}
 	if a, s := terminatedOf(p), p.Status.ContainerStatuses[1].State.Terminated; a.ExitCode != 143 || s.ExitCode != 137 {
 		t.Fatalf("exits %d and %d, want 143 (SIGTERM) and 137 (SIGKILL after the grace period)", a.ExitCode, s.ExitCode)
 	}
@@ -179,7 +181,7 @@ func TestActiveDeadlineSetByUpdate(t *testing.T) {
 	if err := h.p.UpdatePod(context.Background(), newer); err != nil {
 		t.Fatal(err)
 	}
-	p := h.stepUntil("later", "failed", time.Second, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	p := h.stepUntil("later", "failed", 100*time.Millisecond, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if p.Status.Reason != podworker.ReasonDeadlineExceeded {
 		t.Fatalf("reason = %q", p.Status.Reason)
 	}
@@ -197,5 +199,5 @@ func TestActiveDeadlineSetByUpdate(t *testing.T) {
 	if err := h.p.UpdatePod(context.Background(), late); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("past", "failed", func(p *corev1.Pod) bool { return p.Status.Reason == podworker.ReasonDeadlineExceeded })
+	h.stepUntil("past", "failed", 100*time.Millisecond, func(p *corev1.Pod) bool { return p.Status.Reason == podworker.ReasonDeadlineExceeded })
 }

@@ -30,7 +30,7 @@ func (w *Worker) enforceDeadline() {
 		if seconds != nil {
 			left := time.Duration(*seconds)*time.Second - w.cfg.Clock.Since(start)
 			if left <= 0 {
-				w.deadlineExceeded()
+				w.exceedDeadline()
 				return
 			}
 			timer = w.cfg.Clock.NewTimer(left)
@@ -48,7 +48,7 @@ func (w *Worker) enforceDeadline() {
 			timer.Stop()
 		}
 		if exceeded {
-			w.deadlineExceeded()
+			w.exceedDeadline()
 		}
 		if exceeded || stopped {
 			return
@@ -56,11 +56,12 @@ func (w *Worker) enforceDeadline() {
 	}
 }
 
-func (w *Worker) deadlineExceeded() {
+// exceedDeadline stops the pod; it turns Failed once its containers have
+// stopped (run).
+func (w *Worker) exceedDeadline() {
 	w.event(corev1.EventTypeNormal, ReasonDeadlineExceeded, MessageDeadlineExceeded)
 	w.mu.Lock()
-	w.phase, w.reason, w.message = corev1.PodFailed, ReasonDeadlineExceeded, MessageDeadlineExceeded
+	w.deadlineExceeded = true
 	w.mu.Unlock()
-	w.publish()
 	w.stop(w.gracePeriod())
 }

@@ -104,7 +104,9 @@ type Worker struct {
 	phase           corev1.PodPhase
 	reason, message string
 	finished        bool // terminal: VMs deleted
-	terminating     bool // DeletePod was called
+	// deadlineExceeded: the pod ran past activeDeadlineSeconds.
+	deadlineExceeded bool
+	terminating      bool // DeletePod was called
 }
 
 // New returns the worker of pod. adopted are the pod's VMs left by an
@@ -244,8 +246,16 @@ func (w *Worker) run() {
 	}
 	select {
 	case grace := <-w.stopc:
-		// Deleted, or past its deadline: stop what still runs.
+		// Deleted, or past its deadline: stop what still runs. A pod past
+		// its deadline turns Failed only now: virtual-kubelet stops
+		// pushing the statuses of a terminal pod, and the kubelet too
+		// reports a terminal phase only once the containers have stopped.
 		w.stopAll(grace)
+		w.mu.Lock()
+		if w.deadlineExceeded {
+			w.phase, w.reason, w.message = corev1.PodFailed, ReasonDeadlineExceeded, MessageDeadlineExceeded
+		}
+		w.mu.Unlock()
 	default:
 		// Ended on its own: nothing runs any more. Free the VMs now and
 		// keep the pod's status until Kubernetes deletes it.
