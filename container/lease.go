@@ -7,9 +7,9 @@ import (
 
 // recordLease keeps the address a DHCP guest obtained (vz NAT: bootpd
 // chose it, the host learns it from Setup's response) in the endpoint and
-// the sandbox record, so that IP (ps, the pod IP, probes) has it, also
+// the VM record, so that IP (ps, the pod IP, probes) has it, also
 // after a node restart. Endpoints with a known address are left alone.
-func (s *Sandbox) recordLease(addrs []string) error {
+func (s *VM) recordLease(addrs []string) error {
 	ep := s.rec.Endpoint
 	if ep == nil || !ep.Guest.DHCP || ep.IP.IsValid() {
 		return nil

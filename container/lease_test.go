@@ -14,7 +14,7 @@ import (
 func TestRecordLeaseStoresTheDHCPAddress(t *testing.T) {
 	dir := t.TempDir()
 	ep := &network.Endpoint{ID: "0123456789ab", Guest: network.GuestConfig{MAC: "02:00:00:00:00:01", MTU: 1500, DHCP: true}}
-	s := &Sandbox{dir: dir, rec: record{Config: SandboxConfig{Name: "web"}, Endpoint: ep}}
+	s := &VM{dir: dir, rec: record{Config: VMConfig{Name: "web"}, Endpoint: ep}}
 	if err := writeRecord(dir, s.rec); err != nil {
 		t.Fatal(err)
 	}
@@ -47,14 +47,14 @@ func TestRecordLeaseStoresTheDHCPAddress(t *testing.T) {
 func TestRecordLeaseLeavesStaticEndpoints(t *testing.T) {
 	dir := t.TempDir()
 	static := &network.Endpoint{IP: netip.MustParseAddr("10.213.0.5"), Guest: network.GuestConfig{Address: netip.MustParsePrefix("10.213.0.5/22")}}
-	s := &Sandbox{dir: dir, rec: record{Endpoint: static}}
+	s := &VM{dir: dir, rec: record{Endpoint: static}}
 	if err := s.recordLease([]string{"10.213.0.5/22"}); err != nil || s.IP() != "10.213.0.5" {
 		t.Fatalf("static: %v %q", err, s.IP())
 	}
 	if _, err := os.Stat(filepath.Join(dir, recordFile)); !os.IsNotExist(err) {
 		t.Fatalf("record rewritten for a static endpoint: %v", err)
 	}
-	if err := (&Sandbox{dir: dir}).recordLease(nil); err != nil {
+	if err := (&VM{dir: dir}).recordLease(nil); err != nil {
 		t.Fatalf("no network: %v", err)
 	}
 }

@@ -123,7 +123,7 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 	cfg.Logger = g.log
 	cfg.Provider = provider.Config{
 		Root: g.root,
-		Runtime: &provider.RuntimeAdapter{
+		Runtime: &vmruntime.Adapter{
 			Runtime: env.rt, Mirrors: o.mirrors, HypervisorCheck: drv.Check,
 		},
 		DefaultMemoryBytes: o.defaultMemory,

@@ -1,6 +1,8 @@
 package platform
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,6 +17,7 @@ import (
 )
 
 func TestOpenIsTheBridgeNetwork(t *testing.T) {
+	testenv.Needs(t, "root (the Linux VM network)")
 	if os.Geteuid() != 0 {
 		t.Fatal("the Linux network needs root: run go test as root")
 	}
