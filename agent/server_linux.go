@@ -222,6 +222,7 @@ func (s *Server) register(gs *grpcserver.Server) {
 	grpcserver.HandleUnary(gs, agentService+"Setup", s.Setup)
 	grpcserver.HandleUnary(gs, agentService+"CreateContainer", s.CreateContainer)
 	grpcserver.HandleUnary(gs, agentService+"WriteFiles", s.WriteFiles)
+	grpcserver.HandleUnary(gs, agentService+"ReadFile", s.ReadFile)
 	grpcserver.HandleUnary(gs, agentService+"CreateProcess", s.CreateProcess)
 	grpcserver.HandleUnary(gs, agentService+"StartProcess", s.StartProcess)
 	grpcserver.HandleBidi(gs, agentService+"Attach", s.Attach)

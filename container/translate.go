@@ -30,13 +30,13 @@ const (
 // shareTag names the virtio-fs tag of a container's n-th shared mount.
 func shareTag(n int) string { return "vkav-share" + strconv.Itoa(n) }
 
-// machineSpec turns a sandbox into the VM description backends boot.
+// machineSpec turns a VM into the VM description backends boot.
 type machineInputs struct {
 	ID, Arch, Kernel, Initrd string
 	Dir                      string
 	Rootfs, Scratch          string
 	Endpoint                 *network.Endpoint
-	Cfg                      SandboxConfig
+	Cfg                      VMConfig
 	Overhead                 uint64
 	// Rosetta shares Rosetta with the guest (needsRosetta said so).
 	Rosetta bool
@@ -81,7 +81,7 @@ func machineSpec(in machineInputs) vm.Spec {
 }
 
 // setupRequest is the guest configuration pushed once after boot.
-func setupRequest(cfg SandboxConfig, ep *network.Endpoint, now time.Time) *api.SetupRequest {
+func setupRequest(cfg VMConfig, ep *network.Endpoint, now time.Time) *api.SetupRequest {
 	req := &api.SetupRequest{TimeUnixNs: now.UnixNano(), Hostname: cfg.Hostname}
 	if ep != nil {
 		g := ep.Guest
@@ -120,7 +120,7 @@ func setupRequest(cfg SandboxConfig, ep *network.Endpoint, now time.Time) *api.S
 
 // createContainerRequest describes the container's root filesystem and
 // mounts to the agent.
-func createContainerRequest(id string, cfg SandboxConfig) (*api.CreateContainerRequest, error) {
+func createContainerRequest(id string, cfg VMConfig) (*api.CreateContainerRequest, error) {
 	req := &api.CreateContainerRequest{
 		ContainerId: id,
 		RootfsDisk:  vm.DiskRootfs,

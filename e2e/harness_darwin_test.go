@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
 	"io"
 	"io/fs"
 	"net"
@@ -53,6 +54,9 @@ const rosettaRuntime = "/Library/Apple/usr/libexec/oah/libRosettaRuntime"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if testenv.SkipPackage("vz VMs on a real Mac (the end-to-end suite)") {
+		return
+	}
 	code, err := setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)

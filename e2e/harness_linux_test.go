@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -49,6 +50,9 @@ var env struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if testenv.SkipPackage("root, VMs and a control plane (the end-to-end suite)") {
+		return
+	}
 	code, err := setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)

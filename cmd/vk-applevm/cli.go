@@ -14,7 +14,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/network/switchnet"
 )
 
-// labelCLI marks sandboxes the CLI made (the node leaves them alone).
+// labelCLI marks VMs the CLI made (the node leaves them alone).
 const labelCLI = "vk-applevm.io/cli"
 
 // mainProcess is the id of a CLI container's process and its log name.
@@ -86,12 +86,12 @@ func (g *globals) openNetwork(ctx context.Context) (*switchnet.Network, error) {
 }
 
 // findSandbox resolves a container name or (a prefix of) an id.
-func (e *cliEnv) findSandbox(ctx context.Context, nameOrID string) (*container.Sandbox, error) {
+func (e *cliEnv) findSandbox(ctx context.Context, nameOrID string) (*container.VM, error) {
 	all, err := e.rt.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var byPrefix []*container.Sandbox
+	var byPrefix []*container.VM
 	for _, sb := range all {
 		if sb.Name() == nameOrID || sb.ID() == nameOrID {
 			return sb, nil

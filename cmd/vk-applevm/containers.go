@@ -28,7 +28,7 @@ func init() {
 }
 
 // mainState describes a container's main process for ps.
-func mainState(ctx context.Context, sb *container.Sandbox) (string, bool) {
+func mainState(ctx context.Context, sb *container.VM) (string, bool) {
 	st, err := sb.State(ctx)
 	if err != nil {
 		if errors.Is(err, shim.ErrShimDead) {
@@ -254,7 +254,7 @@ func newStopCommand(g *globals) *cobra.Command {
 		Short: "Stop containers (SIGTERM, then SIGKILL after a grace period)",
 		Args:  minArgs(1, "at least one CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.eachContainer(cmd, args, "stop", func(sb *container.Sandbox) error {
+			return g.eachContainer(cmd, args, "stop", func(sb *container.VM) error {
 				return sb.Stop(cmd.Context(), time.Duration(grace)*time.Second)
 			})
 		},
@@ -271,7 +271,7 @@ func newRmCommand(g *globals) *cobra.Command {
 		Args:  minArgs(1, "at least one CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.eachContainer(cmd, args, "rm", func(sb *container.Sandbox) error {
+			return g.eachContainer(cmd, args, "rm", func(sb *container.VM) error {
 				if !force {
 					if sb.Labels()[labelCLI] == "" {
 						return fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
@@ -293,7 +293,7 @@ func newRmCommand(g *globals) *cobra.Command {
 
 // eachContainer applies fn to every container named in the arguments,
 // printing each name done and each failure; the last failure is returned.
-func (g *globals) eachContainer(cmd *cobra.Command, names []string, verb string, fn func(*container.Sandbox) error) error {
+func (g *globals) eachContainer(cmd *cobra.Command, names []string, verb string, fn func(*container.VM) error) error {
 	ctx := cmd.Context()
 	env, err := g.openRuntime(ctx, nil)
 	if err != nil {

@@ -25,7 +25,7 @@ type inspectEntry struct {
 	Status      string                  `json:"status"`
 	IP          string                  `json:"ip,omitempty"`
 	Labels      map[string]string       `json:"labels,omitempty"`
-	Config      container.SandboxConfig `json:"config"`
+	Config      container.VMConfig `json:"config"`
 	VM          *shim.State             `json:"vm,omitempty"`
 	Dir         string                  `json:"dir"`
 	ConsoleLog  string                  `json:"consoleLog"`

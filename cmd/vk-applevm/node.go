@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/node"
 	"github.com/vk-applevm/vk-applevm/provider"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -127,7 +128,7 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 	cfg.Logger = g.log
 	cfg.Provider = provider.Config{
 		Root: g.root,
-		Runtime: &provider.RuntimeAdapter{
+		Runtime: &vmruntime.Adapter{
 			Runtime: env.rt, Mirrors: o.mirrors, HypervisorCheck: drv.Check,
 		},
 		DefaultMemoryBytes: o.defaultMemory,

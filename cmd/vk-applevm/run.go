@@ -120,7 +120,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 		return internal(err)
 	}
 
-	cfg := container.SandboxConfig{
+	cfg := container.VMConfig{
 		Name:        f.name,
 		Labels:      map[string]string{labelCLI: "true"},
 		ImageRef:    ref,
@@ -189,7 +189,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 
 // runForeground runs the main process attached to this terminal and
 // returns its exit code.
-func runForeground(ctx context.Context, sb *container.Sandbox, proc container.ProcessConfig, f runFlags) (int, error) {
+func runForeground(ctx context.Context, sb *container.VM, proc container.ProcessConfig, f runFlags) (int, error) {
 	stdio := container.IO{Stdout: os.Stdout, Stderr: os.Stderr}
 	if f.stdin {
 		stdio.Stdin = os.Stdin
@@ -234,7 +234,7 @@ func runForeground(ctx context.Context, sb *container.Sandbox, proc container.Pr
 }
 
 // startFailed maps a failed start to the shell's exit codes.
-func startFailed(ctx context.Context, sb *container.Sandbox, err error) error {
+func startFailed(ctx context.Context, sb *container.VM, err error) error {
 	switch {
 	case errors.Is(err, container.ErrCommandNotFound):
 		return &exitError{code: exitNotFound, err: err}

@@ -48,8 +48,8 @@ type netPair struct {
 	name       string
 	rt         *container.Runtime
 	net        network.Network
-	server     *container.Sandbox
-	client     *container.Sandbox
+	server     *container.VM
+	client     *container.VM
 	serverAddr string
 	// fromHost fetches url on the host side of this network.
 	fromHost func(ctx context.Context, url string) (time.Duration, error)
@@ -168,8 +168,8 @@ func quietLog() *slog.Logger {
 // start creates the pair's two VMs, a file to serve and the server.
 func (pr *netPair) start(ctx context.Context, ref string) error {
 	var err error
-	for i, sb := range []**container.Sandbox{&pr.server, &pr.client} {
-		if *sb, err = pr.rt.Create(ctx, container.SandboxConfig{
+	for i, sb := range []**container.VM{&pr.server, &pr.client} {
+		if *sb, err = pr.rt.Create(ctx, container.VMConfig{
 			Name: fmt.Sprintf("net-%s-%d", pr.name, i), ImageRef: ref, MemoryBytes: containerMemory,
 		}); err != nil {
 			return fmt.Errorf("create VM: %w", err)
@@ -194,7 +194,7 @@ func (pr *netPair) start(ctx context.Context, ref string) error {
 
 // guestFetch downloads url to /dev/null inside sb and returns how long the
 // download took by the guest's clock.
-func guestFetch(ctx context.Context, sb *container.Sandbox, url string) (time.Duration, error) {
+func guestFetch(ctx context.Context, sb *container.VM, url string) (time.Duration, error) {
 	var out bytes.Buffer
 	script := `read a _ < /proc/uptime; wget -q -O /dev/null "$1" || exit 1; read b _ < /proc/uptime; echo "$a $b"`
 	st, err := sb.Exec(ctx, container.ProcessConfig{ID: "fetch-" + strconv.FormatInt(time.Now().UnixNano(), 36), Args: []string{"sh", "-c", script, "fetch", url}},
@@ -299,7 +299,7 @@ func (b *netBench) close(ctx context.Context) {
 		if pr == nil {
 			continue
 		}
-		for _, sb := range []*container.Sandbox{pr.client, pr.server} {
+		for _, sb := range []*container.VM{pr.client, pr.server} {
 			if sb != nil {
 				_ = sb.Delete(ctx)
 			}

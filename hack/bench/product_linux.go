@@ -108,7 +108,7 @@ func newProductBench(ctx context.Context, o options, bundle guest.Bundle, work s
 func (p *productBench) round(ctx context.Context, settle time.Duration) (s productSample, err error) {
 	p.n++
 	start := time.Now()
-	sb, err := p.rt.Create(ctx, container.SandboxConfig{
+	sb, err := p.rt.Create(ctx, container.VMConfig{
 		Name: "bench-" + strconv.Itoa(p.n), ImageRef: p.ref, MemoryBytes: containerMemory,
 		LogDir: filepath.Join(p.root, "logs"),
 	})
@@ -182,7 +182,7 @@ func agentRSS(ctx context.Context, ac *client.Client) (uint64, error) {
 // directory listing) is what an idle container's agent sees in its first minute: the
 // main process, a few execs with output (kubectl exec, probes) and stats
 // (the kubelet's summary API).
-func workload(ctx context.Context, sb *container.Sandbox) error {
+func workload(ctx context.Context, sb *container.VM) error {
 	if _, err := sb.Start(ctx, container.ProcessConfig{ID: "main", Args: []string{"sleep", "86400"}, LogName: "main"}); err != nil {
 		return fmt.Errorf("start the main process: %w", err)
 	}
@@ -207,7 +207,7 @@ func workload(ctx context.Context, sb *container.Sandbox) error {
 // agentRSSParts reads the agent's (PID 1's) anonymous and file-backed
 // resident memory from inside the container, which shares the guest's PID
 // namespace.
-func agentRSSParts(ctx context.Context, sb *container.Sandbox) (anon, file uint64, err error) {
+func agentRSSParts(ctx context.Context, sb *container.VM) (anon, file uint64, err error) {
 	var out bytes.Buffer
 	st, err := sb.Exec(ctx, container.ProcessConfig{ID: "status", Args: []string{"cat", "/proc/1/status"}}, container.IO{Stdout: &out, Stderr: &out})
 	if err != nil || st.Code != 0 {

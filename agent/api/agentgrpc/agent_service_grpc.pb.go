@@ -32,6 +32,7 @@ const (
 	Agent_Setup_FullMethodName           = "/vkav.agent.v1.Agent/Setup"
 	Agent_CreateContainer_FullMethodName = "/vkav.agent.v1.Agent/CreateContainer"
 	Agent_WriteFiles_FullMethodName      = "/vkav.agent.v1.Agent/WriteFiles"
+	Agent_ReadFile_FullMethodName        = "/vkav.agent.v1.Agent/ReadFile"
 	Agent_CreateProcess_FullMethodName   = "/vkav.agent.v1.Agent/CreateProcess"
 	Agent_StartProcess_FullMethodName    = "/vkav.agent.v1.Agent/StartProcess"
 	Agent_Attach_FullMethodName          = "/vkav.agent.v1.Agent/Attach"
@@ -65,6 +66,10 @@ type AgentClient interface {
 	// WriteFiles atomically replaces the content of a files volume
 	// (configMap, secret, projected, downwardAPI) created by CreateContainer.
 	WriteFiles(ctx context.Context, in *api.WriteFilesRequest, opts ...grpc.CallOption) (*api.WriteFilesResponse, error)
+	// ReadFile returns the end of a file in a container's root filesystem,
+	// resolved inside that root; the container's processes may have exited
+	// (the host reads a terminated container's termination message).
+	ReadFile(ctx context.Context, in *api.ReadFileRequest, opts ...grpc.CallOption) (*api.ReadFileResponse, error)
 	// CreateProcess prepares a process in a container; it does not run until
 	// StartProcess, so a client can Attach first and lose no output. The
 	// executable is resolved here: NotFound when it is not in $PATH (the host
@@ -155,6 +160,16 @@ func (c *agentClient) WriteFiles(ctx context.Context, in *api.WriteFilesRequest,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(api.WriteFilesResponse)
 	err := c.cc.Invoke(ctx, Agent_WriteFiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) ReadFile(ctx context.Context, in *api.ReadFileRequest, opts ...grpc.CallOption) (*api.ReadFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(api.ReadFileResponse)
+	err := c.cc.Invoke(ctx, Agent_ReadFile_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -315,6 +330,10 @@ type AgentServer interface {
 	// WriteFiles atomically replaces the content of a files volume
 	// (configMap, secret, projected, downwardAPI) created by CreateContainer.
 	WriteFiles(context.Context, *api.WriteFilesRequest) (*api.WriteFilesResponse, error)
+	// ReadFile returns the end of a file in a container's root filesystem,
+	// resolved inside that root; the container's processes may have exited
+	// (the host reads a terminated container's termination message).
+	ReadFile(context.Context, *api.ReadFileRequest) (*api.ReadFileResponse, error)
 	// CreateProcess prepares a process in a container; it does not run until
 	// StartProcess, so a client can Attach first and lose no output. The
 	// executable is resolved here: NotFound when it is not in $PATH (the host
@@ -382,6 +401,9 @@ func (UnimplementedAgentServer) CreateContainer(context.Context, *api.CreateCont
 }
 func (UnimplementedAgentServer) WriteFiles(context.Context, *api.WriteFilesRequest) (*api.WriteFilesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method WriteFiles not implemented")
+}
+func (UnimplementedAgentServer) ReadFile(context.Context, *api.ReadFileRequest) (*api.ReadFileResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReadFile not implemented")
 }
 func (UnimplementedAgentServer) CreateProcess(context.Context, *api.CreateProcessRequest) (*api.CreateProcessResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateProcess not implemented")
@@ -511,6 +533,24 @@ func _Agent_WriteFiles_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AgentServer).WriteFiles(ctx, req.(*api.WriteFilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_ReadFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(api.ReadFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ReadFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ReadFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ReadFile(ctx, req.(*api.ReadFileRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -749,6 +789,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WriteFiles",
 			Handler:    _Agent_WriteFiles_Handler,
+		},
+		{
+			MethodName: "ReadFile",
+			Handler:    _Agent_ReadFile_Handler,
 		},
 		{
 			MethodName: "CreateProcess",

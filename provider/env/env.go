@@ -1,4 +1,8 @@
-package provider
+// Package env resolves what a container's configuration refers to, as the
+// kubelet does: its environment (service links, envFrom, env with
+// valueFrom and $(VAR) expansion) and the downward API's field values,
+// which files volumes use too.
+package env
 
 import (
 	"errors"
@@ -18,27 +22,27 @@ import (
 // virtual-kubelet's own resolver emits (internal/podutils), so tools and its
 // e2e suite that wait for them keep working.
 const (
-	reasonOptionalConfigMapNotFound     = "OptionalConfigMapNotFound"
-	reasonOptionalConfigMapKeyNotFound  = "OptionalConfigMapKeyNotFound"
-	reasonOptionalSecretNotFound        = "OptionalSecretNotFound"
-	reasonOptionalSecretKeyNotFound     = "OptionalSecretKeyNotFound"
-	reasonMandatoryConfigMapNotFound    = "MandatoryConfigMapNotFound"
-	reasonMandatoryConfigMapKeyNotFound = "MandatoryConfigMapKeyNotFound"
-	reasonMandatorySecretNotFound       = "MandatorySecretNotFound"
-	reasonMandatorySecretKeyNotFound    = "MandatorySecretKeyNotFound"
-	reasonInvalidEnvVarNames            = "InvalidEnvironmentVariableNames"
+	ReasonOptionalConfigMapNotFound     = "OptionalConfigMapNotFound"
+	ReasonOptionalConfigMapKeyNotFound  = "OptionalConfigMapKeyNotFound"
+	ReasonOptionalSecretNotFound        = "OptionalSecretNotFound"
+	ReasonOptionalSecretKeyNotFound     = "OptionalSecretKeyNotFound"
+	ReasonMandatoryConfigMapNotFound    = "MandatoryConfigMapNotFound"
+	ReasonMandatoryConfigMapKeyNotFound = "MandatoryConfigMapKeyNotFound"
+	ReasonMandatorySecretNotFound       = "MandatorySecretNotFound"
+	ReasonMandatorySecretKeyNotFound    = "MandatorySecretKeyNotFound"
+	ReasonInvalidEnvVarNames            = "InvalidEnvironmentVariableNames"
 )
 
-// objectSource gives the provider the objects a pod refers to (listers in
+// Objects gives the provider the objects a pod refers to (listers in
 // the node, maps in tests). Missing objects return a NotFound API error.
-type objectSource interface {
+type Objects interface {
 	ConfigMap(namespace, name string) (*corev1.ConfigMap, error)
 	Secret(namespace, name string) (*corev1.Secret, error)
 	Services(namespace string) ([]*corev1.Service, error)
 }
 
-// podEvent is an event to record against the pod.
-type podEvent struct {
+// Event is an event to record against the pod.
+type Event struct {
 	Type, Reason, Message string
 }
 
@@ -49,37 +53,38 @@ type configError struct{ msg string }
 
 func (e *configError) Error() string { return e.msg }
 
-func configErrorf(format string, args ...any) error {
+func ConfigErrorf(format string, args ...any) error {
 	return &configError{msg: fmt.Sprintf(format, args...)}
 }
 
-func isConfigError(err error) bool {
+func IsConfigError(err error) bool {
 	var ce *configError
 	return errors.As(err, &ce)
 }
 
-// envContext carries what environment resolution needs besides the pod.
-type envContext struct {
-	objects objectSource
-	podIP   string
-	hostIP  string
-	// nodeAllocatable fills resourceFieldRef limits a container does not
+// Context carries what environment resolution needs besides the pod.
+type Context struct {
+	Objects Objects
+	// PodIP and HostIP answer status.podIP(s) and status.hostIP(s).
+	PodIP  string
+	HostIP string
+	// NodeAllocatable fills resourceFieldRef limits a container does not
 	// set, as the kubelet does.
-	nodeAllocatable corev1.ResourceList
+	NodeAllocatable corev1.ResourceList
 }
 
-// containerEnv computes a container's environment in the kubelet's order:
+// ContainerEnv computes a container's environment in the kubelet's order:
 // service variables, envFrom in order, then env in order with $(VAR)
 // references expanded against what came before. It returns KEY=VALUE pairs
 // and the events to record; a missing mandatory object is a configError.
-func containerEnv(pod *corev1.Pod, c *corev1.Container, ec envContext) ([]string, []podEvent, error) {
-	var events []podEvent
+func ContainerEnv(pod *corev1.Pod, c *corev1.Container, ec Context) ([]string, []Event, error) {
+	var events []Event
 	warn := func(reason, format string, args ...any) {
-		events = append(events, podEvent{corev1.EventTypeWarning, reason, fmt.Sprintf(format, args...)})
+		events = append(events, Event{corev1.EventTypeWarning, reason, fmt.Sprintf(format, args...)})
 	}
 	env := newOrderedEnv()
 
-	svcVars, err := serviceEnv(pod, ec.objects)
+	svcVars, err := serviceEnv(pod, ec.Objects)
 	if err != nil {
 		return nil, events, err
 	}
@@ -93,32 +98,32 @@ func containerEnv(pod *corev1.Pod, c *corev1.Container, ec envContext) ([]string
 		switch {
 		case ef.ConfigMapRef != nil:
 			kind, name = "configmap", ef.ConfigMapRef.Name
-			cm, err := ec.objects.ConfigMap(pod.Namespace, name)
+			cm, err := ec.Objects.ConfigMap(pod.Namespace, name)
 			if err != nil {
 				if !apierrors.IsNotFound(err) {
 					return nil, events, fmt.Errorf("read configmap %q: %w", name, err)
 				}
-				if optional(ef.ConfigMapRef.Optional) {
-					warn(reasonOptionalConfigMapNotFound, "configmap %q not found", name)
+				if Optional(ef.ConfigMapRef.Optional) {
+					warn(ReasonOptionalConfigMapNotFound, "configmap %q not found", name)
 					continue
 				}
-				warn(reasonMandatoryConfigMapNotFound, "configmap %q not found", name)
-				return nil, events, configErrorf("configmap %q not found", name)
+				warn(ReasonMandatoryConfigMapNotFound, "configmap %q not found", name)
+				return nil, events, ConfigErrorf("configmap %q not found", name)
 			}
 			data = cm.Data
 		case ef.SecretRef != nil:
 			kind, name = "secret", ef.SecretRef.Name
-			s, err := ec.objects.Secret(pod.Namespace, name)
+			s, err := ec.Objects.Secret(pod.Namespace, name)
 			if err != nil {
 				if !apierrors.IsNotFound(err) {
 					return nil, events, fmt.Errorf("read secret %q: %w", name, err)
 				}
-				if optional(ef.SecretRef.Optional) {
-					warn(reasonOptionalSecretNotFound, "secret %q not found", name)
+				if Optional(ef.SecretRef.Optional) {
+					warn(ReasonOptionalSecretNotFound, "secret %q not found", name)
 					continue
 				}
-				warn(reasonMandatorySecretNotFound, "secret %q not found", name)
-				return nil, events, configErrorf("secret %q not found", name)
+				warn(ReasonMandatorySecretNotFound, "secret %q not found", name)
+				return nil, events, ConfigErrorf("secret %q not found", name)
 			}
 			data = make(map[string]string, len(s.Data))
 			for k, v := range s.Data {
@@ -137,14 +142,14 @@ func containerEnv(pod *corev1.Pod, c *corev1.Container, ec envContext) ([]string
 			env.set(key, data[k])
 		}
 		if len(invalid) > 0 {
-			warn(reasonInvalidEnvVarNames, "keys [%s] from %s %s/%s were skipped since they are invalid as environment variable names",
+			warn(ReasonInvalidEnvVarNames, "keys [%s] from %s %s/%s were skipped since they are invalid as environment variable names",
 				strings.Join(invalid, ", "), kind, pod.Namespace, name)
 		}
 	}
 
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
-			env.set(e.Name, expand(e.Value, env.lookup))
+			env.set(e.Name, Expand(e.Value, env.lookup))
 			continue
 		}
 		v, ok, evs, err := envValueFrom(pod, c, e, ec)
@@ -159,82 +164,82 @@ func containerEnv(pod *corev1.Pod, c *corev1.Container, ec envContext) ([]string
 	return env.list(), events, nil
 }
 
-func envValueFrom(pod *corev1.Pod, c *corev1.Container, e corev1.EnvVar, ec envContext) (string, bool, []podEvent, error) {
-	var events []podEvent
+func envValueFrom(pod *corev1.Pod, c *corev1.Container, e corev1.EnvVar, ec Context) (string, bool, []Event, error) {
+	var events []Event
 	warn := func(reason, format string, args ...any) {
-		events = append(events, podEvent{corev1.EventTypeWarning, reason, fmt.Sprintf(format, args...)})
+		events = append(events, Event{corev1.EventTypeWarning, reason, fmt.Sprintf(format, args...)})
 	}
 	vf := e.ValueFrom
 	switch {
 	case vf.FieldRef != nil:
-		v, err := podFieldValue(pod, vf.FieldRef.FieldPath, ec)
+		v, err := FieldValue(pod, vf.FieldRef.FieldPath, ec)
 		if err != nil {
-			return "", false, nil, configErrorf("env %s: %v", e.Name, err)
+			return "", false, nil, ConfigErrorf("env %s: %v", e.Name, err)
 		}
 		return v, true, nil, nil
 	case vf.ResourceFieldRef != nil:
-		v, err := resourceFieldValue(pod, c, vf.ResourceFieldRef, ec.nodeAllocatable)
+		v, err := ResourceFieldValue(pod, c, vf.ResourceFieldRef, ec.NodeAllocatable)
 		if err != nil {
-			return "", false, nil, configErrorf("env %s: %v", e.Name, err)
+			return "", false, nil, ConfigErrorf("env %s: %v", e.Name, err)
 		}
 		return v, true, nil, nil
 	case vf.ConfigMapKeyRef != nil:
 		ref := vf.ConfigMapKeyRef
-		cm, err := ec.objects.ConfigMap(pod.Namespace, ref.Name)
+		cm, err := ec.Objects.ConfigMap(pod.Namespace, ref.Name)
 		if err != nil {
 			if !apierrors.IsNotFound(err) {
 				return "", false, nil, fmt.Errorf("read configmap %q: %w", ref.Name, err)
 			}
-			if optional(ref.Optional) {
-				warn(reasonOptionalConfigMapNotFound, "skipping optional envvar %q: configmap %q not found", e.Name, ref.Name)
+			if Optional(ref.Optional) {
+				warn(ReasonOptionalConfigMapNotFound, "skipping optional envvar %q: configmap %q not found", e.Name, ref.Name)
 				return "", false, events, nil
 			}
-			warn(reasonMandatoryConfigMapNotFound, "configmap %q not found", ref.Name)
-			return "", false, events, configErrorf("configmap %q not found", ref.Name)
+			warn(ReasonMandatoryConfigMapNotFound, "configmap %q not found", ref.Name)
+			return "", false, events, ConfigErrorf("configmap %q not found", ref.Name)
 		}
 		v, ok := cm.Data[ref.Key]
 		if !ok {
 			if b, bok := cm.BinaryData[ref.Key]; bok {
 				return string(b), true, nil, nil
 			}
-			if optional(ref.Optional) {
-				warn(reasonOptionalConfigMapKeyNotFound, "skipping optional envvar %q: key %q does not exist in configmap %q", e.Name, ref.Key, ref.Name)
+			if Optional(ref.Optional) {
+				warn(ReasonOptionalConfigMapKeyNotFound, "skipping optional envvar %q: key %q does not exist in configmap %q", e.Name, ref.Key, ref.Name)
 				return "", false, events, nil
 			}
-			warn(reasonMandatoryConfigMapKeyNotFound, "key %q does not exist in configmap %q", ref.Key, ref.Name)
-			return "", false, events, configErrorf("couldn't find key %s in ConfigMap %s/%s", ref.Key, pod.Namespace, ref.Name)
+			warn(ReasonMandatoryConfigMapKeyNotFound, "key %q does not exist in configmap %q", ref.Key, ref.Name)
+			return "", false, events, ConfigErrorf("couldn't find key %s in ConfigMap %s/%s", ref.Key, pod.Namespace, ref.Name)
 		}
 		return v, true, nil, nil
 	case vf.SecretKeyRef != nil:
 		ref := vf.SecretKeyRef
-		s, err := ec.objects.Secret(pod.Namespace, ref.Name)
+		s, err := ec.Objects.Secret(pod.Namespace, ref.Name)
 		if err != nil {
 			if !apierrors.IsNotFound(err) {
 				return "", false, nil, fmt.Errorf("read secret %q: %w", ref.Name, err)
 			}
-			if optional(ref.Optional) {
-				warn(reasonOptionalSecretNotFound, "skipping optional envvar %q: secret %q not found", e.Name, ref.Name)
+			if Optional(ref.Optional) {
+				warn(ReasonOptionalSecretNotFound, "skipping optional envvar %q: secret %q not found", e.Name, ref.Name)
 				return "", false, events, nil
 			}
-			warn(reasonMandatorySecretNotFound, "secret %q not found", ref.Name)
-			return "", false, events, configErrorf("secret %q not found", ref.Name)
+			warn(ReasonMandatorySecretNotFound, "secret %q not found", ref.Name)
+			return "", false, events, ConfigErrorf("secret %q not found", ref.Name)
 		}
 		v, ok := s.Data[ref.Key]
 		if !ok {
-			if optional(ref.Optional) {
-				warn(reasonOptionalSecretKeyNotFound, "skipping optional envvar %q: key %q does not exist in secret %q", e.Name, ref.Key, ref.Name)
+			if Optional(ref.Optional) {
+				warn(ReasonOptionalSecretKeyNotFound, "skipping optional envvar %q: key %q does not exist in secret %q", e.Name, ref.Key, ref.Name)
 				return "", false, events, nil
 			}
-			warn(reasonMandatorySecretKeyNotFound, "key %q does not exist in secret %q", ref.Key, ref.Name)
-			return "", false, events, configErrorf("couldn't find key %s in Secret %s/%s", ref.Key, pod.Namespace, ref.Name)
+			warn(ReasonMandatorySecretKeyNotFound, "key %q does not exist in secret %q", ref.Key, ref.Name)
+			return "", false, events, ConfigErrorf("couldn't find key %s in Secret %s/%s", ref.Key, pod.Namespace, ref.Name)
 		}
 		return string(v), true, nil, nil
 	}
-	return "", false, nil, configErrorf("env %s: unsupported valueFrom", e.Name)
+	return "", false, nil, ConfigErrorf("env %s: unsupported valueFrom", e.Name)
 }
 
-// podFieldValue resolves a downward API field path.
-func podFieldValue(pod *corev1.Pod, path string, ec envContext) (string, error) {
+// FieldValue resolves a downward API field path.
+func FieldValue(pod *corev1.Pod, path string, ec Context) (string, error) {
 	if k, ok := subscript(path, "metadata.labels"); ok {
 		return pod.Labels[k], nil
 	}
@@ -257,9 +262,9 @@ func podFieldValue(pod *corev1.Pod, path string, ec envContext) (string, error) 
 	case "spec.serviceAccountName":
 		return pod.Spec.ServiceAccountName, nil
 	case "status.hostIP", "status.hostIPs":
-		return ec.hostIP, nil
+		return ec.HostIP, nil
 	case "status.podIP", "status.podIPs":
-		return ec.podIP, nil
+		return ec.PodIP, nil
 	}
 	return "", fmt.Errorf("unsupported fieldPath %q", path)
 }
@@ -286,12 +291,12 @@ func formatMap(m map[string]string) string {
 	return b.String()
 }
 
-// resourceFieldValue resolves a resourceFieldRef; limits a container does
+// ResourceFieldValue resolves a resourceFieldRef; limits a container does
 // not set default to the node's allocatable, as in the kubelet.
-func resourceFieldValue(pod *corev1.Pod, c *corev1.Container, ref *corev1.ResourceFieldSelector, alloc corev1.ResourceList) (string, error) {
+func ResourceFieldValue(pod *corev1.Pod, c *corev1.Container, ref *corev1.ResourceFieldSelector, alloc corev1.ResourceList) (string, error) {
 	target := c
 	if ref.ContainerName != "" && ref.ContainerName != c.Name {
-		target = findContainer(pod, ref.ContainerName)
+		target = FindContainer(pod, ref.ContainerName)
 		if target == nil {
 			return "", fmt.Errorf("resourceFieldRef: no container %q", ref.ContainerName)
 		}
@@ -326,7 +331,7 @@ func resourceFieldValue(pod *corev1.Pod, c *corev1.Container, ref *corev1.Resour
 	return strconv.FormatInt(v, 10), nil
 }
 
-func findContainer(pod *corev1.Pod, name string) *corev1.Container {
+func FindContainer(pod *corev1.Pod, name string) *corev1.Container {
 	for i := range pod.Spec.InitContainers {
 		if pod.Spec.InitContainers[i].Name == name {
 			return &pod.Spec.InitContainers[i]
@@ -343,7 +348,7 @@ func findContainer(pod *corev1.Pod, name string) *corev1.Container {
 // serviceEnv builds the Docker-links style variables for the services in
 // the pod's namespace (when enableServiceLinks is unset or true) and always
 // for the "kubernetes" service of the default namespace.
-func serviceEnv(pod *corev1.Pod, objects objectSource) ([][2]string, error) {
+func serviceEnv(pod *corev1.Pod, objects Objects) ([][2]string, error) {
 	links := pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks
 	byName := map[string]*corev1.Service{}
 	if links {
@@ -407,7 +412,7 @@ func serviceEnv(pod *corev1.Pod, objects objectSource) ([][2]string, error) {
 	return out, nil
 }
 
-func optional(b *bool) bool { return b != nil && *b }
+func Optional(b *bool) bool { return b != nil && *b }
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
@@ -449,7 +454,7 @@ func (e *orderedEnv) list() []string {
 // expand replaces $(VAR) with its value when VAR is defined, keeps it
 // verbatim otherwise, and turns $$ into $ — Kubernetes' expansion rules for
 // env values, command and args.
-func expand(s string, lookup func(string) (string, bool)) string {
+func Expand(s string, lookup func(string) (string, bool)) string {
 	if !strings.Contains(s, "$") {
 		return s
 	}
@@ -481,4 +486,26 @@ func expand(s string, lookup func(string) (string, bool)) string {
 		}
 	}
 	return b.String()
+}
+
+// Merge layers the container's environment over the image's.
+func Merge(image, ctr []string) []string {
+	e := newOrderedEnv()
+	for _, list := range [][]string{image, ctr} {
+		for _, kv := range list {
+			k, v, _ := strings.Cut(kv, "=")
+			e.set(k, v)
+		}
+	}
+	return e.list()
+}
+
+// Lookup answers $(VAR) references from KEY=VALUE pairs.
+func Lookup(env []string) func(string) (string, bool) {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }

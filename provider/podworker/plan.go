@@ -1,4 +1,4 @@
-package provider
+package podworker
 
 import (
 	"crypto/sha256"
@@ -9,32 +9,34 @@ import (
 	"strings"
 
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/provider/env"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Labels the provider puts on every sandbox so a restarted node can tell
-// which pod and container a VM belongs to.
+// Labels the provider puts on every VM so a restarted node can tell which
+// pod and container a VM belongs to.
 const (
-	labelNamespace = "vk-applevm.io/pod-namespace"
-	labelPodName   = "vk-applevm.io/pod-name"
-	labelPodUID    = "vk-applevm.io/pod-uid"
-	labelContainer = "vk-applevm.io/container"
+	LabelNamespace = "vk-applevm.io/pod-namespace"
+	LabelPodName   = "vk-applevm.io/pod-name"
+	LabelPodUID    = "vk-applevm.io/pod-uid"
+	LabelContainer = "vk-applevm.io/container"
 )
 
-// sandboxID derives a container's VM id from the pod UID and container
+// VMID derives a container's VM id from the pod UID and container
 // name: stable across node restarts, 12 hex characters (vm.Spec.ID).
-func sandboxID(podUID, containerName string) string {
+func VMID(podUID, containerName string) string {
 	sum := sha256.Sum256([]byte(podUID + "/" + containerName))
 	return hex.EncodeToString(sum[:6])
 }
 
-// podDirName is the kubelet's per-pod directory name under pods/.
-func podDirName(pod *corev1.Pod) string {
+// PodDirName is the kubelet's per-pod directory name under pods/.
+func PodDirName(pod *corev1.Pod) string {
 	return fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID)
 }
 
-// sizing turns a container's resources into a VM size.
-type sizing struct {
+// Sizing turns a container's resources into a VM size.
+type Sizing struct {
 	// DefaultMemory is the VM memory for a container without a memory
 	// request or limit.
 	DefaultMemory uint64
@@ -42,19 +44,20 @@ type sizing struct {
 	MaxCPUs int
 }
 
-type vmSize struct {
+// VMSize is the size of one container's VM.
+type VMSize struct {
 	CPUs        int
 	MemoryBytes uint64
 	LimitMemory bool
 	CPUMillis   uint32
 }
 
-// vmSizeFor: vCPUs are the CPU limit (else request) rounded up, at least 1;
+// VMSizeFor: vCPUs are the CPU limit (else request) rounded up, at least 1;
 // memory is the memory limit (else request, else the default). A memory
 // limit is also enforced on the container's cgroup inside the VM so the
 // kubelet's OOMKilled semantics hold.
-func (s sizing) vmSizeFor(c *corev1.Container) vmSize {
-	var out vmSize
+func (s Sizing) VMSizeFor(c *corev1.Container) VMSize {
+	var out VMSize
 	cpu, ok := c.Resources.Limits[corev1.ResourceCPU]
 	if ok {
 		out.CPUMillis = uint32(cpu.MilliValue())
@@ -80,12 +83,12 @@ func (s sizing) vmSizeFor(c *corev1.Container) vmSize {
 
 // processArgs applies Kubernetes' command/args rules over the image's
 // Entrypoint and Cmd, expanding $(VAR) from the container environment.
-func processArgs(c *corev1.Container, img ImageInfo, env []string) ([]string, error) {
-	lookup := envLookup(env)
+func processArgs(c *corev1.Container, img vmruntime.ImageInfo, vars []string) ([]string, error) {
+	lookup := env.Lookup(vars)
 	exp := func(in []string) []string {
 		out := make([]string, len(in))
 		for i, s := range in {
-			out[i] = expand(s, lookup)
+			out[i] = env.Expand(s, lookup)
 		}
 		return out
 	}
@@ -99,35 +102,14 @@ func processArgs(c *corev1.Container, img ImageInfo, env []string) ([]string, er
 		args = append(append([]string{}, img.Entrypoint...), img.Cmd...)
 	}
 	if len(args) == 0 {
-		return nil, configErrorf("no command specified: the image has no entrypoint or cmd and the container sets no command")
+		return nil, env.ConfigErrorf("no command specified: the image has no entrypoint or cmd and the container sets no command")
 	}
 	return args, nil
 }
 
-func envLookup(env []string) func(string) (string, bool) {
-	m := make(map[string]string, len(env))
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		m[k] = v
-	}
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
-}
-
-// mergeEnv layers the container's environment over the image's.
-func mergeEnv(image, ctr []string) []string {
-	e := newOrderedEnv()
-	for _, list := range [][]string{image, ctr} {
-		for _, kv := range list {
-			k, v, _ := strings.Cut(kv, "=")
-			e.set(k, v)
-		}
-	}
-	return e.list()
-}
-
 // processUser picks the identity: securityContext (container, then pod)
 // over the image's USER; runAsNonRoot is checked where it can be decided.
-func processUser(pod *corev1.Pod, c *corev1.Container, img ImageInfo) (container.ProcessConfig, error) {
+func processUser(pod *corev1.Pod, c *corev1.Container, img vmruntime.ImageInfo) (container.ProcessConfig, error) {
 	var p container.ProcessConfig
 	var uid, gid *int64
 	var nonRoot *bool
@@ -162,15 +144,15 @@ func processUser(pod *corev1.Pod, c *corev1.Container, img ImageInfo) (container
 	if nonRoot != nil && *nonRoot {
 		switch {
 		case p.UID != nil && *p.UID == 0:
-			return p, configErrorf("container has runAsNonRoot and runAsUser 0 (root)")
+			return p, env.ConfigErrorf("container has runAsNonRoot and runAsUser 0 (root)")
 		case p.UID == nil:
 			name, _, _ := strings.Cut(img.User, ":")
 			n, err := strconv.ParseUint(name, 10, 32)
 			if name == "" || name == "root" || (err == nil && n == 0) {
-				return p, configErrorf("container has runAsNonRoot and image will run as root")
+				return p, env.ConfigErrorf("container has runAsNonRoot and image will run as root")
 			}
 			if err != nil {
-				return p, configErrorf("container has runAsNonRoot and image has non-numeric user (%s), cannot verify user is non-root", name)
+				return p, env.ConfigErrorf("container has runAsNonRoot and image has non-numeric user (%s), cannot verify user is non-root", name)
 			}
 		}
 	}
@@ -188,10 +170,10 @@ func mountsFor(pod *corev1.Pod, c *corev1.Container, podDir string) ([]container
 	for _, vm := range c.VolumeMounts {
 		v, ok := vols[vm.Name]
 		if !ok {
-			return nil, configErrorf("volumeMount %q: no volume of that name in the pod", vm.Name)
+			return nil, env.ConfigErrorf("volumeMount %q: no volume of that name in the pod", vm.Name)
 		}
 		if vm.SubPath != "" || vm.SubPathExpr != "" {
-			return nil, configErrorf("volumeMount %q: subPath is not supported on this node", vm.Name)
+			return nil, env.ConfigErrorf("volumeMount %q: subPath is not supported on this node", vm.Name)
 		}
 		m := container.Mount{Destination: vm.MountPath, ReadOnly: vm.ReadOnly}
 		switch {
@@ -208,7 +190,7 @@ func mountsFor(pod *corev1.Pod, c *corev1.Container, podDir string) ([]container
 			m.Volume = v.Name
 			m.ReadOnly = true
 		default:
-			return nil, configErrorf("volume %q: unsupported volume type", v.Name)
+			return nil, env.ConfigErrorf("volume %q: unsupported volume type", v.Name)
 		}
 		out = append(out, m)
 	}

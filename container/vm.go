@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Sandbox is the VM of one container.
-type Sandbox struct {
+// VM is the VM of one container.
+type VM struct {
 	rt   *Runtime
 	id   string
 	dir  string
@@ -33,23 +33,23 @@ type Sandbox struct {
 	agent *client.Client
 }
 
-func (s *Sandbox) ID() string                { return s.id }
-func (s *Sandbox) Name() string              { return s.rec.Config.Name }
-func (s *Sandbox) Labels() map[string]string { return s.rec.Config.Labels }
-func (s *Sandbox) Config() SandboxConfig     { return s.rec.Config }
-func (s *Sandbox) Created() time.Time        { return s.rec.Created }
+func (s *VM) ID() string                { return s.id }
+func (s *VM) Name() string              { return s.rec.Config.Name }
+func (s *VM) Labels() map[string]string { return s.rec.Config.Labels }
+func (s *VM) Config() VMConfig          { return s.rec.Config }
+func (s *VM) Created() time.Time        { return s.rec.Created }
 
-// ImageRef is the repository@digest reference the sandbox runs.
-func (s *Sandbox) ImageRef() string { return s.rec.Image }
+// ImageRef is the repository@digest reference the VM runs.
+func (s *VM) ImageRef() string { return s.rec.Image }
 
-// ImageDigest is the platform manifest digest of the sandbox's image.
-func (s *Sandbox) ImageDigest() string { return s.rec.ImageDigest }
+// ImageDigest is the platform manifest digest of the VM's image.
+func (s *VM) ImageDigest() string { return s.rec.ImageDigest }
 
-// Dir is the sandbox's state directory (console.log lives there).
-func (s *Sandbox) Dir() string { return s.dir }
+// Dir is the VM's state directory (console.log lives there).
+func (s *VM) Dir() string { return s.dir }
 
 // IP is the VM's address: its pod's.
-func (s *Sandbox) IP() string {
+func (s *VM) IP() string {
 	if s.rec.Endpoint == nil || !s.rec.Endpoint.IP.IsValid() {
 		return ""
 	}
@@ -57,7 +57,7 @@ func (s *Sandbox) IP() string {
 }
 
 // Addr is IP as a netip.Addr.
-func (s *Sandbox) Addr() netip.Addr {
+func (s *VM) Addr() netip.Addr {
 	if s.rec.Endpoint == nil {
 		return netip.Addr{}
 	}
@@ -65,17 +65,17 @@ func (s *Sandbox) Addr() netip.Addr {
 }
 
 // State is the shim's view of the VM.
-func (s *Sandbox) State(ctx context.Context) (shim.State, error) {
+func (s *VM) State(ctx context.Context) (shim.State, error) {
 	return s.shim.State(ctx)
 }
 
 // Running reports whether the VM is up.
-func (s *Sandbox) Running(ctx context.Context) bool {
+func (s *VM) Running(ctx context.Context) bool {
 	st, err := s.shim.State(ctx)
 	return err == nil && st.Status == shim.StatusRunning
 }
 
-func (s *Sandbox) agentClient() (*client.Client, error) {
+func (s *VM) agentClient() (*client.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.agent != nil {
@@ -89,7 +89,7 @@ func (s *Sandbox) agentClient() (*client.Client, error) {
 	return ag, nil
 }
 
-func (s *Sandbox) closeAgent() {
+func (s *VM) closeAgent() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.agent != nil {
@@ -98,15 +98,15 @@ func (s *Sandbox) closeAgent() {
 	}
 }
 
-// Close releases the sandbox's connections; the VM keeps running.
-func (s *Sandbox) Close() error {
+// Close releases the VM's connections; the VM keeps running.
+func (s *VM) Close() error {
 	s.closeAgent()
 	return s.shim.Close()
 }
 
 // agentErr turns an RPC failure into ErrStopped when the VM is gone, and
 // maps NotFound to ErrNotFound.
-func (s *Sandbox) agentErr(ctx context.Context, what string, err error) error {
+func (s *VM) agentErr(ctx context.Context, what string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -126,7 +126,7 @@ func (s *Sandbox) agentErr(ctx context.Context, what string, err error) error {
 // Reset discards the container's writable layer and builds a fresh one for
 // the next instance of the container (files volumes come back empty; the
 // caller rewrites them). Leftover processes are killed first.
-func (s *Sandbox) Reset(ctx context.Context) error {
+func (s *VM) Reset(ctx context.Context) error {
 	ag, err := s.agentClient()
 	if err != nil {
 		return err
@@ -165,7 +165,7 @@ func userSpec(p ProcessConfig) string {
 	return p.User
 }
 
-func (s *Sandbox) createProcess(ctx context.Context, ag *client.Client, p ProcessConfig, stdin bool) error {
+func (s *VM) createProcess(ctx context.Context, ag *client.Client, p ProcessConfig, stdin bool) error {
 	_, err := ag.CreateProcess(ctx, &api.CreateProcessRequest{
 		ContainerId: s.id, ProcessId: p.ID, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
 		User: userSpec(p), AdditionalGids: p.AdditionalGIDs, Terminal: p.TTY, Stdin: stdin,
@@ -189,7 +189,7 @@ func mapProcessErr(err error) error {
 
 // Start runs a process without attaching to it (its output goes to the
 // log when LogName is set) and returns when it has started.
-func (s *Sandbox) Start(ctx context.Context, p ProcessConfig) (time.Time, error) {
+func (s *VM) Start(ctx context.Context, p ProcessConfig) (time.Time, error) {
 	ag, err := s.agentClient()
 	if err != nil {
 		return time.Time{}, err
@@ -205,7 +205,7 @@ func (s *Sandbox) Start(ctx context.Context, p ProcessConfig) (time.Time, error)
 }
 
 // Exec runs a process to completion with its streams attached.
-func (s *Sandbox) Exec(ctx context.Context, p ProcessConfig, stdio IO) (ExitStatus, error) {
+func (s *VM) Exec(ctx context.Context, p ProcessConfig, stdio IO) (ExitStatus, error) {
 	ag, err := s.agentClient()
 	if err != nil {
 		return ExitStatus{}, err
@@ -249,7 +249,7 @@ func exitStatus(st *api.ExitStatus) ExitStatus {
 }
 
 // Wait blocks until the process exits.
-func (s *Sandbox) Wait(ctx context.Context, processID string) (ExitStatus, error) {
+func (s *VM) Wait(ctx context.Context, processID string) (ExitStatus, error) {
 	ag, err := s.agentClient()
 	if err != nil {
 		return ExitStatus{}, err
@@ -265,7 +265,7 @@ func (s *Sandbox) Wait(ctx context.Context, processID string) (ExitStatus, error
 }
 
 // Signal sends sig to a process, or to every process of the container.
-func (s *Sandbox) Signal(ctx context.Context, processID string, sig syscall.Signal, all bool) error {
+func (s *VM) Signal(ctx context.Context, processID string, sig syscall.Signal, all bool) error {
 	ag, err := s.agentClient()
 	if err != nil {
 		return err
@@ -275,7 +275,7 @@ func (s *Sandbox) Signal(ctx context.Context, processID string, sig syscall.Sign
 }
 
 // WriteFiles atomically replaces a files volume's content.
-func (s *Sandbox) WriteFiles(ctx context.Context, volume string, files []File) error {
+func (s *VM) WriteFiles(ctx context.Context, volume string, files []File) error {
 	ag, err := s.agentClient()
 	if err != nil {
 		return err
@@ -289,7 +289,7 @@ func (s *Sandbox) WriteFiles(ctx context.Context, volume string, files []File) e
 }
 
 // Stats samples the container's and the VM's resource use.
-func (s *Sandbox) Stats(ctx context.Context) (Stats, error) {
+func (s *VM) Stats(ctx context.Context) (Stats, error) {
 	ag, err := s.agentClient()
 	if err != nil {
 		return Stats{}, err
@@ -320,7 +320,7 @@ func (s *Sandbox) Stats(ctx context.Context) (Stats, error) {
 
 // Forward connects conn to a TCP port on the VM's loopback through the
 // agent, copying both ways until both sides are done.
-func (s *Sandbox) Forward(ctx context.Context, port uint16, conn io.ReadWriteCloser) error {
+func (s *VM) Forward(ctx context.Context, port uint16, conn io.ReadWriteCloser) error {
 	ag, err := s.agentClient()
 	if err != nil {
 		return err
@@ -390,7 +390,7 @@ func (s *Sandbox) Forward(ctx context.Context, port uint16, conn io.ReadWriteClo
 // agent connection closes only then: an attach or exec still reading the
 // last output and exit status of a process that just ended (a pod that
 // completes right as `kubectl attach` gets its answer) gets them.
-func (s *Sandbox) Stop(ctx context.Context, grace time.Duration) error {
+func (s *VM) Stop(ctx context.Context, grace time.Duration) error {
 	defer s.closeAgent()
 	if err := s.shim.Stop(ctx, grace); err != nil && !errors.Is(err, shim.ErrShimDead) {
 		return fmt.Errorf("stop VM %s: %w", s.id, err)
@@ -400,7 +400,7 @@ func (s *Sandbox) Stop(ctx context.Context, grace time.Duration) error {
 
 // Delete stops the VM if needed and frees its disk, address and directory;
 // logs in LogDir stay.
-func (s *Sandbox) Delete(ctx context.Context) error {
+func (s *VM) Delete(ctx context.Context) error {
 	s.closeAgent()
 	if err := s.shim.Delete(ctx); err != nil {
 		return fmt.Errorf("delete VM %s: %w", s.id, err)
@@ -427,12 +427,12 @@ func (s *Sandbox) Delete(ctx context.Context) error {
 }
 
 // ConsoleLog is the path of the guest's console output.
-func (s *Sandbox) ConsoleLog() string { return filepath.Join(s.dir, "console.log") }
+func (s *VM) ConsoleLog() string { return filepath.Join(s.dir, "console.log") }
 
 // Listeners waits up to wait for the ports the guest listens on to differ
 // from version known ("" answers at once) and returns them with their
 // version.
-func (s *Sandbox) Listeners(ctx context.Context, known string, wait time.Duration) ([]network.Port, string, error) {
+func (s *VM) Listeners(ctx context.Context, known string, wait time.Duration) ([]network.Port, string, error) {
 	ag, err := s.agentClient()
 	if err != nil {
 		return nil, "", err
@@ -451,7 +451,7 @@ func (s *Sandbox) Listeners(ctx context.Context, known string, wait time.Duratio
 // SetRelays makes localhost:port inside the VM reach the sibling container
 // of the pod that serves port, through the gateway's relay at via. It
 // returns the ports this VM's own processes already hold.
-func (s *Sandbox) SetRelays(ctx context.Context, via netip.AddrPort, tcpPorts []uint16) ([]uint16, error) {
+func (s *VM) SetRelays(ctx context.Context, via netip.AddrPort, tcpPorts []uint16) ([]uint16, error) {
 	ag, err := s.agentClient()
 	if err != nil {
 		return nil, err

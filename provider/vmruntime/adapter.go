@@ -1,4 +1,4 @@
-package provider
+package vmruntime
 
 import (
 	"context"
@@ -12,21 +12,22 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// RuntimeAdapter presents a container.Runtime as the provider's Runtime.
-type RuntimeAdapter struct {
+// Adapter presents a container.Runtime as a Runtime.
+type Adapter struct {
 	Runtime *container.Runtime
 	// Mirrors maps a registry host (as normalised, e.g. index.docker.io)
 	// to the host[:port] that serves its content, like containerd's
 	// registry mirrors; the pod keeps the image name it asked for.
 	Mirrors map[string]string
-	// Check, when set, adds the hypervisor's health to the runtime's.
+	// HypervisorCheck, when set, adds the hypervisor's health to the
+	// runtime's.
 	HypervisorCheck func(context.Context) error
 }
 
-var _ Runtime = (*RuntimeAdapter)(nil)
+var _ Runtime = (*Adapter)(nil)
 
 // mirrored rewrites ref to its mirror, if any.
-func (a *RuntimeAdapter) mirrored(ref string) (string, error) {
+func (a *Adapter) mirrored(ref string) (string, error) {
 	if len(a.Mirrors) == 0 {
 		return ref, nil
 	}
@@ -43,7 +44,7 @@ func (a *RuntimeAdapter) mirrored(ref string) (string, error) {
 }
 
 // EnsureImage applies the pull policy.
-func (a *RuntimeAdapter) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret, pulling func()) (ImageInfo, error) {
+func (a *Adapter) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret, pulling func()) (ImageInfo, error) {
 	store := a.Runtime.Images()
 	ref, err := a.mirrored(ref)
 	if err != nil {
@@ -57,7 +58,7 @@ func (a *RuntimeAdapter) EnsureImage(ctx context.Context, ref string, policy cor
 		case !errors.Is(err, image.ErrNotFound):
 			return ImageInfo{}, err
 		case policy == corev1.PullNever:
-			return ImageInfo{}, errNeverPull
+			return ImageInfo{}, ErrNeverPull
 		}
 	}
 	if pulling != nil {
@@ -80,9 +81,9 @@ func imageInfo(img *image.Image, pulled bool) ImageInfo {
 	}
 }
 
-// CreateSandbox boots a VM; the image ref goes through the mirrors as in
+// CreateVM boots a VM; the image ref goes through the mirrors as in
 // EnsureImage.
-func (a *RuntimeAdapter) CreateSandbox(ctx context.Context, cfg container.SandboxConfig) (Sandbox, error) {
+func (a *Adapter) CreateVM(ctx context.Context, cfg container.VMConfig) (VM, error) {
 	ref, err := a.mirrored(cfg.ImageRef)
 	if err != nil {
 		return nil, err
@@ -91,23 +92,21 @@ func (a *RuntimeAdapter) CreateSandbox(ctx context.Context, cfg container.Sandbo
 	return a.Runtime.Create(ctx, cfg)
 }
 
-func (a *RuntimeAdapter) Sandbox(ctx context.Context, id string) (Sandbox, error) {
-	return a.Runtime.Get(ctx, id)
-}
-
-func (a *RuntimeAdapter) Sandboxes(ctx context.Context) ([]Sandbox, error) {
+// VMs lists the runtime's VMs.
+func (a *Adapter) VMs(ctx context.Context) ([]VM, error) {
 	sbs, err := a.Runtime.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Sandbox, len(sbs))
+	out := make([]VM, len(sbs))
 	for i, sb := range sbs {
 		out[i] = sb
 	}
 	return out, nil
 }
 
-func (a *RuntimeAdapter) Check(ctx context.Context) error {
+// Check adds the hypervisor's health to the runtime's.
+func (a *Adapter) Check(ctx context.Context) error {
 	if a.HypervisorCheck != nil {
 		if err := a.HypervisorCheck(ctx); err != nil {
 			return fmt.Errorf("hypervisor: %w", err)

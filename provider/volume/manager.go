@@ -1,9 +1,16 @@
-package provider
+// Package volume computes the content of a pod's files volumes (configMap,
+// secret, projected, downwardAPI, service account tokens) and keeps the
+// running VMs up to date, as the kubelet's volume manager does:
+// configMap/secret and label changes show up inside the VMs, and tokens are
+// renewed before they expire. emptyDir volumes need no management here:
+// they are host directories shared by the pod's VMs.
+package volume
 
 import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"path"
 	"sort"
 	"strings"
@@ -11,18 +18,50 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/provider/env"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 )
 
-// volumeManager computes the content of a pod's files volumes (configMap,
-// secret, projected, downwardAPI, service account tokens) and keeps the
-// running VMs up to date: configMap/secret changes and label changes show up
-// inside the VM, and tokens are renewed before they expire, as the kubelet
-// does.
-type volumeManager struct {
-	w     *podWorker
+// Pod is what the manager needs from the pod it serves.
+type Pod interface {
+	// Pod is the latest pod object.
+	Pod() *corev1.Pod
+	// PodIP is the pod's address (downward API status.podIP), "" before
+	// it has one.
+	PodIP() string
+	// VMs are the VMs that run the pod's containers now, by container.
+	VMs() map[string]Writer
+}
+
+// Writer replaces a files volume's content in one container's VM.
+type Writer interface {
+	WriteFiles(ctx context.Context, volume string, files []container.File) error
+}
+
+// Config is what the manager reads objects and tokens with.
+type Config struct {
+	Objects env.Objects
+	// Client requests service account tokens (nil: token volumes fail
+	// with a clear error).
+	Client kubernetes.Interface
+	// HostIP and Allocatable answer the downward API.
+	HostIP      string
+	Allocatable corev1.ResourceList
+	// SyncPeriod is how often volumes are refreshed.
+	SyncPeriod time.Duration
+	Clock      clock.WithTicker
+	Log        *slog.Logger
+}
+
+// Manager keeps the files volumes of one pod.
+type Manager struct {
+	cfg   Config
+	pod   Pod
 	kickc chan struct{}
 
 	mu     sync.Mutex
@@ -35,51 +74,47 @@ type cachedToken struct {
 	refresh time.Time
 }
 
-func newVolumeManager(w *podWorker) *volumeManager {
-	return &volumeManager{w: w, kickc: make(chan struct{}, 1), tokens: map[string]*cachedToken{}, hashes: map[string][32]byte{}}
+// NewManager returns the volume manager of pod.
+func NewManager(cfg Config, pod Pod) *Manager {
+	return &Manager{cfg: cfg, pod: pod, kickc: make(chan struct{}, 1), tokens: map[string]*cachedToken{}, hashes: map[string][32]byte{}}
 }
 
-// kick asks for a refresh now (the pod changed).
-func (m *volumeManager) kick() {
+// Kick asks for a refresh now (the pod changed).
+func (m *Manager) Kick() {
 	select {
 	case m.kickc <- struct{}{}:
 	default:
 	}
 }
 
-// run refreshes the files volumes of running VMs until ctx ends.
-func (m *volumeManager) run(ctx context.Context) {
-	t := time.NewTicker(m.w.p.cfg.VolumeSyncPeriod)
+// Run refreshes the files volumes of running VMs until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	t := m.cfg.Clock.NewTicker(m.cfg.SyncPeriod)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		case <-m.kickc:
 		}
-		m.sync(ctx)
+		m.Sync(ctx)
 	}
 }
 
-// sync rewrites every files volume whose content changed.
-func (m *volumeManager) sync(ctx context.Context) {
-	pod := m.w.spec()
-	m.w.mu.Lock()
-	sbs := make(map[string]Sandbox, len(m.w.sandboxes))
-	for n, sb := range m.w.sandboxes {
-		sbs[n] = sb
-	}
-	m.w.mu.Unlock()
+// Sync rewrites every files volume whose content changed.
+func (m *Manager) Sync(ctx context.Context) {
+	pod := m.pod.Pod()
+	sbs := m.pod.VMs()
 	for _, c := range allContainers(pod) {
 		sb := sbs[c.Name]
 		if sb == nil {
 			continue
 		}
 		for _, vol := range filesVolumesOf(pod, c) {
-			files, err := m.files(ctx, vol)
+			files, err := m.Files(ctx, vol)
 			if err != nil {
-				m.w.log.Warn("refresh volume", "volume", vol, "container", c.Name, "err", err)
+				m.cfg.Log.Warn("refresh volume", "volume", vol, "container", c.Name, "err", err)
 				continue
 			}
 			sum := hashFiles(files)
@@ -91,7 +126,7 @@ func (m *volumeManager) sync(ctx context.Context) {
 				continue
 			}
 			if err := sb.WriteFiles(ctx, vol, files); err != nil {
-				m.w.log.Warn("update volume in VM", "volume", vol, "container", c.Name, "err", err)
+				m.cfg.Log.Warn("update volume in VM", "volume", vol, "container", c.Name, "err", err)
 				continue
 			}
 			m.mu.Lock()
@@ -101,8 +136,8 @@ func (m *volumeManager) sync(ctx context.Context) {
 	}
 }
 
-// remember records what a VM was created with, so sync writes only changes.
-func (m *volumeManager) remember(containerName string, mounts []container.Mount) {
+// Remember records what a VM was created with, so sync writes only changes.
+func (m *Manager) Remember(containerName string, mounts []container.Mount) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, mt := range mounts {
@@ -112,9 +147,9 @@ func (m *volumeManager) remember(containerName string, mounts []container.Mount)
 	}
 }
 
-// forget drops what was written to a container's VM so the next sync
+// Forget drops what was written to a container's VM so the next sync
 // writes every volume again.
-func (m *volumeManager) forget(containerName string) {
+func (m *Manager) Forget(containerName string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k := range m.hashes {
@@ -153,9 +188,9 @@ func hashFiles(files []container.File) [32]byte {
 	return sum
 }
 
-// files computes the content of the named volume.
-func (m *volumeManager) files(ctx context.Context, name string) ([]container.File, error) {
-	pod := m.w.spec()
+// Files computes the content of the named volume.
+func (m *Manager) Files(ctx context.Context, name string) ([]container.File, error) {
+	pod := m.pod.Pod()
 	var vol *corev1.Volume
 	for i := range pod.Spec.Volumes {
 		if pod.Spec.Volumes[i].Name == name {
@@ -237,10 +272,10 @@ func (s *fileSet) list() []container.File {
 	return out
 }
 
-func (m *volumeManager) configMapFiles(pod *corev1.Pod, b *fileSet, name string, items []corev1.KeyToPath, opt *bool, def uint32) error {
-	cm, err := m.w.p.cfg.Objects.ConfigMap(pod.Namespace, name)
+func (m *Manager) configMapFiles(pod *corev1.Pod, b *fileSet, name string, items []corev1.KeyToPath, opt *bool, def uint32) error {
+	cm, err := m.cfg.Objects.ConfigMap(pod.Namespace, name)
 	if err != nil {
-		if isNotFound(err) && optional(opt) {
+		if apierrors.IsNotFound(err) && env.Optional(opt) {
 			return nil
 		}
 		return fmt.Errorf("configmap %q not found", name)
@@ -255,10 +290,10 @@ func (m *volumeManager) configMapFiles(pod *corev1.Pod, b *fileSet, name string,
 	return project(b, "configmap", name, data, items, opt, def)
 }
 
-func (m *volumeManager) secretFiles(pod *corev1.Pod, b *fileSet, name string, items []corev1.KeyToPath, opt *bool, def uint32) error {
-	s, err := m.w.p.cfg.Objects.Secret(pod.Namespace, name)
+func (m *Manager) secretFiles(pod *corev1.Pod, b *fileSet, name string, items []corev1.KeyToPath, opt *bool, def uint32) error {
+	s, err := m.cfg.Objects.Secret(pod.Namespace, name)
 	if err != nil {
-		if isNotFound(err) && optional(opt) {
+		if apierrors.IsNotFound(err) && env.Optional(opt) {
 			return nil
 		}
 		return fmt.Errorf("secret %q not found", name)
@@ -280,7 +315,7 @@ func project(b *fileSet, kind, name string, data map[string][]byte, items []core
 	for _, it := range items {
 		v, ok := data[it.Key]
 		if !ok {
-			if optional(opt) {
+			if env.Optional(opt) {
 				continue
 			}
 			return fmt.Errorf("configuration key %q not found in %s %q", it.Key, kind, name)
@@ -292,23 +327,20 @@ func project(b *fileSet, kind, name string, data map[string][]byte, items []core
 	return nil
 }
 
-func (m *volumeManager) downwardFiles(pod *corev1.Pod, b *fileSet, items []corev1.DownwardAPIVolumeFile, def uint32) error {
-	m.w.mu.Lock()
-	podIP := m.w.meta.podIP
-	m.w.mu.Unlock()
-	ec := envContext{objects: m.w.p.cfg.Objects, podIP: podIP, hostIP: m.w.p.cfg.NodeIP, nodeAllocatable: m.w.p.cfg.Allocatable}
+func (m *Manager) downwardFiles(pod *corev1.Pod, b *fileSet, items []corev1.DownwardAPIVolumeFile, def uint32) error {
+	ec := env.Context{Objects: m.cfg.Objects, PodIP: m.pod.PodIP(), HostIP: m.cfg.HostIP, NodeAllocatable: m.cfg.Allocatable}
 	for _, it := range items {
 		var v string
 		var err error
 		switch {
 		case it.FieldRef != nil:
-			v, err = podFieldValue(pod, it.FieldRef.FieldPath, ec)
+			v, err = env.FieldValue(pod, it.FieldRef.FieldPath, ec)
 		case it.ResourceFieldRef != nil:
-			c := findContainer(pod, it.ResourceFieldRef.ContainerName)
+			c := env.FindContainer(pod, it.ResourceFieldRef.ContainerName)
 			if c == nil {
 				return fmt.Errorf("downwardAPI %s: no container %q", it.Path, it.ResourceFieldRef.ContainerName)
 			}
-			v, err = resourceFieldValue(pod, c, it.ResourceFieldRef, m.w.p.cfg.Allocatable)
+			v, err = env.ResourceFieldValue(pod, c, it.ResourceFieldRef, m.cfg.Allocatable)
 		default:
 			err = fmt.Errorf("no fieldRef or resourceFieldRef")
 		}
@@ -325,14 +357,14 @@ func (m *volumeManager) downwardFiles(pod *corev1.Pod, b *fileSet, items []corev
 // tokenFile requests a bound service account token through the TokenRequest
 // API and caches it until 80% of its lifetime (or 24 h) has passed, the
 // kubelet's refresh rule.
-func (m *volumeManager) tokenFile(ctx context.Context, pod *corev1.Pod, b *fileSet, vol string, src *corev1.ServiceAccountTokenProjection, def uint32) error {
+func (m *Manager) tokenFile(ctx context.Context, pod *corev1.Pod, b *fileSet, vol string, src *corev1.ServiceAccountTokenProjection, def uint32) error {
 	key := vol + "/" + src.Path
 	m.mu.Lock()
 	cached := m.tokens[key]
 	m.mu.Unlock()
-	now := time.Now()
+	now := m.cfg.Clock.Now()
 	if cached == nil || now.After(cached.refresh) {
-		if m.w.p.cfg.Client == nil {
+		if m.cfg.Client == nil {
 			return fmt.Errorf("service account token: the node has no API client")
 		}
 		exp := int64(3600)
@@ -347,7 +379,7 @@ func (m *volumeManager) tokenFile(ctx context.Context, pod *corev1.Pod, b *fileS
 		if sa == "" {
 			sa = "default"
 		}
-		tr, err := m.w.p.cfg.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authv1.TokenRequest{
+		tr, err := m.cfg.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authv1.TokenRequest{
 			Spec: authv1.TokenRequestSpec{
 				Audiences:         aud,
 				ExpirationSeconds: &exp,
@@ -366,4 +398,15 @@ func (m *volumeManager) tokenFile(ctx context.Context, pod *corev1.Pod, b *fileS
 		m.mu.Unlock()
 	}
 	return b.add(src.Path, []byte(cached.token), def)
+}
+
+func allContainers(pod *corev1.Pod) []*corev1.Container {
+	var out []*corev1.Container
+	for i := range pod.Spec.InitContainers {
+		out = append(out, &pod.Spec.InitContainers[i])
+	}
+	for i := range pod.Spec.Containers {
+		out = append(out, &pod.Spec.Containers[i])
+	}
+	return out
 }

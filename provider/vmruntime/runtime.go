@@ -1,7 +1,12 @@
-package provider
+// Package vmruntime is the container runtime as the provider sees it: images
+// and one VM per container, behind two small interfaces. Package container
+// implements them (Adapter); the provider's unit tests use an in-memory
+// fake (vmruntimetest).
+package vmruntime
 
 import (
 	"context"
+	"errors"
 	"io"
 	"syscall"
 	"time"
@@ -11,23 +16,22 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Runtime is what the provider needs from the VM runtime: images and one VM
-// per container. Package container implements it (see runtimeAdapter); unit
-// tests of the pod logic use an in-memory fake.
+// Runtime is what the provider needs from the VM runtime.
 type Runtime interface {
 	// EnsureImage makes ref available locally following policy and
 	// returns its identity; pulling is called just before a download
 	// starts (the kubelet's Pulling event).
 	EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, pullSecrets []image.PullSecret, pulling func()) (ImageInfo, error)
-	// CreateSandbox boots the VM of one container.
-	CreateSandbox(ctx context.Context, cfg container.SandboxConfig) (Sandbox, error)
-	// Sandbox finds an existing VM by id (container.ErrNotFound if none).
-	Sandbox(ctx context.Context, id string) (Sandbox, error)
-	// Sandboxes lists every VM this runtime knows, for reconciliation.
-	Sandboxes(ctx context.Context) ([]Sandbox, error)
+	// CreateVM boots the VM of one container.
+	CreateVM(ctx context.Context, cfg container.VMConfig) (VM, error)
+	// VMs lists every VM this runtime knows, for reconciliation.
+	VMs(ctx context.Context) ([]VM, error)
 	// Check reports whether new VMs can be started (hypervisor, disk).
 	Check(ctx context.Context) error
 }
+
+// ErrNeverPull: the image is absent and the pull policy is Never.
+var ErrNeverPull = errors.New("image is not present with pull policy of Never")
 
 // ImageInfo identifies a pulled image the way the kubelet reports it.
 type ImageInfo struct {
@@ -49,8 +53,9 @@ type ImageInfo struct {
 	Size int64
 }
 
-// Sandbox is the VM of one container.
-type Sandbox interface {
+// VM is the VM of one container. A container restart is a new process in
+// the same VM after Reset.
+type VM interface {
 	ID() string
 	Labels() map[string]string
 	// IP is the VM's address on the node's VM network.
@@ -72,12 +77,12 @@ type Sandbox interface {
 	Signal(ctx context.Context, processID string, sig syscall.Signal, all bool) error
 	// WriteFiles atomically replaces a files volume's content.
 	WriteFiles(ctx context.Context, volume string, files []container.File) error
+	// ReadFile returns at most the last max bytes of a file in the
+	// container's root filesystem (the termination message).
+	ReadFile(ctx context.Context, path string, max int64) ([]byte, error)
 	// Forward connects conn to a TCP port inside the VM.
 	Forward(ctx context.Context, port uint16, conn io.ReadWriteCloser) error
 	Stats(ctx context.Context) (container.Stats, error)
-	// Stop shuts the VM down: SIGTERM to its processes, SIGKILL after
-	// grace, power off, kill.
-	Stop(ctx context.Context, grace time.Duration) error
 	// Delete stops the VM if needed and frees everything it holds (disk,
 	// IP); logs stay.
 	Delete(ctx context.Context) error

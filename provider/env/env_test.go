@@ -1,4 +1,4 @@
-package provider
+package env
 
 import (
 	"reflect"
@@ -27,8 +27,8 @@ func TestExpand(t *testing.T) {
 		"cost $5":         "cost $5",
 		"trailing $":      "trailing $",
 	} {
-		if got := expand(in, lookup); got != want {
-			t.Errorf("expand(%q) = %q, want %q", in, got, want)
+		if got := Expand(in, lookup); got != want {
+			t.Errorf("Expand(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -62,7 +62,7 @@ func TestContainerEnvOrderSourcesAndExpansion(t *testing.T) {
 			{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
 		},
 	}
-	got, events, err := containerEnv(pod, &c, envContext{objects: objects, podIP: "10.89.0.7", hostIP: "10.201.0.2"})
+	got, events, err := ContainerEnv(pod, &c, Context{Objects: objects, PodIP: "10.89.0.7", HostIP: "10.201.0.2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestContainerEnvOrderSourcesAndExpansion(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("env:\n got %q\nwant %q", got, want)
 	}
-	if len(events) != 1 || events[0].Reason != reasonInvalidEnvVarNames || !strings.Contains(events[0].Message, "CM_bad key") {
+	if len(events) != 1 || events[0].Reason != ReasonInvalidEnvVarNames || !strings.Contains(events[0].Message, "CM_bad key") {
 		t.Fatalf("events = %+v, want one InvalidEnvironmentVariableNames naming CM_bad key", events)
 	}
 }
@@ -98,20 +98,20 @@ func TestContainerEnvMissingObjects(t *testing.T) {
 		wantReason string
 		wantErr    bool
 	}{
-		{"optional configmap", []corev1.EnvVar{cmKey("nope", "K", true)}, nil, reasonOptionalConfigMapNotFound, false},
-		{"mandatory configmap", []corev1.EnvVar{cmKey("nope", "K", false)}, nil, reasonMandatoryConfigMapNotFound, true},
-		{"optional key", []corev1.EnvVar{cmKey("cm", "Q", true)}, nil, reasonOptionalConfigMapKeyNotFound, false},
-		{"mandatory key", []corev1.EnvVar{cmKey("cm", "Q", false)}, nil, reasonMandatoryConfigMapKeyNotFound, true},
-		{"optional secret", []corev1.EnvVar{secKey("nope", true)}, nil, reasonOptionalSecretNotFound, false},
-		{"mandatory secret", []corev1.EnvVar{secKey("nope", false)}, nil, reasonMandatorySecretNotFound, true},
-		{"mandatory secret envFrom", nil, []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}}}}, reasonMandatorySecretNotFound, true},
-		{"optional configmap envFrom", nil, []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Optional: ptrTo(true)}}}, reasonOptionalConfigMapNotFound, false},
+		{"optional configmap", []corev1.EnvVar{cmKey("nope", "K", true)}, nil, ReasonOptionalConfigMapNotFound, false},
+		{"mandatory configmap", []corev1.EnvVar{cmKey("nope", "K", false)}, nil, ReasonMandatoryConfigMapNotFound, true},
+		{"optional key", []corev1.EnvVar{cmKey("cm", "Q", true)}, nil, ReasonOptionalConfigMapKeyNotFound, false},
+		{"mandatory key", []corev1.EnvVar{cmKey("cm", "Q", false)}, nil, ReasonMandatoryConfigMapKeyNotFound, true},
+		{"optional secret", []corev1.EnvVar{secKey("nope", true)}, nil, ReasonOptionalSecretNotFound, false},
+		{"mandatory secret", []corev1.EnvVar{secKey("nope", false)}, nil, ReasonMandatorySecretNotFound, true},
+		{"mandatory secret envFrom", nil, []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}}}}, ReasonMandatorySecretNotFound, true},
+		{"optional configmap envFrom", nil, []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Optional: ptrTo(true)}}}, ReasonOptionalConfigMapNotFound, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := corev1.Container{Name: "c", Env: tc.env, EnvFrom: tc.envFrom}
-			_, events, err := containerEnv(envPod(), &c, envContext{objects: objects})
-			if tc.wantErr != (err != nil) || (err != nil && !isConfigError(err)) {
+			_, events, err := ContainerEnv(envPod(), &c, Context{Objects: objects})
+			if tc.wantErr != (err != nil) || (err != nil && !IsConfigError(err)) {
 				t.Fatalf("err = %v, want config error: %v", err, tc.wantErr)
 			}
 			if len(events) != 1 || events[0].Reason != tc.wantReason || events[0].Type != corev1.EventTypeWarning {
@@ -142,7 +142,7 @@ func TestResourceFieldRef(t *testing.T) {
 		if tc.divisor != "" {
 			sel.Divisor = resource.MustParse(tc.divisor)
 		}
-		got, err := resourceFieldValue(pod, &c, sel, alloc)
+		got, err := ResourceFieldValue(pod, &c, sel, alloc)
 		if err != nil || got != tc.want {
 			t.Errorf("%s/%s = %q, %v; want %q", tc.res, tc.divisor, got, err, tc.want)
 		}
@@ -150,11 +150,11 @@ func TestResourceFieldRef(t *testing.T) {
 }
 
 func TestDownwardFieldFormats(t *testing.T) {
-	got, err := podFieldValue(envPod(), "metadata.labels", envContext{})
+	got, err := FieldValue(envPod(), "metadata.labels", Context{})
 	if err != nil || got != "app=\"web\"\ntier=\"front\"" {
 		t.Fatalf("labels = %q, %v", got, err)
 	}
-	if _, err := podFieldValue(envPod(), "spec.bogus", envContext{}); err == nil {
+	if _, err := FieldValue(envPod(), "spec.bogus", Context{}); err == nil {
 		t.Fatal("unknown field path accepted")
 	}
 }
