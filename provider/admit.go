@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/vk-applevm/vk-applevm/provider/podnet"
 	"github.com/vk-applevm/vk-applevm/provider/podworker"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -35,8 +36,8 @@ func unsupported(pod *corev1.Pod) *podworker.Rejection {
 			why = append(why, fmt.Sprintf("privileged container %q", c.Name))
 		}
 		for _, p := range c.Ports {
-			if p.HostPort != 0 {
-				why = append(why, fmt.Sprintf("hostPort %d of container %q", p.HostPort, c.Name))
+			if p.HostPort != 0 && p.Protocol == corev1.ProtocolSCTP {
+				why = append(why, fmt.Sprintf("SCTP hostPort %d of container %q (the pod network carries TCP and UDP)", p.HostPort, c.Name))
 			}
 		}
 	}
@@ -94,14 +95,20 @@ func (p *Provider) admitLocked(pod *corev1.Pod, hasVMs bool) *podworker.Rejectio
 	}
 	var used podCost
 	n := 0
+	var holding []*corev1.Pod
 	for _, o := range p.workers {
 		if !o.HoldsResources() {
 			continue
 		}
+		holding = append(holding, o.Pod())
 		c := costOf(p.sizing, o.Pod(), p.cfg.VMOverheadBytes)
 		used.cpuMillis += c.cpuMillis
 		used.memoryBytes += c.memoryBytes
 		n++
+	}
+	if port, taken := podnet.HostPortConflict(pod, holding); taken {
+		// The kubelet's NodePorts predicate (pkg/kubelet/lifecycle).
+		return &podworker.Rejection{Reason: "NodePorts", Message: fmt.Sprintf("Predicate NodePorts failed: host port %s is taken by another pod on the node", port)}
 	}
 	return admitResources(costOf(p.sizing, pod, p.cfg.VMOverheadBytes), used, n, p.cfg.Allocatable)
 }

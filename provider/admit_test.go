@@ -26,9 +26,9 @@ func TestUnsupportedFeatures(t *testing.T) {
 		{"privileged", func(p *corev1.Pod) {
 			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: &yes}
 		}, `privileged container "app"`},
-		{"hostPort", func(p *corev1.Pod) {
-			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080}}
-		}, `hostPort 8080 of container "app"`},
+		{"SCTP hostPort", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080, Protocol: corev1.ProtocolSCTP}}
+		}, `SCTP hostPort 8080 of container "app"`},
 		{"hostPath", func(p *corev1.Pod) {
 			p.Spec.Volumes = []corev1.Volume{{Name: "h", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
 		}, `volume "h" of type hostPath`},
@@ -137,5 +137,26 @@ func TestGracePeriod(t *testing.T) {
 	pod.DeletionGracePeriodSeconds = &two
 	if gracePeriod(pod) != 2e9 {
 		t.Fatal("the deletion's grace wins")
+	}
+}
+
+func TestHostPortConflictIsRefusedAsTheKubeletDoes(t *testing.T) {
+	h := newHarness(t)
+	withPort := func(name string, port int32) *corev1.Pod {
+		p := testPod(name, ctr("app", "sleep"))
+		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: port}}
+		return p
+	}
+	h.create(withPort("first", 8080))
+	h.waitFor("first", "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	h.p.mu.Lock()
+	r := h.p.admitLocked(withPort("second", 8080), false)
+	other := h.p.admitLocked(withPort("third", 8081), false)
+	h.p.mu.Unlock()
+	if r == nil || r.Reason != "NodePorts" || !strings.Contains(r.Message, "TCP/8080") {
+		t.Fatalf("a second pod on host port 8080: %+v", r)
+	}
+	if other != nil {
+		t.Fatalf("host port 8081 is free: %+v", other)
 	}
 }

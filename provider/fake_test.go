@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/image"
+	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/provider/podworker"
 	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
@@ -384,6 +386,19 @@ func (v *fakeVM) ReadFile(ctx context.Context, path string, max int64) ([]byte, 
 
 func (v *fakeVM) Forward(ctx context.Context, port uint16, conn io.ReadWriteCloser) error {
 	return errors.New("not in the fake")
+}
+
+// Listeners answers "nothing listens" and then waits, as an idle guest does.
+func (v *fakeVM) Listeners(ctx context.Context, known string, wait time.Duration) ([]network.Port, string, error) {
+	if known == "" {
+		return nil, "empty", nil
+	}
+	<-ctx.Done()
+	return nil, "", ctx.Err()
+}
+
+func (v *fakeVM) SetRelays(ctx context.Context, via netip.AddrPort, ports []uint16) ([]uint16, error) {
+	return nil, nil
 }
 
 func (v *fakeVM) Delete(ctx context.Context) error {

@@ -48,6 +48,7 @@ import (
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/vk-applevm/vk-applevm/provider/env"
+	"github.com/vk-applevm/vk-applevm/provider/podnet"
 	"github.com/vk-applevm/vk-applevm/provider/podworker"
 	"github.com/vk-applevm/vk-applevm/provider/status"
 	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
@@ -85,6 +86,11 @@ type Config struct {
 	// ClusterDNS and ClusterDomain configure dnsPolicy ClusterFirst.
 	ClusterDNS    []string
 	ClusterDomain string
+	// Network is the pod network (network/switchnet); nil in unit tests.
+	Network vmruntime.PodNetwork
+	// OnStatus, if set, is called after every pod status push (the node's
+	// pod network sync follows pods' addresses and host ports with it).
+	OnStatus func()
 	// BackoffInitial and BackoffMax shape CrashLoopBackOff and
 	// ImagePullBackOff (kubelet: 10 s and 5 min).
 	BackoffInitial, BackoffMax time.Duration
@@ -160,7 +166,7 @@ func New(cfg Config) (*Provider, error) {
 	p.wcfg = &podworker.Config{
 		NodeIP: cfg.NodeIP, Root: cfg.Root, Runtime: cfg.Runtime, Objects: cfg.Objects, Client: cfg.Client,
 		Recorder: cfg.Recorder, Allocatable: cfg.Allocatable, Sizing: p.sizing,
-		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, Network: cfg.Network,
 		BackoffInitial: cfg.BackoffInitial, BackoffMax: cfg.BackoffMax, VolumeSyncPeriod: cfg.VolumeSyncPeriod,
 		Clock: cfg.Clock, Status: p.status, Log: cfg.Logger,
 	}
@@ -282,6 +288,11 @@ func (p *Provider) deleteOrphan(o *orphanPod) {
 			p.log.Error("delete VM of a pod Kubernetes no longer has", "pod", o.pod.Namespace+"/"+o.pod.Name, "vm", vm.ID(), "err", err)
 		}
 	}
+	if p.cfg.Network != nil {
+		if err := p.cfg.Network.ReleasePod(ctx, podnet.PodKey(o.pod.UID)); err != nil {
+			p.log.Warn("release the address of a pod Kubernetes no longer has", "pod", o.pod.Namespace+"/"+o.pod.Name, "err", err)
+		}
+	}
 }
 
 func gracePeriod(pod *corev1.Pod) time.Duration {
@@ -379,6 +390,10 @@ func (p *Provider) GetPods(ctx context.Context) ([]*corev1.Pod, error) {
 // NotifyPods registers the status callback; statuses computed before it
 // existed are sent now.
 func (p *Provider) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) {
+	if hook := p.cfg.OnStatus; hook != nil {
+		p.status.SetNotify(func(pod *corev1.Pod) { cb(pod); hook() })
+		return
+	}
 	p.status.SetNotify(cb)
 }
 

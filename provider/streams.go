@@ -16,7 +16,6 @@ import (
 	"github.com/vk-applevm/vk-applevm/provider/ctrstate"
 	"github.com/vk-applevm/vk-applevm/provider/podworker"
 	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
-	corev1 "k8s.io/api/core/v1"
 	utilexec "k8s.io/utils/exec"
 )
 
@@ -185,21 +184,15 @@ func (p *Provider) PortForward(ctx context.Context, namespace, podName string, p
 	if err != nil {
 		return err
 	}
-	pod := w.Pod()
-	target := ""
-	for _, c := range pod.Spec.Containers {
-		for _, cp := range c.Ports {
-			if cp.ContainerPort == port && (cp.Protocol == "" || cp.Protocol == corev1.ProtocolTCP) {
-				target = c.Name
-			}
-		}
+	if port <= 0 || port > 65535 {
+		return errdefs.InvalidInputf("invalid port %d", port)
 	}
+	// The container that serves the port, chosen as the pod network
+	// chooses it for the pod's address; else the first container.
+	target := w.ServingContainer(uint16(port))
 	_, _, vm, err := p.runningVM(namespace, podName, target)
 	if err != nil {
 		return err
-	}
-	if port <= 0 || port > 65535 {
-		return errdefs.InvalidInputf("invalid port %d", port)
 	}
 	return vm.Forward(ctx, uint16(port), stream)
 }

@@ -136,7 +136,9 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 		MaxCPUs:            runtime.NumCPU(),
 		ClusterDNS:         o.clusterDNS,
 		ClusterDomain:      o.clusterDomain,
+		Network:            env.net,
 	}
+	cfg.PodNetwork = env.net
 	g.log.Info("starting node", "name", cfg.NodeName, "version", version, "root", g.root, "hypervisor", drv.Name(),
 		"vmOverhead", resource.NewQuantity(int64(env.rt.Overhead()), resource.BinarySI).String(),
 		"bootstrap", cfg.BootstrapKubeconfig != "")

@@ -302,6 +302,7 @@ func (c *ctr) deleteVM(ctx context.Context) {
 	if vm == nil {
 		return
 	}
+	c.w.ports.forget(c.rec.Name())
 	if err := vm.Delete(ctx); err != nil && !isGone(err) {
 		c.w.log.Error("delete VM", "container", c.rec.Name(), "vm", vm.ID(), "err", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -380,6 +381,12 @@ func (t execTarget) Exec(ctx context.Context, args []string) (int, []byte, error
 }
 
 func (t execTarget) Address() string { return t.c.w.address(t.vm) }
+
+// DialContext reaches the pod's address through the pod network, as a
+// kubelet's probe reaches a pod from the node.
+func (t execTarget) DialContext(ctx context.Context, netw, addr string) (net.Conn, error) {
+	return t.c.w.dialer()(ctx, netw, addr)
+}
 
 // probeResult applies what a probe worker found.
 func (w *Worker) probeResult(r prober.Result) {

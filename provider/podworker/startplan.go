@@ -9,6 +9,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/provider/env"
+	"github.com/vk-applevm/vk-applevm/provider/podnet"
 	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -109,6 +110,7 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 		DNS:         w.podDNS(pod),
 		Hosts:       hostAliases(pod),
 		Mounts:      mounts,
+		Network:     podnet.Placement(pod, spec.Name),
 		LogDir:      filepath.Join(w.dir(), spec.Name),
 	}
 	if q, ok := spec.Resources.Limits[corev1.ResourceEphemeralStorage]; ok {
@@ -138,8 +140,10 @@ func hostAliases(pod *corev1.Pod) []container.HostEntry {
 	return out
 }
 
-// podDNS applies the pod's dnsPolicy and dnsConfig; nil means the runtime's
-// default (the node's resolvers).
+// podDNS applies the pod's dnsPolicy and dnsConfig as the kubelet writes
+// resolv.conf; nil means the runtime's default (the gateway, which forwards
+// to the node's resolvers). ClusterFirst asks the --cluster-dns servers,
+// else the pod network's gateway, which answers cluster names itself.
 func (w *Worker) podDNS(pod *corev1.Pod) *container.DNS {
 	var dns *container.DNS
 	switch pod.Spec.DNSPolicy {
@@ -147,10 +151,14 @@ func (w *Worker) podDNS(pod *corev1.Pod) *container.DNS {
 		dns = &container.DNS{}
 	case corev1.DNSDefault:
 	default: // ClusterFirst, ClusterFirstWithHostNet
-		if len(w.cfg.ClusterDNS) > 0 {
+		servers := w.cfg.ClusterDNS
+		if len(servers) == 0 && w.cfg.Network != nil {
+			servers = []string{w.cfg.Network.Gateway().String()}
+		}
+		if len(servers) > 0 {
 			d := w.cfg.ClusterDomain
 			dns = &container.DNS{
-				Nameservers: append([]string{}, w.cfg.ClusterDNS...),
+				Nameservers: append([]string{}, servers...),
 				Searches:    []string{pod.Namespace + ".svc." + d, "svc." + d, d},
 				Options:     []string{"ndots:5"},
 			}

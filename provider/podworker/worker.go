@@ -61,9 +61,12 @@ type Config struct {
 	BackoffInitial, BackoffMax time.Duration
 	// VolumeSyncPeriod is how often files volumes are refreshed.
 	VolumeSyncPeriod time.Duration
-	Clock            clock.WithTicker
-	Status           *status.Manager
-	Log              *slog.Logger
+	// Network is the pod network; nil leaves the pods' VMs on their own
+	// (unit tests).
+	Network vmruntime.PodNetwork
+	Clock   clock.WithTicker
+	Status  *status.Manager
+	Log     *slog.Logger
 }
 
 // Rejection is why a pod is refused before any VM exists, in the kubelet's
@@ -83,6 +86,7 @@ type Worker struct {
 	leftovers       []vmruntime.VM
 	prober          *prober.Manager
 	volumes         *volume.Manager
+	ports           *podPorts
 	backoff         *flowcontrol.Backoff
 
 	// runCtx ends when the pod is stopped: containers stop restarting.
@@ -157,6 +161,7 @@ func New(cfg *Config, pod *corev1.Pod, adopted []vmruntime.VM, rejected *Rejecti
 	for _, vm := range byName {
 		w.leftovers = append(w.leftovers, vm)
 	}
+	w.ports = &podPorts{w: w, vms: map[string]*vmPorts{}}
 	w.prober = prober.NewManager(cfg.Clock, w.probeResult, w.event)
 	w.volumes = volume.NewManager(volume.Config{
 		Objects: cfg.Objects, Client: cfg.Client, HostIP: cfg.NodeIP, Allocatable: cfg.Allocatable,
@@ -188,7 +193,8 @@ func (w *Worker) LogDir(containerName string) string {
 }
 
 // address is where the node reaches a container's VM: probes, the pod's IP
-// and status.podIP in the environment. It is the VM's own address.
+// and status.podIP in the environment: the pod's address, which its VMs
+// share.
 func (w *Worker) address(vm vmruntime.VM) string { return vm.IP() }
 
 func (w *Worker) containers() []*ctr {
@@ -229,6 +235,7 @@ func (w *Worker) run() {
 		for _, c := range w.containers() {
 			c.deleteAdopted(context.Background())
 		}
+		w.releaseNetwork(context.Background())
 		return
 	}
 	w.mu.Lock()
@@ -262,6 +269,9 @@ func (w *Worker) run() {
 		w.stopOnce.Do(func() { w.stopRuns() })
 		w.deleteVMs(context.Background())
 	}
+	// The pod's address goes with its last VM, as a kubelet tears down a
+	// pod's network with its sandbox.
+	w.releaseNetwork(context.Background())
 	w.prober.Stop()
 	w.mu.Lock()
 	w.finished = true
@@ -483,15 +493,17 @@ func (w *Worker) statusInput() status.Input {
 	return in
 }
 
-// vmCreated records that a container's VM is up; the first app
-// container's VM gives the pod its IP.
+// vmCreated records that a container's VM is up; the pod's first VM gives
+// the pod its address (its VMs share it), as a kubelet's pod has its IP
+// once the sandbox is up, before its init containers run.
 func (w *Worker) vmCreated(c *ctr, vm vmruntime.VM) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.vmReady = true
-	if !c.rec.Init() && len(w.apps) > 0 && w.apps[0] == c {
+	if w.podIP == "" {
 		w.podIP = w.address(vm)
 	}
+	w.mu.Unlock()
+	w.ports.watchPorts(c.rec.Name(), vm)
 }
 
 // PodIP is the pod's address, "" until its first app container has a VM.

@@ -38,14 +38,13 @@ func Check(ctx context.Context, clk clock.Clock, timeout time.Duration, t Target
 		if host == "" {
 			host = t.Address()
 		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		conn, err := t.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
 			return fmt.Errorf("dial tcp %s:%d: %w", host, port, err)
 		}
 		return conn.Close()
 	case h.GRPC != nil:
-		return grpcCheck(ctx, t.Address(), h.GRPC)
+		return grpcCheck(ctx, t, h.GRPC)
 	}
 	return fmt.Errorf("probe has no handler")
 }
@@ -75,6 +74,9 @@ type Target interface {
 	Exec(ctx context.Context, args []string) (exitCode int, output []byte, err error)
 	// Address is where HTTP, TCP and gRPC checks reach the container.
 	Address() string
+	// DialContext connects to an address for HTTP, TCP and gRPC checks:
+	// the pod's through the pod network.
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func httpCheck(ctx context.Context, t Target, spec corev1.Container, g *corev1.HTTPGetAction) error {
@@ -113,7 +115,7 @@ func httpCheck(ctx context.Context, t Target, spec corev1.Container, g *corev1.H
 	// The kubelet does not verify probe certificates and does not follow
 	// redirects to other hosts.
 	client := &http.Client{
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true},
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true, DialContext: t.DialContext},
 		CheckRedirect: func(r *http.Request, via []*http.Request) error {
 			if r.URL.Hostname() != host || len(via) >= 10 {
 				return http.ErrUseLastResponse
@@ -133,8 +135,11 @@ func httpCheck(ctx context.Context, t Target, spec corev1.Container, g *corev1.H
 	return nil
 }
 
-func grpcCheck(ctx context.Context, ip string, g *corev1.GRPCAction) error {
-	conn, err := grpc.NewClient(net.JoinHostPort(ip, strconv.Itoa(int(g.Port))), grpc.WithTransportCredentials(insecure.NewCredentials()))
+func grpcCheck(ctx context.Context, t Target, g *corev1.GRPCAction) error {
+	// passthrough: the address goes to the dialer as it is, no resolver.
+	conn, err := grpc.NewClient("passthrough:///"+net.JoinHostPort(t.Address(), strconv.Itoa(int(g.Port))),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return t.DialContext(ctx, "tcp", addr) }))
 	if err != nil {
 		return fmt.Errorf("grpc probe: %w", err)
 	}

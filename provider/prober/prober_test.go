@@ -44,6 +44,11 @@ func (t *target) Exec(ctx context.Context, args []string) (int, []byte, error) {
 
 func (t *target) Address() string { return t.addr }
 
+func (t *target) DialContext(ctx context.Context, netw, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, netw, addr)
+}
+
 func (t *target) set(code int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

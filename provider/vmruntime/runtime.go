@@ -8,10 +8,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/netip"
 	"syscall"
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/image"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -86,4 +89,26 @@ type VM interface {
 	// Delete stops the VM if needed and frees everything it holds (disk,
 	// IP); logs stay.
 	Delete(ctx context.Context) error
+	// Listeners waits up to wait for the ports the guest listens on to
+	// differ from version known ("" answers at once).
+	Listeners(ctx context.Context, known string, wait time.Duration) ([]network.Port, string, error)
+	// SetRelays makes localhost:port inside the VM reach the pod's
+	// container that serves it, through the gateway's relay at via; it
+	// returns the ports this VM's own processes hold.
+	SetRelays(ctx context.Context, via netip.AddrPort, tcpPorts []uint16) ([]uint16, error)
+}
+
+// PodNetwork is the node's pod network as the pod workers use it
+// (network/switchnet): the address a pod's VMs share, what their agents
+// find listening, and the way the node reaches into it.
+type PodNetwork interface {
+	// Gateway is the pods' default route, DNS server and relay.
+	Gateway() netip.Addr
+	// SetListeners tells the switch what VM vmID was found listening on.
+	SetListeners(ctx context.Context, vmID string, ports []network.Port) error
+	// ReleasePod frees a pod's address once none of its VMs is left.
+	ReleasePod(ctx context.Context, pod string) error
+	// DialContext connects to an address inside the pod network, as a pod
+	// on another node would: the node's probes.
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
