@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
-	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/image"
+	"github.com/vk-applevm/vk-applevm/network"
 	corev1 "k8s.io/api/core/v1"
 )
 
