@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/node"
 	"github.com/vk-applevm/vk-applevm/provider"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
