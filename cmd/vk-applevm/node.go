@@ -60,6 +60,8 @@ type runtimeOptions struct {
 	clusterDomain string
 	mirrors       map[string]string
 	insecure      []string
+	// allowHostLoopback is the pod network's host-loopback policy.
+	allowHostLoopback bool
 }
 
 // nodeSettings turns a resolved NodeConfig into node.Config.
@@ -100,6 +102,7 @@ func nodeSettings(nc NodeConfig) (node.Config, runtimeOptions, error) {
 	opts := runtimeOptions{
 		defaultMemory: uint64(defMem.Value()), clusterDNS: nc.ClusterDNS, clusterDomain: nc.ClusterDomain,
 		mirrors: map[string]string{}, insecure: append([]string{}, nc.InsecureRegistries...),
+		allowHostLoopback: nc.AllowHostLoopback,
 	}
 	for from, to := range nc.RegistryMirrors {
 		if from == "" || to == "" || strings.Contains(to, "=") {
@@ -115,7 +118,8 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 	if err := os.MkdirAll(g.root, 0o755); err != nil {
 		return internal(fmt.Errorf("create state root: %w", err))
 	}
-	env, err := g.openRuntime(ctx, o.insecure)
+	hostLoopback := o.allowHostLoopback
+	env, err := g.openRuntime(ctx, o.insecure, &hostLoopback)
 	if err != nil {
 		return internal(err)
 	}

@@ -61,6 +61,9 @@ type NodeConfig struct {
 
 	ClusterDNS    []string `json:"clusterDNS,omitempty"`
 	ClusterDomain string   `json:"clusterDomain,omitempty"`
+	// AllowHostLoopback lets pods reach services that listen only on the
+	// host's loopback, at the gateway's address.
+	AllowHostLoopback bool `json:"allowHostLoopback,omitempty"`
 
 	RegistryMirrors    map[string]string `json:"registryMirrors,omitempty"`
 	InsecureRegistries []string          `json:"insecureRegistries,omitempty"`
@@ -133,6 +136,7 @@ var nodeFlags = []nodeFlag{
 	{name: "default-memory", usage: "VM memory of a container without a memory request or limit", field: func(c *NodeConfig) any { return &c.DefaultMemory }},
 	{name: "cluster-dns", usage: "nameserver for pods with dnsPolicy ClusterFirst (repeatable)", field: func(c *NodeConfig) any { return &c.ClusterDNS }},
 	{name: "cluster-domain", usage: "the cluster's DNS domain", field: func(c *NodeConfig) any { return &c.ClusterDomain }},
+	{name: "allow-host-loopback", usage: "let pods reach services listening only on this host's loopback (at the pod network's gateway address)", field: func(c *NodeConfig) any { return &c.AllowHostLoopback }},
 	{name: "registry-mirror", usage: "REGISTRY=MIRROR: pull REGISTRY's images from MIRROR (host[:port]; repeatable), e.g. index.docker.io=10.0.0.5:5000", field: func(c *NodeConfig) any { return &c.RegistryMirrors }},
 	{name: "insecure-registry", usage: "registry host:port reached over plain HTTP (repeatable; loopback needs no flag)", field: func(c *NodeConfig) any { return &c.InsecureRegistries }},
 }
