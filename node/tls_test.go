@@ -264,3 +264,54 @@ func TestClientCAFromClusterOrFile(t *testing.T) {
 		t.Fatal("a broken CA file was accepted")
 	}
 }
+
+// The kubelet API refuses TLS below 1.2 and CBC suites.
+func TestServingTLSVersionsAndSuites(t *testing.T) {
+	cfg0 := testConfig(t)
+	cfg0.ServingCSR = false
+	sc, err := setupServing(context.Background(), &cfg0, nil, testNames, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{}
+	for _, o := range tlsOptions(sc, nil) {
+		if err := o(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	dial := func(c *tls.Config) error {
+		c.InsecureSkipVerify = true
+		conn, err := tls.Dial("tcp", l.Addr().String(), c)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := dial(&tls.Config{MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("a TLS 1.1 client was served")
+	}
+	if err := dial(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}); err == nil {
+		t.Error("a client offering only CBC suites was served")
+	}
+	if err := dial(&tls.Config{MaxVersion: tls.VersionTLS12}); err != nil {
+		t.Errorf("TLS 1.2 with the defaults: %v", err)
+	}
+	if err := dial(&tls.Config{}); err != nil {
+		t.Errorf("TLS 1.3: %v", err)
+	}
+}
