@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,6 +264,43 @@ func TestClientCAFromClusterOrFile(t *testing.T) {
 	}
 	if _, _, err := loadClientCA(ctx, client, file, nil); err == nil {
 		t.Fatal("a broken CA file was accepted")
+	}
+}
+
+// The CA found at the first start is pinned: a rewritten root CA ConfigMap
+// is reported, not taken.
+func TestClientCAPinnedAtFirstStart(t *testing.T) {
+	ctx := context.Background()
+	first, second := newTestCA(t, "first"), newTestCA(t, "attacker")
+	cm := func(pem []byte) *corev1.ConfigMap {
+		return &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "kube-public", Name: rootCAConfigMap},
+			Data:       map[string]string{"ca.crt": string(pem)},
+		}
+	}
+	pin := filepath.Join(t.TempDir(), "pki", pinnedClientCA)
+	got, _, err := clientCA(ctx, fake.NewClientset(cm(first.pem)), "", nil, pin, quietLog())
+	if err != nil || string(got) != string(first.pem) {
+		t.Fatalf("first start: %v", err)
+	}
+	if fi, err := os.Stat(pin); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pinned file: %v %v", fi, err)
+	}
+	var logs bytes.Buffer
+	got, src, err := clientCA(ctx, fake.NewClientset(cm(second.pem)), "", nil, pin, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || string(got) != string(first.pem) {
+		t.Fatalf("second start took the rewritten ConfigMap's CA (%s, %v)", src, err)
+	}
+	if !strings.Contains(logs.String(), "differs from the one pinned") {
+		t.Fatalf("the change was not reported: %s", logs.String())
+	}
+	// --client-ca-file wins over the pin: the operator's way to rotate.
+	file := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(file, second.pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := clientCA(ctx, nil, file, nil, pin, quietLog()); err != nil || string(got) != string(second.pem) {
+		t.Fatalf("--client-ca-file: %v", err)
 	}
 }
 
