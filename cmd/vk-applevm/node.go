@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vk-applevm/vk-applevm/internal/rootlock"
 	"github.com/vk-applevm/vk-applevm/node"
 	"github.com/vk-applevm/vk-applevm/provider"
 	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
@@ -115,9 +116,18 @@ func nodeSettings(nc NodeConfig) (node.Config, runtimeOptions, error) {
 }
 
 func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions) error {
-	if err := os.MkdirAll(g.root, 0o755); err != nil {
+	// 0700: pod directories below hold emptyDir contents, logs and secrets.
+	if err := os.MkdirAll(g.root, 0o700); err != nil {
 		return internal(fmt.Errorf("create state root: %w", err))
 	}
+	if err := os.Chmod(g.root, 0o700); err != nil {
+		return internal(fmt.Errorf("restrict state root: %w", err))
+	}
+	lock, err := rootlock.Acquire(g.root)
+	if err != nil {
+		return internal(err)
+	}
+	defer lock.Release()
 	hostLoopback := o.allowHostLoopback
 	env, err := g.openRuntime(ctx, o.insecure, &hostLoopback)
 	if err != nil {
