@@ -167,6 +167,9 @@ func buildProvider(ctx context.Context, cfg *Config, pc nodeutil.ProviderConfig,
 	if err := p.Reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("reconcile VMs of an earlier run: %w", err)
 	}
+	if err := p.SweepPodDirs(ctx); err != nil {
+		c.Logger.Warn("sweep pod directories", "err", err)
+	}
 	return p, nil
 }
 
