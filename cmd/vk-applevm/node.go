@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/internal/rootlock"
 	"github.com/vk-applevm/vk-applevm/node"
 	"github.com/vk-applevm/vk-applevm/provider"
@@ -63,6 +64,36 @@ type runtimeOptions struct {
 	insecure      []string
 	// allowHostLoopback is the pod network's host-loopback policy.
 	allowHostLoopback bool
+	imageGC           image.GCPolicy
+}
+
+// imageGCPeriod is the kubelet's ImageGCPeriod.
+const imageGCPeriod = 5 * time.Minute
+
+// collectImages runs image garbage collection every imageGCPeriod: images
+// of existing VMs (pods' and the CLI's) are in use.
+func collectImages(ctx context.Context, g *globals, env *cliEnv, policy image.GCPolicy) {
+	t := time.NewTicker(imageGCPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		vms, err := env.rt.List(ctx)
+		if err != nil {
+			g.log.Warn("image garbage collection: list VMs", "err", err)
+			continue
+		}
+		used := map[string]bool{}
+		for _, vm := range vms {
+			used[vm.ImageDigest()] = true
+		}
+		if _, err := env.images.GC(ctx, policy, func(d string) bool { return used[d] }); err != nil {
+			g.log.Warn("image garbage collection", "err", err)
+		}
+	}
 }
 
 // nodeSettings turns a resolved NodeConfig into node.Config.
@@ -104,6 +135,10 @@ func nodeSettings(nc NodeConfig) (node.Config, runtimeOptions, error) {
 		defaultMemory: uint64(defMem.Value()), clusterDNS: nc.ClusterDNS, clusterDomain: nc.ClusterDomain,
 		mirrors: map[string]string{}, insecure: append([]string{}, nc.InsecureRegistries...),
 		allowHostLoopback: nc.AllowHostLoopback,
+		imageGC:           image.GCPolicy{HighPercent: nc.ImageGCHighThresholdPercent, LowPercent: nc.ImageGCLowThresholdPercent},
+	}
+	if g := opts.imageGC; g.LowPercent < 0 || g.HighPercent > 100 || g.LowPercent > g.HighPercent {
+		return cfg, opts, fmt.Errorf("image GC thresholds %d%%/%d%%: want 0 <= low <= high <= 100", g.HighPercent, g.LowPercent)
 	}
 	for from, to := range nc.RegistryMirrors {
 		if from == "" || to == "" || strings.Contains(to, "=") {
@@ -137,6 +172,7 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 	// A crashed switch costs pods their network until it is back: look
 	// every second, not only at the lease's health check.
 	go env.net.Watch(ctx, time.Second)
+	go collectImages(ctx, g, env, o.imageGC)
 	drv := g.drivers()[defaultDriver]
 	cfg.Version = version
 	cfg.Logger = g.log

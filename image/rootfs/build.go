@@ -104,20 +104,21 @@ var ErrTooLarge = errors.New("image too large")
 const maxImageBytes = 1 << 40
 
 // freeSpaceReserve is kept free on the state root's filesystem: a build
-// never takes the last of it (logs, VM disks and the node need it).
-const freeSpaceReserve = 256 << 20
+// never takes the last of it (logs, VM disks and the node need it): 5 % of
+// the filesystem, at most 256 MiB.
+func freeSpaceReserve(size int64) int64 { return min(size/20, 256<<20) }
 
 // expansionLimit is how many bytes of file data an image built in dir may
 // hold: the free space of dir's filesystem less a reserve, at most
 // maxImageBytes. Tar headers declare each file's size before its data, so
 // the bound is checked before anything is written.
 func expansionLimit(dir string) (int64, string, error) {
-	free, err := freeBytes(dir)
+	free, size, err := freeBytes(dir)
 	if err != nil {
 		return 0, "", fmt.Errorf("free space for the image: %w", err)
 	}
-	if free-freeSpaceReserve < maxImageBytes {
-		return max(free-freeSpaceReserve, 0), fmt.Sprintf("%d bytes free in %s, %d kept in reserve", free, dir, int64(freeSpaceReserve)), nil
+	if reserve := freeSpaceReserve(size); free-reserve < maxImageBytes {
+		return max(free-reserve, 0), fmt.Sprintf("%d bytes free in %s, %d kept in reserve", free, dir, reserve), nil
 	}
 	return maxImageBytes, "the 1 TiB bound of an image", nil
 }
