@@ -215,6 +215,21 @@ func TestNode(t *testing.T) {
 			}
 		}
 	})
+	t.Run("doctor", func(t *testing.T) {
+		// With the node's own credentials, where the node runs: every
+		// check passes, the cluster's included.
+		cmd := exec.Command(ne.c.Tool, "exec", "--dir", ne.c.Dir, "--", env.bin, "--root", ne.root, "--guest", env.guestDir,
+			"doctor", "--kubeconfig", filepath.Join(ne.root, "kubelet.kubeconfig"))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("doctor: %v\n%s", err, out)
+		}
+		for _, c := range []string{"hypervisor", "guest kernel and initrd", "disk space", "pod network", "cluster", "cluster RBAC", "clock"} {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c) + ` +ok `).Match(out) {
+				t.Errorf("doctor's %s check is not ok:\n%s", c, out)
+			}
+		}
+	})
 	t.Run("node restart keeps the pod", func(t *testing.T) {
 		before := ne.pod(t, pod.Name)
 		started := before.Status.ContainerStatuses[0].State.Running.StartedAt
