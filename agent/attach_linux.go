@@ -13,6 +13,7 @@ import (
 
 // Attach streams a process's output out and its input in; see the proto.
 func (s *Server) Attach(stream grpcserver.Bidi[api.AttachRequest, api.AttachResponse]) error {
+	defer s.streams.add()()
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {
@@ -127,7 +128,7 @@ func (s *Server) Wait(ctx context.Context, req *api.WaitRequest) (*api.WaitRespo
 	if err != nil {
 		return nil, fmt.Errorf("wait for %s: %w", p.id, err)
 	}
-	return &api.WaitResponse{Exit: st}, nil
+	return &api.WaitResponse{Exit: st, LogName: p.out.logName}, nil
 }
 
 // Signal signals one process or the whole container.

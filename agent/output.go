@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/vk-applevm/vk-applevm/agent/logframe"
@@ -26,6 +27,12 @@ type outputHub struct {
 	logName      string
 	logs         *LogQueue // nil when the process is not logged
 	pendingLimit int
+
+	// logMu orders the log's frames: writers hold it while they queue a
+	// chunk, endLog while it queues the end frame, so no chunk can follow
+	// the end frame on the log port.
+	logMu    sync.Mutex
+	logEnded bool
 
 	mu           sync.Mutex
 	attachers    map[*attacher]struct{}
@@ -69,7 +76,13 @@ const attacherQueue = 16
 // server's lifetime).
 func (h *outputHub) write(ctx context.Context, c chunk) error {
 	if h.logs != nil {
-		if err := h.logs.Put(ctx, logframe.Frame{Name: h.logName, Stream: c.stream, Data: c.data}); err != nil {
+		h.logMu.Lock()
+		var err error
+		if !h.logEnded {
+			err = h.logs.Put(ctx, logframe.Frame{Name: h.logName, Stream: c.stream, Data: c.data})
+		}
+		h.logMu.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -163,4 +176,28 @@ func (h *outputHub) finish() {
 	}
 	clear(h.attachers)
 	close(h.done)
+}
+
+// endLog queues the log's end frame (logframe.End) after every chunk
+// queued so far and stops logging: the host takes the end frame as the
+// promise that the log file is complete. Call it once the output has
+// settled: every pipe reader returned (then nothing can follow), or the
+// drain timeout passed while a daemonized child still holds a pipe; its
+// later output reaches neither attachers (they were released at the same
+// moment) nor the log, as containerd drops a process's output after its
+// 2 s I/O wait. It is a no-op for an unlogged process or a second call.
+func (h *outputHub) endLog(ctx context.Context) error {
+	if h.logs == nil {
+		return nil
+	}
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	if h.logEnded {
+		return nil
+	}
+	h.logEnded = true
+	if err := h.logs.Put(ctx, logframe.Frame{Name: h.logName, Stream: logframe.End}); err != nil {
+		return fmt.Errorf("end log %s: %w", h.logName, err)
+	}
+	return nil
 }

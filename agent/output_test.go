@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +83,41 @@ func TestLoggedOutputGoesToTheQueueNotPending(t *testing.T) {
 	h.write(context.Background(), chunk{logframe.Stderr, []byte("to log")})
 	if q.Len() != 6 || len(h.pending) != 0 {
 		t.Fatalf("queue %d bytes, pending %d chunks", q.Len(), len(h.pending))
+	}
+}
+
+func TestEndLogFollowsTheOutputAndStopsLogging(t *testing.T) {
+	q := NewLogQueue(1 << 20)
+	h := newOutputHub("0", q, 1<<20)
+	ctx := context.Background()
+	h.write(ctx, chunk{logframe.Stdout, []byte("out")})
+	h.write(ctx, chunk{logframe.Stderr, []byte("err")})
+	if err := h.endLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Output after the end (a daemonized child holding the pipe past the
+	// drain timeout) does not reach the log, and there is one end only.
+	h.write(ctx, chunk{logframe.Stdout, []byte("late")})
+	if err := h.endLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	q.Close()
+	q.Run(ctx, &buf, nil)
+	r := logframe.NewReader(&buf)
+	var got []string
+	for {
+		f, err := r.Next()
+		if err != nil {
+			break
+		}
+		got = append(got, f.Stream.String()+":"+string(f.Data))
+	}
+	if want := "stdout:out stderr:err end:"; strings.Join(got, " ") != want {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+	// A process without a log has no end to send.
+	if err := newOutputHub("", q, 10).endLog(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -268,6 +268,12 @@ func (s *Server) exited(p *process, ws syscall.WaitStatus) {
 		case <-t.C:
 		case <-s.ctx.Done():
 		}
+		// The end frame goes before settled is closed, so whoever waits
+		// for settled (Attach, Shutdown) finds it queued behind the
+		// output.
+		if err := p.out.endLog(s.ctx); err != nil {
+			s.log.Warn("end of the process's log", "process", p.id, "err", err)
+		}
 		close(p.settled)
 	})
 }
