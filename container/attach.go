@@ -16,6 +16,11 @@ func (s *Sandbox) Attach(ctx context.Context, processID string, stdio IO) error 
 
 // AttachWait is Attach that also returns the exit status.
 func (s *Sandbox) AttachWait(ctx context.Context, processID string, stdio IO) (ExitStatus, error) {
+	end, err := s.streams.begin("attach to " + processID)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	defer end()
 	ag, err := s.agentClient()
 	if err != nil {
 		return ExitStatus{}, err

@@ -180,3 +180,54 @@ func tail(s string) string {
 	}
 	return s
 }
+
+// TestStopDeliversStreamsAndLogs stops a sandbox gracefully while an exec
+// that ignores SIGTERM streams: the exec ends with the kill's exit status
+// after its output, and the main process's log, its goodbye included, is
+// on disk when Stop returns.
+func TestStopDeliversStreamsAndLogs(t *testing.T) {
+	rt := newRuntime(t)
+	logDir := t.TempDir()
+	sb := createSandbox(t, rt, logDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := sb.Start(ctx, container.ProcessConfig{ID: "main-0", LogName: "0",
+		Args: []string{"sh", "-c", "trap 'printf bye; exit 0' TERM; echo up; while true; do sleep 1; done"}}); err != nil {
+		t.Fatal(err)
+	}
+	out := newSyncBuffer()
+	type result struct {
+		st  container.ExitStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := sb.Exec(ctx, container.ProcessConfig{ID: "exec-1", Args: []string{"sh", "-c", "trap '' TERM; echo started; while true; do sleep 1; done"}},
+			container.IO{Stdout: out, Stderr: out})
+		done <- result{st, err}
+	}()
+	for !strings.Contains(out.String(), "started") {
+		select {
+		case r := <-done:
+			t.Fatalf("exec ended early: %+v %v, output %q", r.st, r.err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := sb.Stop(ctx, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The goodbye has no newline: the end of the log completes it. (sh
+	// may report its sleep "Terminated" in between.)
+	var logged bytes.Buffer
+	if err := crilog.Read(ctx, logDir, "0", &logged, crilog.Options{Tail: -1}); err != nil ||
+		!strings.HasPrefix(logged.String(), "up\n") || !strings.HasSuffix(logged.String(), "\nbye\n") {
+		t.Errorf("the main process's log when Stop returns: %q %v, want up, then bye as a whole line", logged.String(), err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("exec: %v", r.err)
+	}
+	if r.st.Signal != 9 || out.String() != "started\n" {
+		t.Errorf("exec: exit %+v, output %q; want killed by SIGKILL after %q", r.st, out.String(), "started\n")
+	}
+}
