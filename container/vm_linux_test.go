@@ -95,10 +95,10 @@ func buildFixtures(t testing.TB) {
 type noNetwork struct{}
 
 func (noNetwork) Attach(context.Context, string) (*network.Endpoint, error) { return nil, nil }
-func (noNetwork) Detach(context.Context, string) error                     { return nil }
-func (noNetwork) Check(context.Context) error                              { return nil }
-func (noNetwork) Close(context.Context) error                              { return nil }
-func (noNetwork) Teardown(context.Context) error                           { return nil }
+func (noNetwork) Detach(context.Context, string) error                      { return nil }
+func (noNetwork) Check(context.Context) error                               { return nil }
+func (noNetwork) Close(context.Context) error                               { return nil }
+func (noNetwork) Teardown(context.Context) error                            { return nil }
 
 // newRuntime returns a runtime on a fresh state root with the busybox image
 // pulled.
