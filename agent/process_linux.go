@@ -63,6 +63,12 @@ func (p *process) isRunning() bool {
 	return p.state == procRunning
 }
 
+func (p *process) hasExited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == procExited
+}
+
 // CreateProcess resolves the command and user inside the container.
 func (s *Server) CreateProcess(ctx context.Context, req *api.CreateProcessRequest) (*api.CreateProcessResponse, error) {
 	if err := checkID("process", req.GetProcessId()); err != nil {

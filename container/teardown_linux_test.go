@@ -3,14 +3,15 @@ package container_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/internal/crilog"
+	"github.com/vk-applevm/vk-applevm/internal/syncbuf"
 )
 
 // seqOutput is what `seq 1 n` prints.
@@ -22,32 +23,12 @@ func seqOutput(n int) string {
 	return b.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for the attach goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // gatedWriter holds every write until open is closed: a client that reads
 // slower than the process writes (kubectl behind the API server), so the
 // output is still on its way when the process has exited.
 type gatedWriter struct {
 	open <-chan struct{}
-	w    *syncBuffer
+	w    *syncbuf.Buffer
 }
 
 func (g gatedWriter) Write(p []byte) (int, error) {
@@ -84,7 +65,7 @@ func TestDeleteAtExitKeepsAttachedOutput(t *testing.T) {
 		st  container.ExitStatus
 		err error
 	}
-	out, errOut := newSyncBuffer(), newSyncBuffer()
+	out, errOut := new(syncbuf.Buffer), new(syncbuf.Buffer)
 	open := make(chan struct{})
 	done := make(chan attached, 1)
 	go func() {
@@ -109,6 +90,11 @@ func TestDeleteAtExitKeepsAttachedOutput(t *testing.T) {
 		t.Errorf("read the log: %v", err)
 	} else if logged.String() != want+"\n" {
 		t.Errorf("the log holds %d bytes when Wait returns, want %d; it ends %q", logged.Len(), len(want)+1, tail(logged.String()))
+	}
+	// Too late to attach: the output is in the log (kubectl falls back to
+	// it).
+	if _, err := sb.AttachWait(ctx, proc.ID, container.IO{Stdout: new(syncbuf.Buffer)}); !errors.Is(err, container.ErrExited) {
+		t.Errorf("attach after the exit: %v, want ErrExited", err)
 	}
 	// What the provider does for a pod whose containers have all ended.
 	if err := sb.Delete(ctx); err != nil {
@@ -138,7 +124,7 @@ func TestDeleteEndsExecWithItsExitStatus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	out := newSyncBuffer()
+	out := new(syncbuf.Buffer)
 	type result struct {
 		st  container.ExitStatus
 		err error
@@ -195,7 +181,7 @@ func TestStopDeliversStreamsAndLogs(t *testing.T) {
 		Args: []string{"sh", "-c", "trap 'printf bye; exit 0' TERM; echo up; while true; do sleep 1; done"}}); err != nil {
 		t.Fatal(err)
 	}
-	out := newSyncBuffer()
+	out := new(syncbuf.Buffer)
 	type result struct {
 		st  container.ExitStatus
 		err error

@@ -76,7 +76,10 @@ type AgentClient interface {
 	// first response (no data, no exit) confirms the attachment; output
 	// produced before anyone attached to a process without log_name is
 	// buffered (bounded) and delivered to the first attacher; the last
-	// response carries the exit status, after all output.
+	// response carries the exit status, after all output. Attaching to a
+	// process with log_name that has already exited is FailedPrecondition:
+	// its output is only in its log (a kubelet's attach to an exited
+	// container fails too, and kubectl falls back to the logs).
 	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[api.AttachRequest, api.AttachResponse], error)
 	// Wait blocks until the process exits.
 	Wait(ctx context.Context, in *api.WaitRequest, opts ...grpc.CallOption) (*api.WaitResponse, error)
@@ -295,7 +298,10 @@ type AgentServer interface {
 	// first response (no data, no exit) confirms the attachment; output
 	// produced before anyone attached to a process without log_name is
 	// buffered (bounded) and delivered to the first attacher; the last
-	// response carries the exit status, after all output.
+	// response carries the exit status, after all output. Attaching to a
+	// process with log_name that has already exited is FailedPrecondition:
+	// its output is only in its log (a kubelet's attach to an exited
+	// container fails too, and kubectl falls back to the logs).
 	Attach(grpc.BidiStreamingServer[api.AttachRequest, api.AttachResponse]) error
 	// Wait blocks until the process exits.
 	Wait(context.Context, *api.WaitRequest) (*api.WaitResponse, error)
