@@ -23,10 +23,10 @@ func (s *Server) Attach(stream grpcserver.Bidi[api.AttachRequest, api.AttachResp
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}
-	// A logged process keeps no output for late attachers: after its exit
-	// an attacher would get nothing but the exit status, and would not
-	// know to read the log instead.
-	if p.out.logs != nil && p.hasExited() {
+	// A logged process keeps output only for its first attacher: a later
+	// one arriving after the exit would get nothing but the exit status,
+	// and would not know to read the log instead.
+	if p.out.logs != nil && p.hasExited() && p.out.attachedBefore() {
 		return fmt.Errorf("attach to %s: it has exited; its output is in log %q: %w", p.id, p.out.logName, ErrFailedPrecondition)
 	}
 	a, pending := p.out.attach(first.GetWantStdout(), first.GetWantStderr())

@@ -172,10 +172,10 @@ func TestOutputBeforeAttachIsBuffered(t *testing.T) {
 	}
 }
 
-// A logged process keeps its output in the log only: attaching after its
-// exit fails (the client reads the log instead) rather than returning an
-// exit status without the output.
-func TestAttachToExitedLoggedProcessFails(t *testing.T) {
+// A logged process that exited before anyone attached gives its first
+// attacher its output; attaching again fails (the client reads the log
+// instead) rather than returning an exit status without the output.
+func TestAttachToExitedLoggedProcess(t *testing.T) {
 	e := newEnv(t)
 	frames := e.logFrames()
 	id := e.createContainer(t, "exited")
@@ -190,6 +190,9 @@ func TestAttachToExitedLoggedProcessFails(t *testing.T) {
 	if err != nil || w.GetExit().GetExitCode() != 3 || w.GetLogName() != "0" {
 		t.Fatalf("wait: %+v %v", w, err)
 	}
+	if o, er, ex := collect(t, attachStream(t, e, id, "p", true, true)); o != "last\n" || er != "" || ex.GetExitCode() != 3 {
+		t.Fatalf("first attach after the exit: stdout %q stderr %q exit %+v", o, er, ex)
+	}
 	st, err := e.cl.Attach(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +201,7 @@ func TestAttachToExitedLoggedProcessFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m, err := st.Recv(); status.Code(err) != codes.FailedPrecondition {
-		t.Fatalf("attach after the exit: %+v %v, want FailedPrecondition", m, err)
+		t.Fatalf("second attach after the exit: %+v %v, want FailedPrecondition", m, err)
 	}
 	for f := range frames {
 		if f.Stream == logframe.End {

@@ -13,6 +13,11 @@ import (
 // kept, like a terminal's scrollback).
 const DefaultPendingOutputBytes = 256 << 10
 
+// loggedPendingBytes bounds what a logged process keeps for its first
+// attacher: the output of a short command (`kubectl run -i` attaches only
+// once the pod runs); everything is in the log anyway.
+const loggedPendingBytes = 64 << 10
+
 // chunk is one read from a process's stdout or stderr.
 type chunk struct {
 	stream logframe.Stream
@@ -36,6 +41,7 @@ type outputHub struct {
 
 	mu           sync.Mutex
 	attachers    map[*attacher]struct{}
+	attached     bool // someone has attached
 	pending      []chunk
 	pendingBytes int
 	dropped      int
@@ -46,6 +52,9 @@ type outputHub struct {
 func newOutputHub(logName string, logs *LogQueue, pendingLimit int) *outputHub {
 	if logName == "" {
 		logs = nil
+	}
+	if logs != nil {
+		pendingLimit = min(pendingLimit, loggedPendingBytes)
 	}
 	return &outputHub{
 		logName:      logName,
@@ -93,7 +102,12 @@ func (h *outputHub) write(ctx context.Context, c chunk) error {
 			targets = append(targets, a)
 		}
 	}
-	if len(targets) == 0 && h.logs == nil {
+	// Output nobody receives is kept for the next attacher; a logged
+	// process keeps it only for its first attacher, which gets the output
+	// from the start as if it had attached before it. Later attachers get
+	// output from their attach on, as a kubelet's attach does; the log has
+	// the rest.
+	if len(targets) == 0 && (h.logs == nil || !h.attached) {
 		h.keepPending(c)
 	}
 	h.mu.Unlock()
@@ -146,12 +160,20 @@ func (h *outputHub) attach(wantStdout, wantStderr bool) (*attacher, []chunk) {
 		}
 	}
 	h.pending, h.pendingBytes = nil, 0
+	h.attached = true
 	if h.closed {
 		close(a.ch)
 	} else {
 		h.attachers[a] = struct{}{}
 	}
 	return a, pending
+}
+
+// attachedBefore reports whether anyone has attached.
+func (h *outputHub) attachedBefore() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.attached
 }
 
 // detach removes an attacher; writers blocked on it move on.

@@ -10,9 +10,10 @@ import (
 )
 
 // Attach connects to a running process's streams until it exits (kubectl
-// attach; `vk-applevm run` re-attaching to a detached container). A logged
-// process that has already exited gives ErrExited once its log is
-// complete.
+// attach; `vk-applevm run` re-attaching to a detached container). The
+// first attacher of a process gets its output from the start (bounded);
+// attaching again to a logged process that has exited gives ErrExited,
+// once its log is complete: the output is there.
 func (s *Sandbox) Attach(ctx context.Context, processID string, stdio IO) error {
 	_, err := s.AttachWait(ctx, processID, stdio)
 	return err

@@ -178,7 +178,7 @@ var (
 	ErrCommandNotExecutable = errors.New("permission denied")
 	// ErrStopped: the sandbox's VM is not running.
 	ErrStopped = errors.New("sandbox VM is not running")
-	// ErrExited: Attach to a logged process that has already exited; its
-	// output is in its log.
+	// ErrExited: Attach to a logged process that has already exited and was
+	// attached to before; its output is in its log.
 	ErrExited = errors.New("process has exited")
 )
