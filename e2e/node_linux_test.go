@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,20 +274,6 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return -1
-}
-
-var nameSeq atomic.Int64
-
-// uniqueName gives every run of a test its own object names, so that
-// `go test -count=N` runs a test N times instead of finding the objects of
-// the previous run (a pod of the same name, still terminating or Failed).
-func uniqueName(base string) string {
-	return fmt.Sprintf("%s-%d", base, nameSeq.Add(1))
-}
-
-// named puts name in place of NAME in a manifest.
-func named(manifest, name string) string {
-	return strings.ReplaceAll(manifest, "NAME", name)
 }
 
 // tolerate is the scheduling stanza every test pod carries.
