@@ -14,13 +14,13 @@ import (
 // first attacher of a process gets its output from the start (bounded);
 // attaching again to a logged process that has exited gives ErrExited,
 // once its log is complete: the output is there.
-func (s *Sandbox) Attach(ctx context.Context, processID string, stdio IO) error {
+func (s *VM) Attach(ctx context.Context, processID string, stdio IO) error {
 	_, err := s.AttachWait(ctx, processID, stdio)
 	return err
 }
 
 // AttachWait is Attach that also returns the exit status.
-func (s *Sandbox) AttachWait(ctx context.Context, processID string, stdio IO) (ExitStatus, error) {
+func (s *VM) AttachWait(ctx context.Context, processID string, stdio IO) (ExitStatus, error) {
 	end, err := s.streams.begin("attach to " + processID)
 	if err != nil {
 		return ExitStatus{}, err

@@ -45,7 +45,7 @@ func (g gatedWriter) Write(p []byte) (int, error) {
 func TestDeleteAtExitKeepsAttachedOutput(t *testing.T) {
 	rt := newRuntime(t)
 	logDir := t.TempDir()
-	sb := createSandbox(t, rt, logDir)
+	sb := createVM(t, rt, logDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -120,7 +120,7 @@ func TestDeleteAtExitKeepsAttachedOutput(t *testing.T) {
 // output it had, not with a cut connection.
 func TestDeleteEndsExecWithItsExitStatus(t *testing.T) {
 	rt := newRuntime(t)
-	sb := createSandbox(t, rt, t.TempDir())
+	sb := createVM(t, rt, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -174,7 +174,7 @@ func tail(s string) string {
 func TestStopDeliversStreamsAndLogs(t *testing.T) {
 	rt := newRuntime(t)
 	logDir := t.TempDir()
-	sb := createSandbox(t, rt, logDir)
+	sb := createVM(t, rt, logDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := sb.Start(ctx, container.ProcessConfig{ID: "main-0", LogName: "0",

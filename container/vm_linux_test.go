@@ -15,6 +15,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/guest/guesttest"
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
 	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/qemu"
@@ -64,6 +65,7 @@ var fixtures struct {
 
 func buildFixtures(t testing.TB) {
 	t.Helper()
+	testenv.Needs(t, "VMs (QEMU and the guest bundle)")
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatalf("QEMU is needed: apt-get install qemu-system-x86 (%v)", err)
 	}
@@ -94,11 +96,14 @@ func buildFixtures(t testing.TB) {
 // through the agent only, and the VM network has tests of its own.
 type noNetwork struct{}
 
-func (noNetwork) Attach(context.Context, string) (*network.Endpoint, error) { return nil, nil }
-func (noNetwork) Detach(context.Context, string) error                      { return nil }
-func (noNetwork) Check(context.Context) error                               { return nil }
-func (noNetwork) Close(context.Context) error                               { return nil }
-func (noNetwork) Teardown(context.Context) error                            { return nil }
+func (noNetwork) Attach(context.Context, string, network.AttachOptions) (*network.Endpoint, error) {
+	return nil, nil
+}
+func (noNetwork) Detach(context.Context, string) error     { return nil }
+func (noNetwork) ReleasePod(context.Context, string) error { return nil }
+func (noNetwork) Check(context.Context) error              { return nil }
+func (noNetwork) Close(context.Context) error              { return nil }
+func (noNetwork) Teardown(context.Context) error           { return nil }
 
 // newRuntime returns a runtime on a fresh state root with the busybox image
 // pulled.
@@ -133,13 +138,13 @@ func newRuntime(t testing.TB) *container.Runtime {
 	return rt
 }
 
-// createSandbox boots a busybox sandbox logging to logDir; the test's
+// createVM boots a busybox VM logging to logDir; the test's
 // cleanup deletes it (again).
-func createSandbox(t testing.TB, rt *container.Runtime, logDir string) *container.Sandbox {
+func createVM(t testing.TB, rt *container.Runtime, logDir string) *container.VM {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sb, err := rt.Create(ctx, container.SandboxConfig{Name: t.Name(), ImageRef: fixtures.busybox, LogDir: logDir})
+	sb, err := rt.Create(ctx, container.VMConfig{Name: t.Name(), ImageRef: fixtures.busybox, LogDir: logDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +152,7 @@ func createSandbox(t testing.TB, rt *container.Runtime, logDir string) *containe
 		dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
 		defer dcancel()
 		if err := sb.Delete(dctx); err != nil {
-			t.Errorf("delete sandbox: %v", err)
+			t.Errorf("delete VM: %v", err)
 		}
 	})
 	return sb
