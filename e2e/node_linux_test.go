@@ -94,8 +94,8 @@ func TestNode(t *testing.T) {
 		}
 	})
 	t.Run("exec tty", func(t *testing.T) {
-		cmd := exec.Command("kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "exec", "-it", pod.Name, "--",
-			"sh", "-c", "tty; stty size; exit 5")
+		cmd := diesWithTest(exec.Command("kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "exec", "-it", pod.Name, "--",
+			"sh", "-c", "tty; stty size; exit 5"))
 		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 88})
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +110,7 @@ func TestNode(t *testing.T) {
 	t.Run("port-forward", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "port-forward", pod.Name, "0:8080")
+		cmd := diesWithTest(exec.CommandContext(ctx, "kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "port-forward", pod.Name, "0:8080"))
 		stdout, _ := cmd.StdoutPipe()
 		var stderr syncBuffer
 		cmd.Stderr = &stderr
