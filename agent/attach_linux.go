@@ -13,6 +13,7 @@ import (
 
 // Attach streams a process's output out and its input in; see the proto.
 func (s *Server) Attach(stream grpcserver.Bidi[api.AttachRequest, api.AttachResponse]) error {
+	defer s.streams.add()()
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {
@@ -21,6 +22,12 @@ func (s *Server) Attach(stream grpcserver.Bidi[api.AttachRequest, api.AttachResp
 	p, err := s.process(first.GetContainerId(), first.GetProcessId())
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
+	}
+	// A logged process keeps output only for its first attacher: a later
+	// one arriving after the exit would get nothing but the exit status,
+	// and would not know to read the log instead.
+	if p.out.logs != nil && p.hasExited() && p.out.attachedBefore() {
+		return fmt.Errorf("attach to %s: it has exited; its output is in log %q: %w", p.id, p.out.logName, ErrFailedPrecondition)
 	}
 	a, pending := p.out.attach(first.GetWantStdout(), first.GetWantStderr())
 	defer p.out.detach(a)
@@ -127,7 +134,7 @@ func (s *Server) Wait(ctx context.Context, req *api.WaitRequest) (*api.WaitRespo
 	if err != nil {
 		return nil, fmt.Errorf("wait for %s: %w", p.id, err)
 	}
-	return &api.WaitResponse{Exit: st}, nil
+	return &api.WaitResponse{Exit: st, LogName: p.out.logName}, nil
 }
 
 // Signal signals one process or the whole container.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
 	"github.com/vk-applevm/vk-applevm/agent/client"
+	"github.com/vk-applevm/vk-applevm/agent/logframe"
 )
 
 // syncBuffer is safe for a writer and a poller.
@@ -168,6 +169,47 @@ func TestOutputBeforeAttachIsBuffered(t *testing.T) {
 	o, er, st := collect(t, a)
 	if o != "early\n" || er != "late\n" || st.GetExitCode() != 4 {
 		t.Fatalf("stdout %q stderr %q exit %+v", o, er, st)
+	}
+}
+
+// A logged process that exited before anyone attached gives its first
+// attacher its output; attaching again fails (the client reads the log
+// instead) rather than returning an exit status without the output.
+func TestAttachToExitedLoggedProcess(t *testing.T) {
+	e := newEnv(t)
+	frames := e.logFrames()
+	id := e.createContainer(t, "exited")
+	ctx := ctxT(t)
+	if _, err := e.cl.CreateProcess(ctx, &api.CreateProcessRequest{ContainerId: id, ProcessId: "p", LogName: "0", Args: sh("echo last; exit 3")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cl.StartProcess(ctx, &api.StartProcessRequest{ContainerId: id, ProcessId: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.cl.Wait(ctx, &api.WaitRequest{ContainerId: id, ProcessId: "p"})
+	if err != nil || w.GetExit().GetExitCode() != 3 || w.GetLogName() != "0" {
+		t.Fatalf("wait: %+v %v", w, err)
+	}
+	if o, er, ex := collect(t, attachStream(t, e, id, "p", true, true)); o != "last\n" || er != "" || ex.GetExitCode() != 3 {
+		t.Fatalf("first attach after the exit: stdout %q stderr %q exit %+v", o, er, ex)
+	}
+	st, err := e.cl.Attach(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&api.AttachRequest{ContainerId: id, ProcessId: "p", WantStdout: true, WantStderr: true}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Recv(); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("second attach after the exit: %+v %v, want FailedPrecondition", m, err)
+	}
+	for f := range frames {
+		if f.Stream == logframe.End {
+			return
+		}
+		if string(f.Data) != "last\n" {
+			t.Fatalf("log frame %+v", f)
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 // Forward connects to a TCP port inside the guest and carries bytes both
 // ways, with half-close in each direction; see the proto.
 func (s *Server) Forward(stream grpcserver.Bidi[api.ForwardRequest, api.ForwardResponse]) error {
+	defer s.streams.add()()
 	ctx := stream.Context()
 	first, err := stream.Recv()
 	if err != nil {

@@ -171,6 +171,22 @@ func newEnv(t *testing.T, opts ...func(*agent.Config)) *env {
 	return e
 }
 
+// logFrames reads the log port in the background until it closes.
+func (e *env) logFrames() <-chan logframe.Frame {
+	frames := make(chan logframe.Frame, 1024)
+	go func() {
+		defer close(frames)
+		for {
+			f, err := e.logs.Next()
+			if err != nil {
+				return
+			}
+			frames <- f
+		}
+	}()
+	return frames
+}
+
 // uniqueID names a container uniquely across concurrent test runs, which
 // share the cgroup hierarchy.
 func uniqueID(name string) string {

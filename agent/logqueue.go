@@ -76,6 +76,25 @@ func (q *LogQueue) Len() int {
 	return q.bytes
 }
 
+// WaitEmpty blocks until every frame queued so far has been written (or
+// its write failed), or ctx ends.
+func (q *LogQueue) WaitEmpty(ctx context.Context) error {
+	for {
+		q.mu.Lock()
+		if len(q.frames) == 0 {
+			q.mu.Unlock()
+			return nil
+		}
+		space := q.space
+		q.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Close makes Put fail from now on; Run still writes what is queued.
 func (q *LogQueue) Close() {
 	q.mu.Lock()

@@ -89,3 +89,36 @@ func TestLogQueueAdmitsAFrameLargerThanTheBound(t *testing.T) {
 		t.Fatalf("len %d", q.Len())
 	}
 }
+
+func TestLogQueueWaitEmpty(t *testing.T) {
+	q := NewLogQueue(1 << 10)
+	w := &gatedWriter{open: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go q.Run(ctx, w, nil)
+	if err := q.WaitEmpty(ctx); err != nil {
+		t.Fatalf("empty queue: %v", err)
+	}
+	if err := q.Put(ctx, logframe.Frame{Name: "p", Stream: logframe.Stdout, Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Put(ctx, logframe.Frame{Name: "p", Stream: logframe.End}); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancelShort()
+	if err := q.WaitEmpty(short); err == nil {
+		t.Fatal("WaitEmpty returned while the writer was blocked")
+	}
+	close(w.open)
+	if err := q.WaitEmpty(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The end frame, which carries no data, was written too.
+	r := logframe.NewReader(bytes.NewReader(w.buf.Bytes()))
+	for _, want := range []logframe.Stream{logframe.Stdout, logframe.End} {
+		if f, err := r.Next(); err != nil || f.Stream != want {
+			t.Fatalf("frame %+v %v, want %v", f, err, want)
+		}
+	}
+}

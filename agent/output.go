@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/vk-applevm/vk-applevm/agent/logframe"
@@ -11,6 +12,11 @@ import (
 // name that is kept while nobody is attached (the most recent bytes are
 // kept, like a terminal's scrollback).
 const DefaultPendingOutputBytes = 256 << 10
+
+// loggedPendingBytes bounds what a logged process keeps for its first
+// attacher: the output of a short command (`kubectl run -i` attaches only
+// once the pod runs); everything is in the log anyway.
+const loggedPendingBytes = 64 << 10
 
 // chunk is one read from a process's stdout or stderr.
 type chunk struct {
@@ -27,8 +33,15 @@ type outputHub struct {
 	logs         *LogQueue // nil when the process is not logged
 	pendingLimit int
 
+	// logMu orders the log's frames: writers hold it while they queue a
+	// chunk, endLog while it queues the end frame, so no chunk can follow
+	// the end frame on the log port.
+	logMu    sync.Mutex
+	logEnded bool
+
 	mu           sync.Mutex
 	attachers    map[*attacher]struct{}
+	attached     bool // someone has attached
 	pending      []chunk
 	pendingBytes int
 	dropped      int
@@ -39,6 +52,9 @@ type outputHub struct {
 func newOutputHub(logName string, logs *LogQueue, pendingLimit int) *outputHub {
 	if logName == "" {
 		logs = nil
+	}
+	if logs != nil {
+		pendingLimit = min(pendingLimit, loggedPendingBytes)
 	}
 	return &outputHub{
 		logName:      logName,
@@ -69,7 +85,13 @@ const attacherQueue = 16
 // server's lifetime).
 func (h *outputHub) write(ctx context.Context, c chunk) error {
 	if h.logs != nil {
-		if err := h.logs.Put(ctx, logframe.Frame{Name: h.logName, Stream: c.stream, Data: c.data}); err != nil {
+		h.logMu.Lock()
+		var err error
+		if !h.logEnded {
+			err = h.logs.Put(ctx, logframe.Frame{Name: h.logName, Stream: c.stream, Data: c.data})
+		}
+		h.logMu.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -80,7 +102,12 @@ func (h *outputHub) write(ctx context.Context, c chunk) error {
 			targets = append(targets, a)
 		}
 	}
-	if len(targets) == 0 && h.logs == nil {
+	// Output nobody receives is kept for the next attacher; a logged
+	// process keeps it only for its first attacher, which gets the output
+	// from the start as if it had attached before it. Later attachers get
+	// output from their attach on, as a kubelet's attach does; the log has
+	// the rest.
+	if len(targets) == 0 && (h.logs == nil || !h.attached) {
 		h.keepPending(c)
 	}
 	h.mu.Unlock()
@@ -133,12 +160,20 @@ func (h *outputHub) attach(wantStdout, wantStderr bool) (*attacher, []chunk) {
 		}
 	}
 	h.pending, h.pendingBytes = nil, 0
+	h.attached = true
 	if h.closed {
 		close(a.ch)
 	} else {
 		h.attachers[a] = struct{}{}
 	}
 	return a, pending
+}
+
+// attachedBefore reports whether anyone has attached.
+func (h *outputHub) attachedBefore() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.attached
 }
 
 // detach removes an attacher; writers blocked on it move on.
@@ -163,4 +198,28 @@ func (h *outputHub) finish() {
 	}
 	clear(h.attachers)
 	close(h.done)
+}
+
+// endLog queues the log's end frame (logframe.End) after every chunk
+// queued so far and stops logging: the host takes the end frame as the
+// promise that the log file is complete. Call it once the output has
+// settled: every pipe reader returned (then nothing can follow), or the
+// drain timeout passed while a daemonized child still holds a pipe; its
+// later output reaches neither attachers (they were released at the same
+// moment) nor the log, as containerd drops a process's output after its
+// 2 s I/O wait. It is a no-op for an unlogged process or a second call.
+func (h *outputHub) endLog(ctx context.Context) error {
+	if h.logs == nil {
+		return nil
+	}
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	if h.logEnded {
+		return nil
+	}
+	h.logEnded = true
+	if err := h.logs.Put(ctx, logframe.Frame{Name: h.logName, Stream: logframe.End}); err != nil {
+		return fmt.Errorf("end log %s: %w", h.logName, err)
+	}
+	return nil
 }

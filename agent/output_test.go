@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,11 +77,65 @@ func TestSlowAttacherBlocksWritersUntilItLeaves(t *testing.T) {
 	}
 }
 
-func TestLoggedOutputGoesToTheQueueNotPending(t *testing.T) {
+func TestLoggedOutputIsKeptForTheFirstAttacherOnly(t *testing.T) {
 	q := NewLogQueue(1 << 20)
-	h := newOutputHub("main/0", q, 1<<20)
-	h.write(context.Background(), chunk{logframe.Stderr, []byte("to log")})
-	if q.Len() != 6 || len(h.pending) != 0 {
+	h := newOutputHub("main-0", q, 1<<20)
+	ctx := context.Background()
+	h.write(ctx, chunk{logframe.Stderr, []byte("to log")})
+	if q.Len() != 6 || len(h.pending) != 1 {
 		t.Fatalf("queue %d bytes, pending %d chunks", q.Len(), len(h.pending))
+	}
+	// The first attacher gets the output from the start.
+	a, pending := h.attach(true, true)
+	if len(pending) != 1 || string(pending[0].data) != "to log" {
+		t.Fatalf("first attacher's pending output %+v", pending)
+	}
+	h.detach(a)
+	// Once someone has attached, output nobody receives is only logged.
+	h.write(ctx, chunk{logframe.Stdout, []byte("later")})
+	if _, pending := h.attach(true, true); len(pending) != 0 || q.Len() != 11 {
+		t.Fatalf("second attacher's pending output %+v, queue %d bytes", pending, q.Len())
+	}
+	// A logged process keeps less: the log has everything.
+	h2 := newOutputHub("main-1", q, 1<<20)
+	h2.write(ctx, chunk{logframe.Stdout, make([]byte, loggedPendingBytes+10)})
+	if h2.pendingBytes != loggedPendingBytes {
+		t.Fatalf("logged process keeps %d bytes, want %d", h2.pendingBytes, loggedPendingBytes)
+	}
+}
+
+func TestEndLogFollowsTheOutputAndStopsLogging(t *testing.T) {
+	q := NewLogQueue(1 << 20)
+	h := newOutputHub("0", q, 1<<20)
+	ctx := context.Background()
+	h.write(ctx, chunk{logframe.Stdout, []byte("out")})
+	h.write(ctx, chunk{logframe.Stderr, []byte("err")})
+	if err := h.endLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Output after the end (a daemonized child holding the pipe past the
+	// drain timeout) does not reach the log, and there is one end only.
+	h.write(ctx, chunk{logframe.Stdout, []byte("late")})
+	if err := h.endLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	q.Close()
+	q.Run(ctx, &buf, nil)
+	r := logframe.NewReader(&buf)
+	var got []string
+	for {
+		f, err := r.Next()
+		if err != nil {
+			break
+		}
+		got = append(got, f.Stream.String()+":"+string(f.Data))
+	}
+	if want := "stdout:out stderr:err end:"; strings.Join(got, " ") != want {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+	// A process without a log has no end to send.
+	if err := newOutputHub("", q, 10).endLog(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -63,6 +63,12 @@ func (p *process) isRunning() bool {
 	return p.state == procRunning
 }
 
+func (p *process) hasExited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == procExited
+}
+
 // CreateProcess resolves the command and user inside the container.
 func (s *Server) CreateProcess(ctx context.Context, req *api.CreateProcessRequest) (*api.CreateProcessResponse, error) {
 	if err := checkID("process", req.GetProcessId()); err != nil {
@@ -267,6 +273,12 @@ func (s *Server) exited(p *process, ws syscall.WaitStatus) {
 		case <-p.out.done:
 		case <-t.C:
 		case <-s.ctx.Done():
+		}
+		// The end frame goes before settled is closed, so whoever waits
+		// for settled (Attach, Shutdown) finds it queued behind the
+		// output.
+		if err := p.out.endLog(s.ctx); err != nil {
+			s.log.Warn("end of the process's log", "process", p.id, "err", err)
 		}
 		close(p.settled)
 	})

@@ -138,6 +138,7 @@ type Server struct {
 	cancel      context.CancelFunc
 	logs        *LogQueue
 	logDone     chan struct{}
+	streams     *inflight // Attach and Forward calls in progress
 	readyUptime time.Duration
 	trim        *idleTrimmer
 
@@ -174,6 +175,7 @@ func New(cfg Config) (*Server, error) {
 		cancel:      cancel,
 		logs:        NewLogQueue(cfg.LogQueueBytes),
 		logDone:     make(chan struct{}),
+		streams:     newInflight(),
 		readyUptime: uptime(),
 		trim:        newIdleTrimmer(cfg.MemoryTrimDelay, debug.FreeOSMemory),
 		containers:  map[string]*container{},

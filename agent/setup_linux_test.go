@@ -1,9 +1,11 @@
 package agent_test
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,8 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/agent"
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/client"
+	"github.com/vk-applevm/vk-applevm/agent/logframe"
 )
 
 func ipCmd(t *testing.T, args ...string) string {
@@ -104,4 +108,100 @@ func TestShutdownStopsEverythingThenPowersOff(t *testing.T) {
 	if _, err := e.cl.CreateProcess(ctx, &api.CreateProcessRequest{ContainerId: id, ProcessId: "late", Args: []string{"true"}}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("process after shutdown: %v", err)
 	}
+}
+
+// TestShutdownDeliversOutputBeforeReplying: an exec attached while the
+// machine shuts down gets its output and exit status, and the process's
+// whole log, end frame included, has been written to the log port when
+// Shutdown replies (the power-off follows the reply).
+func TestShutdownDeliversOutputBeforeReplying(t *testing.T) {
+	// The host end of the log port does not read until after Shutdown was
+	// asked: everything the process wrote is still queued in the agent.
+	sink := &lockedBuffer{open: make(chan struct{})}
+	e := newEnv(t, func(c *agent.Config) { c.LogSink = sink })
+	id := e.createContainer(t, "drain")
+	ctx := ctxT(t)
+	var out strings.Builder
+	began := make(chan struct{})
+	type result struct {
+		st  *api.ExitStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := e.cl.Exec(ctx, client.ExecOptions{
+			ContainerID: id, ProcessID: "stubborn", LogName: "0",
+			Args:   sh(`trap "" TERM; echo begin; seq 1 3000; while true; do sleep 1; done`),
+			Stdout: &notifyWriter{w: &out, seen: "3000\n", ch: began},
+		})
+		done <- result{st, err}
+	}()
+	select {
+	case <-began:
+	case r := <-done:
+		t.Fatalf("exec ended early: %+v %v", r.st, r.err)
+	}
+	time.AfterFunc(500*time.Millisecond, func() { close(sink.open) })
+	if _, err := e.cl.Shutdown(ctx, &api.ShutdownRequest{GracePeriodNs: int64(200 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	// Read what had reached the port when the reply came.
+	r := logframe.NewReader(bytes.NewReader(sink.Bytes()))
+	var logged strings.Builder
+	ended := false
+	for !ended {
+		f, err := r.Next()
+		if err != nil {
+			t.Fatalf("the log port had %d bytes of output and no end frame when Shutdown replied (%v)", logged.Len(), err)
+		}
+		if f.Name != "0" {
+			t.Fatalf("frame for %q", f.Name)
+		}
+		ended = f.Stream == logframe.End
+		logged.Write(f.Data)
+	}
+	if !strings.HasPrefix(logged.String(), "begin\n1\n") || !strings.HasSuffix(logged.String(), "\n3000\n") {
+		t.Fatalf("log before its end frame: %d bytes", logged.Len())
+	}
+	res := <-done
+	if res.err != nil || res.st.GetSignal() != 9 || out.String() != logged.String() {
+		t.Fatalf("exec during shutdown: %+v %v with %d bytes of output, want killed by SIGKILL after %d bytes", res.st, res.err, out.Len(), logged.Len())
+	}
+}
+
+// lockedBuffer is a log port that keeps what it is sent; writes wait
+// until open is closed (the host has not connected yet).
+type lockedBuffer struct {
+	open chan struct{}
+	mu   sync.Mutex
+	buf  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	<-b.open
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// notifyWriter closes ch once what was written ends with seen.
+type notifyWriter struct {
+	w    *strings.Builder
+	seen string
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (n *notifyWriter) Write(p []byte) (int, error) {
+	n.w.Write(p)
+	if strings.HasSuffix(n.w.String(), n.seen) {
+		n.once.Do(func() { close(n.ch) })
+	}
+	return len(p), nil
 }

@@ -32,6 +32,9 @@ func (s *Server) Shutdown(ctx context.Context, req *api.ShutdownRequest) (*api.S
 	if err := s.stopAll(ctx, grace); err != nil {
 		s.log.Warn("stop processes for shutdown", "err", err)
 	}
+	if err := s.drainOutput(ctx); err != nil {
+		s.log.Warn("output still in flight at power-off", "err", err)
+	}
 	if off := s.cfg.PowerOff; off != nil {
 		s.goSafe("power off", func() {
 			time.Sleep(powerOffDelay)
@@ -39,6 +42,44 @@ func (s *Server) Shutdown(ctx context.Context, req *api.ShutdownRequest) (*api.S
 		})
 	}
 	return &api.ShutdownResponse{}, nil
+}
+
+// drainOutput waits, after stopAll, until what the stopped processes wrote
+// has left the guest: their output settled and their logs ended, every
+// Attach and Forward call delivered its last bytes (and exit status), and
+// the log queue has written every frame to the port. Only then does
+// Shutdown reply, and the power-off follows the reply, so the host has
+// received all of it before the machine stops. It is bounded by
+// DrainTimeout, the bound an attach already waits for a process's pipes.
+func (s *Server) drainOutput(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
+	defer cancel()
+	s.mu.Lock()
+	var settling []*process
+	for _, c := range s.containers {
+		for _, p := range c.procs {
+			p.mu.Lock()
+			if p.state == procExited {
+				settling = append(settling, p)
+			}
+			p.mu.Unlock()
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range settling {
+		select {
+		case <-p.settled:
+		case <-ctx.Done():
+			return fmt.Errorf("output of process %s not settled: %w", p.id, ctx.Err())
+		}
+	}
+	if err := s.streams.wait(ctx); err != nil {
+		return fmt.Errorf("attach and forward calls still running: %w", err)
+	}
+	if err := s.logs.WaitEmpty(ctx); err != nil {
+		return fmt.Errorf("container output still queued for the log port: %w", err)
+	}
+	return nil
 }
 
 // stopAll sends SIGTERM to every container, waits up to grace for their

@@ -93,36 +93,33 @@ func TestLimitsNeedTheirController(t *testing.T) {
 
 func TestLoggedOutputReachesTheLogPort(t *testing.T) {
 	e := newEnv(t)
+	frames := e.logFrames()
 	id := e.createContainer(t, "logs")
-	r := e.run(t, id, client.ExecOptions{Args: sh("echo to-log; echo err-log >&2"), LogName: "main/0"})
-	if r.err != nil || r.stdout != "to-log\n" || r.stderr != "err-log\n" {
+	r := e.run(t, id, client.ExecOptions{Args: sh("echo to-log; echo err-log >&2; printf partial"), LogName: "main-0"})
+	if r.err != nil || r.stdout != "to-log\npartial" || r.stderr != "err-log\n" {
 		t.Fatalf("attached output: %v %q %q", r.err, r.stdout, r.stderr)
 	}
 	got := map[logframe.Stream]string{}
-	frames := make(chan logframe.Frame)
-	go func() {
-		for {
-			f, err := e.logs.Next()
-			if err != nil {
-				close(frames)
-				return
-			}
-			frames <- f
-		}
-	}()
 	timeout := time.After(10 * time.Second)
-	for got[logframe.Stdout] != "to-log\n" || got[logframe.Stderr] != "err-log\n" {
+	for {
 		select {
 		case f, ok := <-frames:
 			if !ok {
 				t.Fatalf("log port closed; got %q", got)
 			}
-			if f.Name != "main/0" {
+			if f.Name != "main-0" {
 				t.Fatalf("frame for %q", f.Name)
+			}
+			if f.Stream == logframe.End {
+				// The end comes after all of the output.
+				if got[logframe.Stdout] != "to-log\npartial" || got[logframe.Stderr] != "err-log\n" {
+					t.Fatalf("end frame after only %q", got)
+				}
+				return
 			}
 			got[f.Stream] += string(f.Data)
 		case <-timeout:
-			t.Fatalf("log frames so far: %q", got)
+			t.Fatalf("log frames so far: %q, and no end frame", got)
 		}
 	}
 }

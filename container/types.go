@@ -184,6 +184,9 @@ var (
 	ErrCommandNotFound = errors.New("executable file not found")
 	// ErrCommandNotExecutable: the executable cannot be run (exit 126).
 	ErrCommandNotExecutable = errors.New("permission denied")
-	// ErrStopped: the VM's VM is not running.
+	// ErrStopped: the VM is not running.
 	ErrStopped = errors.New("VM is not running")
+	// ErrExited: Attach to a logged process that has already exited and was
+	// attached to before; its output is in its log.
+	ErrExited = errors.New("process has exited")
 )

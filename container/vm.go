@@ -31,6 +31,9 @@ type VM struct {
 
 	mu    sync.Mutex
 	agent *client.Client
+	// streams are the attach, exec and forward calls in flight on agent;
+	// Delete and Stop let them finish before they close it.
+	streams streamSet
 }
 
 func (s *VM) ID() string                { return s.id }
@@ -204,8 +207,14 @@ func (s *VM) Start(ctx context.Context, p ProcessConfig) (time.Time, error) {
 	return time.Unix(0, resp.GetStartedUnixNs()), nil
 }
 
-// Exec runs a process to completion with its streams attached.
+// Exec runs a process to completion with its streams attached. For a
+// logged process it returns once the log is complete on disk, as Wait does.
 func (s *VM) Exec(ctx context.Context, p ProcessConfig, stdio IO) (ExitStatus, error) {
+	end, err := s.streams.begin("exec " + p.ID)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	defer end()
 	ag, err := s.agentClient()
 	if err != nil {
 		return ExitStatus{}, err
@@ -218,6 +227,9 @@ func (s *VM) Exec(ctx context.Context, p ProcessConfig, stdio IO) (ExitStatus, e
 	})
 	if err != nil {
 		return ExitStatus{}, s.agentErr(ctx, "exec "+p.ID, mapProcessErr(err))
+	}
+	if p.LogName != "" {
+		s.waitLog(ctx, p.ID, p.LogName)
 	}
 	return exitStatus(st), nil
 }
@@ -248,7 +260,11 @@ func exitStatus(st *api.ExitStatus) ExitStatus {
 	}
 }
 
-// Wait blocks until the process exits.
+// Wait blocks until the process exits and, when the process is logged,
+// until its log is complete on disk (bounded by logCompleteTimeout). The
+// output travels on the log port and the exit on the agent API, so the exit
+// can arrive first; whoever acts on it (the provider's status, and through
+// it `kubectl logs -f` ending) must find every byte already written.
 func (s *VM) Wait(ctx context.Context, processID string) (ExitStatus, error) {
 	ag, err := s.agentClient()
 	if err != nil {
@@ -261,7 +277,29 @@ func (s *VM) Wait(ctx context.Context, processID string) (ExitStatus, error) {
 		}
 		return ExitStatus{}, s.agentErr(ctx, "wait for "+processID, err)
 	}
+	// The agent names the log only when it ends it with an end frame (an
+	// older agent in a VM that outlived a node upgrade does not).
+	if name := resp.GetLogName(); name != "" {
+		s.waitLog(ctx, processID, name)
+	}
 	return exitStatus(resp.GetExit()), nil
+}
+
+// logCompleteTimeout bounds the wait for a process's log to be complete
+// after its exit: the agent ends the log at most its drain timeout (2 s)
+// after the exit, and the log port and the shim's write follow at once.
+const logCompleteTimeout = 5 * time.Second
+
+// waitLog waits for the shim to have written the log called name up to
+// the end frame the agent sends after the process's last output (or for
+// the log port to have ended). Giving up only costs completeness, so it is
+// logged, not returned.
+func (s *VM) waitLog(ctx context.Context, processID, name string) {
+	ctx, cancel := context.WithTimeout(ctx, logCompleteTimeout)
+	defer cancel()
+	if _, err := s.shim.WaitLog(ctx, name); err != nil {
+		s.rt.log.Warn("process exited, but its log may still lack its last output", "vm", s.id, "process", processID, "log", name, "err", err)
+	}
 }
 
 // Signal sends sig to a process, or to every process of the container.
@@ -321,6 +359,12 @@ func (s *VM) Stats(ctx context.Context) (Stats, error) {
 // Forward connects conn to a TCP port on the VM's loopback through the
 // agent, copying both ways until both sides are done.
 func (s *VM) Forward(ctx context.Context, port uint16, conn io.ReadWriteCloser) error {
+	end, err := s.streams.begin(fmt.Sprintf("forward to port %d", port))
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	defer end()
 	ag, err := s.agentClient()
 	if err != nil {
 		return err
@@ -386,13 +430,19 @@ func (s *VM) Forward(ctx context.Context, port uint16, conn io.ReadWriteCloser) 
 }
 
 // Stop shuts the VM down: the agent stops the processes (SIGTERM, SIGKILL
-// after grace) and powers off; the shim kills the VM if that fails. The
-// agent connection closes only then: an attach or exec still reading the
-// last output and exit status of a process that just ended (a pod that
-// completes right as `kubectl attach` gets its answer) gets them.
+// after grace), delivers what they wrote — attach and exec streams get
+// their last output and exit status, logs their end — and only then powers
+// off; the shim hands the streams what it received before it closes them,
+// and kills the VM if the guest does not stop in time. The agent connection
+// closes last, after the streams in flight here have finished (bounded by
+// streamDrainTimeout): an attach or exec still reading the last output and
+// exit status of a process that just ended (a pod that completes right as
+// `kubectl attach` gets its answer) gets them.
 func (s *VM) Stop(ctx context.Context, grace time.Duration) error {
-	defer s.closeAgent()
-	if err := s.shim.Stop(ctx, grace); err != nil && !errors.Is(err, shim.ErrShimDead) {
+	err := s.shim.Stop(ctx, grace)
+	s.drainStreams(ctx)
+	s.closeAgent()
+	if err != nil && !errors.Is(err, shim.ErrShimDead) {
 		return fmt.Errorf("stop VM %s: %w", s.id, err)
 	}
 	return nil
@@ -400,7 +450,20 @@ func (s *VM) Stop(ctx context.Context, grace time.Duration) error {
 
 // Delete stops the VM if needed and frees its disk, address and directory;
 // logs in LogDir stay.
+//
+// Order matters for streams still in flight (`kubectl attach` to a pod
+// that ended a moment ago, an exec into a pod being deleted): no new
+// stream starts; the container's processes are killed through the agent,
+// so every stream ends with its process's last output and exit status; the
+// streams get up to streamDrainTimeout to receive them; and only then is
+// the agent connection closed and the VM killed. A stream that ignores all
+// this (a client that stopped reading) holds the deletion no longer than
+// the bound.
 func (s *VM) Delete(ctx context.Context) error {
+	if s.streams.close() > 0 {
+		s.killAll(ctx)
+		s.drainStreams(ctx)
+	}
 	s.closeAgent()
 	if err := s.shim.Delete(ctx); err != nil {
 		return fmt.Errorf("delete VM %s: %w", s.id, err)
@@ -424,6 +487,31 @@ func (s *VM) Delete(ctx context.Context) error {
 		return fmt.Errorf("remove %s: %w", s.dir, err)
 	}
 	return nil
+}
+
+// killAll sends SIGKILL to every process of the container, so the streams
+// attached to them end. Errors are only logged: the VM may be gone, and
+// Delete goes on regardless.
+func (s *VM) killAll(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, streamDrainTimeout)
+	defer cancel()
+	ag, err := s.agentClient()
+	if err == nil {
+		_, err = ag.Signal(ctx, &api.SignalRequest{ContainerId: s.id, Signal: int32(syscall.SIGKILL), All: true})
+	}
+	if err != nil {
+		s.rt.log.Debug("kill the container's processes before deleting its VM", "vm", s.id, "err", err)
+	}
+}
+
+// drainStreams waits, bounded by streamDrainTimeout, for the streams in
+// flight to finish.
+func (s *VM) drainStreams(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, streamDrainTimeout)
+	defer cancel()
+	if err := s.streams.wait(ctx); err != nil {
+		s.rt.log.Warn("cutting streams still in flight", "vm", s.id, "streams", s.streams.inFlight(), "err", err)
+	}
 }
 
 // ConsoleLog is the path of the guest's console output.

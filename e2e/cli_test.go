@@ -163,7 +163,7 @@ func vmDirs(t *testing.T) string {
 }
 
 func TestDetachedContainer(t *testing.T) {
-	name := "detached"
+	name := uniqueName("detached")
 	r := vkav(t, "", "run", "-d", "--name", name, env.busybox, "sh", "-c", "echo started; echo to-stderr >&2; exec sleep 1000")
 	if r.code != 0 || len(strings.TrimSpace(r.stdout)) != 12 {
 		t.Fatalf("run -d: code %d stdout %q", r.code, r.stdout)
@@ -228,7 +228,7 @@ func TestDetachedContainer(t *testing.T) {
 // namespace's veth address, through the VM network's NAT; macOS: the vz
 // NAT gateway).
 func TestNetwork(t *testing.T) {
-	name := "web"
+	name := uniqueName("web")
 	hostIP, hostPort := publishAddress(t)
 	publish := fmt.Sprintf("%s:%d:8080", hostIP, hostPort)
 	r := vkav(t, "", "run", "-d", "--name", name, "-p", publish, env.busybox, "sh", "-c", "echo served-by-vm > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
@@ -394,7 +394,7 @@ func TestRunVolumeEnvFileInspect(t *testing.T) {
 	if err := os.WriteFile(envFile, []byte("# settings\nFROM_FILE=yes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	name := "shared"
+	name := uniqueName("shared")
 	r := vkav(t, "", "run", "-d", "--name", name, "-v", dir+":/data:ro", "--env-file", envFile, env.busybox,
 		"sh", "-c", `echo "FROM_FILE=$FROM_FILE"; exec sleep 1000`)
 	if r.code != 0 {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/vk-applevm/vk-applevm/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -22,8 +21,11 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/vk-applevm/vk-applevm/e2e/internal/leftovers"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
+	"github.com/vk-applevm/vk-applevm/internal/fdhygiene"
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
 	"github.com/vk-applevm/vk-applevm/network/netns"
 	"github.com/vk-applevm/vk-applevm/network/switchnet"
 )
@@ -49,19 +51,35 @@ var env struct {
 }
 
 func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == reaperRole {
+		pid, _ := strconv.Atoi(os.Args[2])
+		os.Exit(runReaper(pid))
+	}
+	// A `flock LOCK go test` passes the lock's descriptor down; every
+	// process started here would hold the lock for as long as it lives.
+	fdhygiene.CloseInherited()
 	flag.Parse()
 	if testenv.SkipPackage("root, VMs and a control plane (the end-to-end suite)") {
 		return
 	}
-	code, err := setup()
+	if runs, err := leftovers.RemoveStale(); len(runs) > 0 || err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: removed what earlier runs (pids %v) left behind; errors: %v\n", runs, err)
+	}
+	clean, err := startReaper()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
 		os.Exit(1)
+	}
+	code, err := setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		code = 1
 	}
 	if code == 0 {
 		code = m.Run()
 	}
 	teardown()
+	clean()
 	os.Exit(code)
 }
 
@@ -78,13 +96,13 @@ func setup() (int, error) {
 	if _, err := guest.Find(env.guestDir); err != nil {
 		return 1, fmt.Errorf("%w: run `make guest` in %s first", err, env.repo)
 	}
-	tmp, err := os.MkdirTemp("", "vkav-e2e-")
+	tmp, err := os.MkdirTemp("", leftovers.TempPattern(os.Getpid()))
 	if err != nil {
 		return 1, err
 	}
 	env.root = filepath.Join(tmp, "root")
 	env.bin = filepath.Join(tmp, "vk-applevm")
-	build := exec.Command("go", "build", "-o", env.bin, "./cmd/vk-applevm")
+	build := diesWithTest(exec.Command("go", "build", "-o", env.bin, "./cmd/vk-applevm"))
 	build.Dir = env.repo
 	if out, err := build.CombinedOutput(); err != nil {
 		return 1, fmt.Errorf("build vk-applevm: %v\n%s", err, out)
@@ -129,7 +147,7 @@ func setup() (int, error) {
 // kube-apiserver needs a non-loopback address with a route.
 func makeNamespace() error {
 	n := os.Getpid()%200 + 20
-	env.nsName = "vkav-e2e-" + strconv.Itoa(os.Getpid())
+	env.nsName, _ = leftovers.Namespaces(os.Getpid())
 	env.hostIP = fmt.Sprintf("10.203.%d.1", n)
 	env.nsIP = fmt.Sprintf("10.203.%d.2", n)
 	hostIf, nsIf := "ve"+strconv.Itoa(os.Getpid()), "eth0"
@@ -146,7 +164,7 @@ func makeNamespace() error {
 		{"ip", "-n", env.nsName, "route", "add", "default", "via", env.hostIP},
 	}
 	for _, c := range cmds {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+		if out, err := diesWithTest(exec.Command(c[0], c[1:]...)).CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: %v: %s (iproute2 is needed: apt-get install iproute2)", strings.Join(c, " "), err, out)
 		}
 	}
@@ -160,10 +178,10 @@ func teardown() {
 	defer cancel()
 	if env.root != "" && env.nsPath != "" {
 		// Kill what the tests left running, then the VM network.
-		out, _ := exec.Command("nsenter", inNamespace("ps", "-a")...).Output()
+		out, _ := diesWithTest(exec.Command("nsenter", inNamespace("ps", "-a")...)).Output()
 		for _, line := range strings.Split(string(out), "\n")[1:] {
 			if f := strings.Fields(line); len(f) > 0 {
-				_ = exec.Command("nsenter", inNamespace("rm", "-f", f[0])...).Run()
+				_ = diesWithTest(exec.Command("nsenter", inNamespace("rm", "-f", f[0])...)).Run()
 			}
 		}
 		if err := switchnet.Stop(ctx, env.root); err != nil {
@@ -171,7 +189,7 @@ func teardown() {
 		}
 	}
 	if env.nsName != "" {
-		_ = exec.Command("ip", "netns", "del", env.nsName).Run()
+		_ = diesWithTest(exec.Command("ip", "netns", "del", env.nsName)).Run()
 	}
 	if env.root != "" {
 		os.RemoveAll(filepath.Dir(env.root))
@@ -191,7 +209,7 @@ func vkav(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "nsenter", inNamespace(args...)...)
+	cmd := diesWithTest(exec.CommandContext(ctx, "nsenter", inNamespace(args...)...))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != "" {
@@ -213,7 +231,7 @@ func vkav(t *testing.T, stdin string, args ...string) result {
 
 // vkavCommand is the CLI in the namespace, to be started by the caller.
 func vkavCommand(args ...string) *exec.Cmd {
-	return exec.Command("nsenter", inNamespace(args...)...)
+	return diesWithTest(exec.Command("nsenter", inNamespace(args...)...))
 }
 
 // vmAddress is the container's IP as `ps` shows it: on the VM bridge, which

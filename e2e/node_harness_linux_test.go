@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/vk-applevm/vk-applevm/e2e/internal/leftovers"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
 	"github.com/vk-applevm/vk-applevm/internal/localcluster"
 	"github.com/vk-applevm/vk-applevm/network/netns"
@@ -67,10 +67,11 @@ func startNode() (*nodeEnv, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	n := os.Getpid()%200 + 20
+	_, k8sNetNS := leftovers.Namespaces(os.Getpid())
 	ne := &nodeEnv{name: "e2e-node", root: filepath.Join(filepath.Dir(env.root), "node-root")}
 	dir := filepath.Join(filepath.Dir(env.root), "cluster")
 	c, err := localcluster.Up(ctx, localcluster.Options{
-		Repo: env.repo, Dir: dir, NetNS: "vkav-e2e-k8s-" + strconv.Itoa(os.Getpid()),
+		Repo: env.repo, Dir: dir, NetNS: k8sNetNS,
 		HostIP: fmt.Sprintf("10.204.%d.1", n), IP: fmt.Sprintf("10.204.%d.2", n), NodeName: ne.name,
 		SigningDuration: certLifetime, Stderr: os.Stderr,
 	})
@@ -118,8 +119,8 @@ func startNode() (*nodeEnv, error) {
 	// but the service step) run where the node runs, in the cluster's
 	// namespace, then `vk-applevm node --config` with what it wrote.
 	ne.configDir = filepath.Join(filepath.Dir(env.root), "node-config")
-	join := exec.CommandContext(ctx, c.Tool, "exec", "--dir", c.Dir, "--", "sh", filepath.Join(env.repo, "deploy", "kina", "join.sh"),
-		"--kubeconfig", c.AdminKubeconfig, "--node-name", ne.name, "--dir", ne.configDir, "--root", ne.root, "--bin", env.bin, "--no-service")
+	join := diesWithTest(exec.CommandContext(ctx, c.Tool, "exec", "--dir", c.Dir, "--", "sh", filepath.Join(env.repo, "deploy", "kina", "join.sh"),
+		"--kubeconfig", c.AdminKubeconfig, "--node-name", ne.name, "--dir", ne.configDir, "--root", ne.root, "--bin", env.bin, "--no-service"))
 	if out, err := join.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("deploy/kina/join.sh: %v\n%s", err, out)
 	}
@@ -156,7 +157,7 @@ func withCmd(img v1.Image, cmd []string) (v1.Image, error) {
 }
 
 func (ne *nodeEnv) startNodeProcess(ctx context.Context) error {
-	p, err := ne.c.Start(ne.nodeArgv, filepath.Join(filepath.Dir(env.root), "node.log"))
+	p, err := ne.c.StartOwned(ne.nodeArgv, filepath.Join(filepath.Dir(env.root), "node.log"))
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func stopClusterNode() {
 	ne.node.Stop(syscall.SIGTERM, 10*time.Second)
 	if ne.c != nil {
 		// Remove the node's VMs and VM network, then the cluster.
-		_, _ = ne.c.Start(append([]string{env.bin, "--root", ne.root, "--guest", env.guestDir}, "cleanup"),
+		_, _ = ne.c.StartOwned(append([]string{env.bin, "--root", ne.root, "--guest", env.guestDir}, "cleanup"),
 			filepath.Join(filepath.Dir(env.root), "cleanup.log"))
 		deadline := time.Now().Add(time.Minute)
 		for time.Now().Before(deadline) {

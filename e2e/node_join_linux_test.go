@@ -105,45 +105,46 @@ func TestNodeJoinedByBootstrap(t *testing.T) {
 	// And it runs a pod that needs what a node may read only for its own
 	// pods: a secret in env, a configMap volume, a pull secret, the
 	// service account's token (TokenRequest).
-	ne.apply(t, `
+	name := uniqueName("joined")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Secret
-metadata: {name: join-secret}
+metadata: {name: NAME-secret}
 stringData: {token: s3cret}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: join-pull}
+metadata: {name: NAME-pull}
 type: kubernetes.io/dockerconfigjson
 stringData: {.dockerconfigjson: '{"auths":{"registry.invalid":{"auth":"dTpw"}}}'}
 ---
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: join-config}
+metadata: {name: NAME-config}
 data: {greeting: hello}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: joined}
+metadata: {name: NAME}
 spec:
   restartPolicy: Never
-  imagePullSecrets: [{name: join-pull}]`+tolerate+`
+  imagePullSecrets: [{name: NAME-pull}]`+tolerate+`
   containers:
   - name: app
     image: BUSYBOX
     imagePullPolicy: Always
     command: ["sh", "-c", "echo secret=$TOKEN; echo config=$(cat /cfg/greeting); echo sa-token-bytes=$(wc -c < /var/run/secrets/kubernetes.io/serviceaccount/token)"]
-    env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: join-secret, key: token}}}]
+    env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: NAME-secret, key: token}}}]
     volumeMounts: [{name: cfg, mountPath: /cfg}]
-  volumes: [{name: cfg, configMap: {name: join-config}}]
-`)
-	ne.waitPod(t, "joined", "Succeeded", 3*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
-	logs := ne.kubectl(t, "logs", "joined")
+  volumes: [{name: cfg, configMap: {name: NAME-config}}]
+`, name))
+	ne.waitPod(t, name, "Succeeded", 3*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+	logs := ne.kubectl(t, "logs", name)
 	if !strings.Contains(logs, "secret=s3cret\n") || !strings.Contains(logs, "config=hello\n") || strings.Contains(logs, "sa-token-bytes=0") ||
 		!strings.Contains(logs, "sa-token-bytes=") {
 		t.Fatalf("logs: %q", logs)
 	}
-	events := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name=joined", "-o",
+	events := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name, "-o",
 		`jsonpath={range .items[*]}{.reason}: {.message}{"\n"}{end}`)
 	if strings.Contains(events, "FailedToRetrieveImagePullSecret") || strings.Contains(events, "forbidden") {
 		t.Fatalf("the node could not read what its pod refers to:\n%s", events)
@@ -171,17 +172,18 @@ func approvedBy(c certificatesv1.CertificateSigningRequest, reason string) bool 
 // a pod keeps running and the kubelet API keeps serving.
 func TestNodeCertificatesRenewed(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("renew")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: renew}
+metadata: {name: NAME}
 spec:`+tolerate+`
   containers:
   - name: app
     image: BUSYBOX
     command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"]
-`)
-	pod := ne.waitPod(t, "renew", "Running", 3*time.Minute, podRunning)
+`, name))
+	pod := ne.waitPod(t, name, "Running", 3*time.Minute, podRunning)
 	clientPath := filepath.Join(ne.root, "pki", "kubelet-client-current.pem")
 	client0, err := pemSerial(clientPath)
 	if err != nil {
@@ -214,15 +216,15 @@ spec:`+tolerate+`
 	// exec through the renewed serving certificate (the API server checks
 	// it against the cluster CA); the node kept its lease with the renewed
 	// client certificate.
-	after := ne.pod(t, "renew")
+	after := ne.pod(t, name)
 	if after.UID != pod.UID || after.Status.Phase != corev1.PodRunning || after.Status.ContainerStatuses[0].RestartCount != 0 {
 		t.Fatalf("the pod did not keep running: %+v", after.Status)
 	}
-	before := lastTick(t, ne.kubectl(t, "logs", "renew"))
-	if out := ne.kubectl(t, "exec", "renew", "--", "echo", "exec-ok"); out != "exec-ok\n" {
+	before := lastTick(t, ne.kubectl(t, "logs", name))
+	if out := ne.kubectl(t, "exec", name, "--", "echo", "exec-ok"); out != "exec-ok\n" {
 		t.Fatalf("exec after the renewal: %q", out)
 	}
-	ne.waitLogs(t, "renew", fmt.Sprintf("tick %d\n", before+2))
+	ne.waitLogs(t, name, fmt.Sprintf("tick %d\n", before+2))
 	if ok, err := ne.c.NodeReady(context.Background(), ne.name); !ok {
 		t.Fatalf("node not Ready after the renewal: %v", err)
 	}

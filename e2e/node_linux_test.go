@@ -37,12 +37,12 @@ func podRunning(p corev1.Pod) bool {
 const webDeployment = `
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web}
+metadata: {name: NAME}
 spec:
   replicas: 1
-  selector: {matchLabels: {app: web}}
+  selector: {matchLabels: {app: NAME}}
   template:
-    metadata: {labels: {app: web}}
+    metadata: {labels: {app: NAME}}
     spec:
       nodeSelector: {type: virtual-kubelet}
       tolerations:
@@ -54,13 +54,13 @@ spec:
         ports: [{containerPort: 8080}]
 `
 
-// webPod returns the name of the web Deployment's running pod.
-func (ne *nodeEnv) webPod(t *testing.T) corev1.Pod {
+// webPod returns the running pod of the web Deployment called deployment.
+func (ne *nodeEnv) webPod(t *testing.T, deployment string) corev1.Pod {
 	t.Helper()
 	var name string
 	deadline := time.Now().Add(3 * time.Minute)
 	for name == "" {
-		out := ne.kubectl(t, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}")
+		out := ne.kubectl(t, "get", "pods", "-l", "app="+deployment, "-o", "jsonpath={.items[0].metadata.name}")
 		name = strings.TrimSpace(out)
 		if time.Now().After(deadline) {
 			t.Fatal("the web Deployment has no pod")
@@ -76,8 +76,9 @@ func (ne *nodeEnv) webPod(t *testing.T) corev1.Pod {
 // subtests share one cluster and build on the web Deployment.
 func TestNode(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, webDeployment)
-	pod := ne.webPod(t)
+	web := uniqueName("web")
+	ne.apply(t, named(webDeployment, web))
+	pod := ne.webPod(t, web)
 	t.Logf("web pod %s on %s with IP %s", pod.Name, pod.Spec.NodeName, pod.Status.PodIP)
 	if pod.Spec.NodeName != ne.name || pod.Status.HostIP != ne.c.Node.IP {
 		t.Fatalf("pod on node %q hostIP %q", pod.Spec.NodeName, pod.Status.HostIP)
@@ -93,8 +94,8 @@ func TestNode(t *testing.T) {
 		}
 	})
 	t.Run("exec tty", func(t *testing.T) {
-		cmd := exec.Command("kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "exec", "-it", pod.Name, "--",
-			"sh", "-c", "tty; stty size; exit 5")
+		cmd := diesWithTest(exec.Command("kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "exec", "-it", pod.Name, "--",
+			"sh", "-c", "tty; stty size; exit 5"))
 		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 88})
 		if err != nil {
 			t.Fatal(err)
@@ -109,7 +110,7 @@ func TestNode(t *testing.T) {
 	t.Run("port-forward", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "port-forward", pod.Name, "0:8080")
+		cmd := diesWithTest(exec.CommandContext(ctx, "kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "port-forward", pod.Name, "0:8080"))
 		stdout, _ := cmd.StdoutPipe()
 		var stderr syncBuffer
 		cmd.Stderr = &stderr
@@ -331,20 +332,21 @@ const tolerate = `
 
 func TestNodePodLifecycle(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("lifecycle")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: settings}
+metadata: {name: NAME-settings}
 data: {GREETING: hello-from-configmap, MODE: test}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: creds}
+metadata: {name: NAME-creds}
 stringData: {password: s3cr3t}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: lifecycle}
+metadata: {name: NAME}
 spec:`+tolerate+`
   terminationGracePeriodSeconds: 20
   initContainers:
@@ -354,16 +356,16 @@ spec:`+tolerate+`
   - name: app
     image: BUSYBOX
     command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo \"$GREETING $MODE\"; while true; do sleep 1; done"]
-    envFrom: [{configMapRef: {name: settings}}]
+    envFrom: [{configMapRef: {name: NAME-settings}}]
     volumeMounts: [{name: creds, mountPath: /etc/creds, readOnly: true}]
     readinessProbe:
       exec: {command: ["test", "-f", "/tmp/ready"]}
       periodSeconds: 1
       failureThreshold: 1
   volumes:
-  - {name: creds, secret: {secretName: creds}}
-`)
-	p := ne.waitPod(t, "lifecycle", "Running", 4*time.Minute, podRunning)
+  - {name: creds, secret: {secretName: NAME-creds}}
+`, name))
+	p := ne.waitPod(t, name, "Running", 4*time.Minute, podRunning)
 
 	t.Run("init containers ran in order", func(t *testing.T) {
 		ics := p.Status.InitContainerStatuses
@@ -379,22 +381,22 @@ spec:`+tolerate+`
 			t.Fatalf("out of order: first %v–%v, second %v–%v, app %v",
 				first.StartedAt, first.FinishedAt, second.StartedAt, second.FinishedAt, app.StartedAt)
 		}
-		if out := ne.kubectl(t, "logs", "lifecycle", "-c", "first"); out != "first\n" {
+		if out := ne.kubectl(t, "logs", name, "-c", "first"); out != "first\n" {
 			t.Fatalf("init logs %q", out)
 		}
 	})
 	t.Run("env from configMap and a secret volume", func(t *testing.T) {
-		if out := ne.kubectl(t, "logs", "lifecycle"); !strings.Contains(out, "hello-from-configmap test") {
+		if out := ne.kubectl(t, "logs", name); !strings.Contains(out, "hello-from-configmap test") {
 			t.Fatalf("logs %q", out)
 		}
-		if out := ne.kubectl(t, "exec", "lifecycle", "--", "cat", "/etc/creds/password"); out != "s3cr3t" {
+		if out := ne.kubectl(t, "exec", name, "--", "cat", "/etc/creds/password"); out != "s3cr3t" {
 			t.Fatalf("secret volume: %q", out)
 		}
 		// The volume follows the secret.
-		ne.kubectl(t, "patch", "secret", "creds", "-p", `{"stringData":{"password":"rotated"}}`)
+		ne.kubectl(t, "patch", "secret", name+"-creds", "-p", `{"stringData":{"password":"rotated"}}`)
 		deadline := time.Now().Add(time.Minute)
 		for {
-			out, _ := ne.c.Kubectl(context.Background(), "", "exec", "lifecycle", "--", "cat", "/etc/creds/password")
+			out, _ := ne.c.Kubectl(context.Background(), "", "exec", name, "--", "cat", "/etc/creds/password")
 			if out == "rotated" {
 				break
 			}
@@ -405,20 +407,20 @@ spec:`+tolerate+`
 		}
 	})
 	t.Run("readiness probe flips Ready", func(t *testing.T) {
-		if podReady(ne.pod(t, "lifecycle")) {
+		if podReady(ne.pod(t, name)) {
 			t.Fatal("Ready before the probe's file exists")
 		}
-		ne.kubectl(t, "exec", "lifecycle", "--", "touch", "/tmp/ready")
-		ne.waitPod(t, "lifecycle", "Ready", time.Minute, podReady)
-		ne.kubectl(t, "exec", "lifecycle", "--", "rm", "/tmp/ready")
-		ne.waitPod(t, "lifecycle", "not Ready again", time.Minute, func(p corev1.Pod) bool { return !podReady(p) })
-		if ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name=lifecycle,reason=Unhealthy", "-o", "name"); ev == "" {
+		ne.kubectl(t, "exec", name, "--", "touch", "/tmp/ready")
+		ne.waitPod(t, name, "Ready", time.Minute, podReady)
+		ne.kubectl(t, "exec", name, "--", "rm", "/tmp/ready")
+		ne.waitPod(t, name, "not Ready again", time.Minute, func(p corev1.Pod) bool { return !podReady(p) })
+		if ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name+",reason=Unhealthy", "-o", "name"); ev == "" {
 			t.Fatal("no Unhealthy event")
 		}
 	})
 	t.Run("graceful delete", func(t *testing.T) {
 		start := time.Now()
-		ne.kubectl(t, "delete", "pod", "lifecycle", "--wait=true", "--timeout=60s")
+		ne.kubectl(t, "delete", "pod", name, "--wait=true", "--timeout=60s")
 		took := time.Since(start)
 		// The container exits on SIGTERM at once: the pod goes long before
 		// its 20 s grace period ends.
@@ -431,18 +433,19 @@ spec:`+tolerate+`
 
 func TestNodeGracePeriodThenKill(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("stubborn")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: stubborn}
+metadata: {name: NAME}
 spec:`+tolerate+`
   terminationGracePeriodSeconds: 4
   containers:
   - {name: app, image: BUSYBOX, command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]}
-`)
-	ne.waitPod(t, "stubborn", "Running", 4*time.Minute, podRunning)
+`, name))
+	ne.waitPod(t, name, "Running", 4*time.Minute, podRunning)
 	start := time.Now()
-	ne.kubectl(t, "delete", "pod", "stubborn", "--wait=true", "--timeout=60s")
+	ne.kubectl(t, "delete", "pod", name, "--wait=true", "--timeout=60s")
 	took := time.Since(start)
 	// Ignoring SIGTERM, it lives out its 4 s grace period, then SIGKILL.
 	if took < 4*time.Second || took > 30*time.Second {
@@ -453,22 +456,23 @@ spec:`+tolerate+`
 
 func TestNodeCrashLoopBackOff(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("crasher")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: crasher}
+metadata: {name: NAME}
 spec:`+tolerate+`
   terminationGracePeriodSeconds: 1
   containers:
   - {name: app, image: BUSYBOX, command: ["sh", "-c", "echo crashing; exit 3"]}
-`)
+`, name))
 	// The kubelet's back-off: 10 s, 20 s, ... between restarts. Each
 	// instance shows as lastState from its exit through the back-off and
 	// the next instance's run, so polling sees every one; the restart count
 	// at first sight says nothing about which one it is.
 	var starts []time.Time
 	seen := map[int64]bool{}
-	p := ne.waitPod(t, "crasher", "restarted three times", 4*time.Minute, func(p corev1.Pod) bool {
+	p := ne.waitPod(t, name, "restarted three times", 4*time.Minute, func(p corev1.Pod) bool {
 		if len(p.Status.ContainerStatuses) == 0 {
 			return false
 		}
@@ -484,7 +488,7 @@ spec:`+tolerate+`
 	if last := cs.LastTerminationState.Terminated; last == nil || last.ExitCode != 3 || last.Reason != "Error" {
 		t.Fatalf("lastState %+v", cs.LastTerminationState)
 	}
-	ne.waitPod(t, "crasher", "in CrashLoopBackOff", 2*time.Minute, func(p corev1.Pod) bool {
+	ne.waitPod(t, name, "in CrashLoopBackOff", 2*time.Minute, func(p corev1.Pod) bool {
 		w := p.Status.ContainerStatuses[0].State.Waiting
 		return w != nil && w.Reason == "CrashLoopBackOff"
 	})
@@ -497,26 +501,27 @@ spec:`+tolerate+`
 	} else {
 		t.Fatalf("saw only %d instances' start times", len(starts))
 	}
-	if ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name=crasher,reason=BackOff", "-o", "name"); ev == "" {
+	if ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name+",reason=BackOff", "-o", "name"); ev == "" {
 		t.Fatal("no BackOff event")
 	}
-	if out := ne.kubectl(t, "logs", "crasher", "--previous"); out != "crashing\n" {
+	if out := ne.kubectl(t, "logs", name, "--previous"); out != "crashing\n" {
 		t.Fatalf("logs --previous %q", out)
 	}
 }
 
 func TestNodeRejectsUnsupportedPods(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("hostnet")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: hostnet}
+metadata: {name: NAME}
 spec:`+tolerate+`
   hostNetwork: true
   containers:
   - {name: app, image: BUSYBOX, command: ["sleep", "100"]}
-`)
-	p := ne.waitPod(t, "hostnet", "Failed", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+`, name))
+	p := ne.waitPod(t, name, "Failed", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if p.Status.Reason != "UnsupportedByNode" || !strings.Contains(p.Status.Message, "hostNetwork") {
 		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
 	}
@@ -524,10 +529,11 @@ spec:`+tolerate+`
 
 func TestNodeSharedEmptyDir(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("shared")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: shared}
+metadata: {name: NAME}
 spec:`+tolerate+`
   terminationGracePeriodSeconds: 1
   containers:
@@ -541,13 +547,13 @@ spec:`+tolerate+`
     volumeMounts: [{name: data, mountPath: /shared, readOnly: true}]
   volumes:
   - {name: data, emptyDir: {}}
-`)
-	ne.waitPod(t, "shared", "Running", 4*time.Minute, func(p corev1.Pod) bool { return podRunning(p) && podReady(p) })
+`, name))
+	ne.waitPod(t, name, "Running", 4*time.Minute, func(p corev1.Pod) bool { return podRunning(p) && podReady(p) })
 	// Each container is its own VM; the emptyDir is one host directory
 	// shared with both over virtio-fs.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		out, err := ne.c.Kubectl(context.Background(), "", "exec", "shared", "-c", "reader", "--", "cat", "/shared/now")
+		out, err := ne.c.Kubectl(context.Background(), "", "exec", name, "-c", "reader", "--", "cat", "/shared/now")
 		if err == nil && strings.TrimSpace(out) != "" {
 			break
 		}
@@ -556,23 +562,24 @@ spec:`+tolerate+`
 		}
 		time.Sleep(time.Second)
 	}
-	if _, err := ne.c.Kubectl(context.Background(), "", "exec", "shared", "-c", "reader", "--", "touch", "/shared/x"); err == nil {
+	if _, err := ne.c.Kubectl(context.Background(), "", "exec", name, "-c", "reader", "--", "touch", "/shared/x"); err == nil {
 		t.Fatal("a readOnly mount of the emptyDir is writable")
 	}
 }
 
 func TestNodeRestartRemovesPodsDeletedMeanwhile(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("doomed")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: doomed}
+metadata: {name: NAME}
 spec:`+tolerate+`
   terminationGracePeriodSeconds: 1
   containers:
   - {name: app, image: BUSYBOX, command: ["sleep", "3600"]}
-`)
-	p := ne.waitPod(t, "doomed", "Running", 4*time.Minute, podRunning)
+`, name))
+	p := ne.waitPod(t, name, "Running", 4*time.Minute, podRunning)
 	vms := func() int {
 		entries, _ := os.ReadDir(filepath.Join(ne.root, "vms"))
 		n := 0
@@ -589,7 +596,7 @@ spec:`+tolerate+`
 	ne.node.Stop(9, 0)
 	// Deleted while the node is down: the API server removes it at once
 	// (grace 0), no node acknowledges it.
-	ne.kubectl(t, "delete", "pod", "doomed", "--grace-period=0", "--force", "--wait=false")
+	ne.kubectl(t, "delete", "pod", name, "--grace-period=0", "--force", "--wait=false")
 	if err := ne.startNodeProcess(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -604,23 +611,50 @@ spec:`+tolerate+`
 
 func TestNodeAttach(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("attachable")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: attachable}
+metadata: {name: NAME}
 spec:`+tolerate+`
   terminationGracePeriodSeconds: 1
   restartPolicy: Never
   containers:
   - {name: app, image: BUSYBOX, stdin: true, command: ["sh", "-c", "read line; echo got $line; exit 4"]}
-`)
-	ne.waitPod(t, "attachable", "Running", 4*time.Minute, podRunning)
-	out, err := ne.c.Kubectl(context.Background(), "hello\n", "attach", "-i", "attachable")
+`, name))
+	ne.waitPod(t, name, "Running", 4*time.Minute, podRunning)
+	out, err := ne.c.Kubectl(context.Background(), "hello\n", "attach", "-i", name)
 	if !strings.Contains(out, "got hello") {
 		t.Fatalf("attach -i: %q %v", out, err)
 	}
-	p := ne.waitPod(t, "attachable", "Failed", time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	p := ne.waitPod(t, name, "Failed", time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if term := p.Status.ContainerStatuses[0].State.Terminated; term == nil || term.ExitCode != 4 {
 		t.Fatalf("state %+v", p.Status.ContainerStatuses[0].State)
+	}
+}
+
+// TestNodeRunInteractiveRemove is `kubectl run -i --rm --restart=Never`
+// with a command that prints and fails at once: kubectl shows its output
+// (attached, or from the logs when the container has exited before kubectl
+// could attach) and exits with the container's exit code, then removes the
+// pod.
+func TestNodeRunInteractiveRemove(t *testing.T) {
+	ne := clusterNode(t)
+	name := uniqueName("run-rm")
+	t.Cleanup(func() {
+		_, _ = ne.c.Kubectl(context.Background(), "", "delete", "pod", name, "--ignore-not-found", "--wait=false")
+	})
+	overrides := `{"apiVersion": "v1", "spec": {"terminationGracePeriodSeconds": 1,
+		"nodeSelector": {"type": "virtual-kubelet"},
+		"tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Equal", "value": "applevm", "effect": "NoSchedule"}]}}`
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := ne.c.Kubectl(ctx, "", "run", name, "-i", "--rm", "--restart=Never", "--image="+ne.busybox,
+		"--pod-running-timeout=4m", "--overrides="+overrides, "--", "sh", "-c", "echo last; exit 3")
+	if code := exitCode(err); code != 3 || strings.Count(out, "last\n") != 1 {
+		t.Fatalf("kubectl run -i --rm: exit code %d, output %q (%v); want \"last\" once and exit code 3\nnode log:\n%s", code, out, err, ne.node.Tail(30))
+	}
+	if got, err := ne.c.Kubectl(ctx, "", "get", "pod", name, "--ignore-not-found", "-o", "name"); err != nil || got != "" {
+		t.Fatalf("--rm left the pod: %q %v", got, err)
 	}
 }

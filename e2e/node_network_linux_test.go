@@ -303,7 +303,7 @@ func portForwardGet(t *testing.T, ne *nodeEnv, ns, pod string, port int, path st
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := osexec.CommandContext(ctx, "kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "port-forward", "-n", ns, pod, "0:"+strconv.Itoa(port))
+	cmd := diesWithTest(osexec.CommandContext(ctx, "kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "port-forward", "-n", ns, pod, "0:"+strconv.Itoa(port)))
 	stdout, _ := cmd.StdoutPipe()
 	var stderr syncBuffer
 	cmd.Stderr = &stderr

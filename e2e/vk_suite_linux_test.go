@@ -56,18 +56,19 @@ func TestVirtualKubeletSuite(t *testing.T) {
 // through the node proxy, with the API server's authenticated client.
 func TestStatsThroughNodeProxy(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("three")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: three}
+metadata: {name: NAME}
 spec:`+tolerate+`
   terminationGracePeriodSeconds: 1
   containers:
   - {name: c0, image: foo}
   - {name: c1, image: bar}
   - {name: c2, image: baz}
-`)
-	p := ne.waitPod(t, "three", "Running and Ready", 4*time.Minute, func(p corev1.Pod) bool { return podRunning(p) && podReady(p) })
+`, name))
+	p := ne.waitPod(t, name, "Running and Ready", 4*time.Minute, func(p corev1.Pod) bool { return podRunning(p) && podReady(p) })
 	var summary stats.Summary
 	raw := ne.kubectl(t, "get", "--raw", "/api/v1/nodes/"+ne.name+"/proxy/stats/summary")
 	if err := json.Unmarshal([]byte(raw), &summary); err != nil {

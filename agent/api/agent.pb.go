@@ -1768,8 +1768,14 @@ func (x *WaitRequest) GetProcessId() string {
 }
 
 type WaitResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Exit          *ExitStatus            `protobuf:"bytes,1,opt,name=exit,proto3" json:"exit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Exit  *ExitStatus            `protobuf:"bytes,1,opt,name=exit,proto3" json:"exit,omitempty"`
+	// The process's log_name (empty when it is not logged). Its output ends
+	// on the log port with an end frame (agent/logframe) queued after every
+	// byte of it; the host waits for the shim to have written that far
+	// before it reports the exit, so whoever learns of the exit finds the
+	// whole log on disk. An agent that predates end frames leaves it empty.
+	LogName       string `protobuf:"bytes,2,opt,name=log_name,json=logName,proto3" json:"log_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1809,6 +1815,13 @@ func (x *WaitResponse) GetExit() *ExitStatus {
 		return x.Exit
 	}
 	return nil
+}
+
+func (x *WaitResponse) GetLogName() string {
+	if x != nil {
+		return x.LogName
+	}
+	return ""
 }
 
 type SignalRequest struct {
@@ -3015,9 +3028,10 @@ const file_agent_proto_rawDesc = "" +
 	"\vWaitRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +
 	"\n" +
-	"process_id\x18\x02 \x01(\tR\tprocessId\"=\n" +
+	"process_id\x18\x02 \x01(\tR\tprocessId\"X\n" +
 	"\fWaitResponse\x12-\n" +
-	"\x04exit\x18\x01 \x01(\v2\x19.vkav.agent.v1.ExitStatusR\x04exit\"{\n" +
+	"\x04exit\x18\x01 \x01(\v2\x19.vkav.agent.v1.ExitStatusR\x04exit\x12\x19\n" +
+	"\blog_name\x18\x02 \x01(\tR\alogName\"{\n" +
 	"\rSignalRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +
 	"\n" +

@@ -8,6 +8,13 @@
 // A frame is an 8-byte header — name length (uint16), stream (uint8), a
 // zero byte, data length (uint32), all big-endian — then the name, then the
 // data.
+//
+// Stream 1 is stdout and 2 stderr. Stream 3 (End) carries no data: it says
+// that the named log is complete — the process has exited and every byte of
+// its output was framed before it. The end of a log travels in-band because
+// the host learns a process's exit on another channel (the agent API): only
+// a marker in this stream's own order tells the host that nothing of the
+// output is still on its way. An End frame with data is corrupt.
 package logframe
 
 import (
@@ -23,6 +30,9 @@ type Stream uint8
 const (
 	Stdout Stream = 1
 	Stderr Stream = 2
+	// End marks the end of a log: no data, and no more frames under that
+	// name from the process that wrote it.
+	End Stream = 3
 )
 
 func (s Stream) String() string {
@@ -31,6 +41,8 @@ func (s Stream) String() string {
 		return "stdout"
 	case Stderr:
 		return "stderr"
+	case End:
+		return "end"
 	}
 	return fmt.Sprintf("stream(%d)", uint8(s))
 }
@@ -43,7 +55,7 @@ const (
 	MaxData = 64 << 10
 )
 
-// Frame is one chunk of output of a logged process.
+// Frame is one chunk of output of a logged process, or the end of its log.
 type Frame struct {
 	Name   string
 	Stream Stream
@@ -59,7 +71,10 @@ func Write(w io.Writer, f Frame) error {
 	if len(f.Name) == 0 || len(f.Name) > MaxName {
 		return fmt.Errorf("log name %q: length must be 1-%d", f.Name, MaxName)
 	}
-	if f.Stream != Stdout && f.Stream != Stderr {
+	switch {
+	case f.Stream == End && len(f.Data) > 0:
+		return fmt.Errorf("end frame for %q: carries %d bytes of data", f.Name, len(f.Data))
+	case f.Stream != Stdout && f.Stream != Stderr && f.Stream != End:
 		return fmt.Errorf("log frame for %q: unknown %v", f.Name, f.Stream)
 	}
 	data := f.Data
@@ -100,7 +115,8 @@ func (r *Reader) Next() (Frame, error) {
 	nameLen := int(binary.BigEndian.Uint16(r.hdr[0:2]))
 	stream := Stream(r.hdr[2])
 	dataLen := int(binary.BigEndian.Uint32(r.hdr[4:8]))
-	if nameLen == 0 || nameLen > MaxName || (stream != Stdout && stream != Stderr) || r.hdr[3] != 0 || dataLen > MaxData {
+	known := stream == Stdout || stream == Stderr || (stream == End && dataLen == 0)
+	if nameLen == 0 || nameLen > MaxName || !known || r.hdr[3] != 0 || dataLen > MaxData {
 		return Frame{}, fmt.Errorf("%w: header %x", ErrCorrupt, r.hdr)
 	}
 	buf := make([]byte, nameLen+dataLen)

@@ -66,6 +66,45 @@ func TestReaderRejectsCorruptAndTruncated(t *testing.T) {
 	}
 }
 
+func TestEndFrameRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	for _, f := range []Frame{
+		{Name: "0", Stream: Stdout, Data: []byte("last")},
+		{Name: "0", Stream: End},
+	} {
+		if err := Write(&buf, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if buf.Len() != 8+1+4+8+1 {
+		t.Fatalf("encoded %d bytes, want a data frame and an 8-byte header plus name", buf.Len())
+	}
+	r := NewReader(&buf)
+	if f, err := r.Next(); err != nil || string(f.Data) != "last" {
+		t.Fatalf("first frame %+v %v", f, err)
+	}
+	f, err := r.Next()
+	if err != nil || f.Name != "0" || f.Stream != End || len(f.Data) != 0 {
+		t.Fatalf("end frame %+v %v", f, err)
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("after the end frame: %v, want io.EOF", err)
+	}
+}
+
+func TestEndFrameWithDataIsRejected(t *testing.T) {
+	if err := Write(io.Discard, Frame{Name: "0", Stream: End, Data: []byte("x")}); err == nil {
+		t.Fatal("Write accepted an end frame with data")
+	}
+	// Name "a", stream End, one byte of data.
+	if _, err := NewReader(bytes.NewReader([]byte{0, 1, 3, 0, 0, 0, 0, 1, 'a', 'x'})).Next(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("end frame with data: err = %v, want ErrCorrupt", err)
+	}
+	if _, err := NewReader(bytes.NewReader([]byte{0, 1, 3, 1, 0, 0, 0, 0, 'a'})).Next(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("end frame with a non-zero reserved byte: err = %v, want ErrCorrupt", err)
+	}
+}
+
 func TestWriteRejectsBadFrames(t *testing.T) {
 	if err := Write(io.Discard, Frame{Name: "", Stream: Stdout}); err == nil {
 		t.Fatal("empty name accepted")

@@ -90,6 +90,7 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		args = append(args, "--cluster-signing-duration", o.SigningDuration.String())
 	}
 	cmd := exec.CommandContext(ctx, tool, args...)
+	dieWithCaller(cmd)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	if o.Stderr != nil {
@@ -108,7 +109,9 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 
 // Down stops the cluster and deletes its namespace.
 func (c *Cluster) Down(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, c.Tool, "down", "--dir", c.Dir).CombinedOutput()
+	cmd := exec.CommandContext(ctx, c.Tool, "down", "--dir", c.Dir)
+	dieWithCaller(cmd)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("cluster down: %v: %s", err, out)
 	}
@@ -124,6 +127,17 @@ type Process struct {
 // Start runs argv inside the cluster's network namespace, detached (own
 // session) with its output in logFile; it survives the caller.
 func (c *Cluster) Start(argv []string, logFile string, env ...string) (*Process, error) {
+	return c.start(argv, logFile, false, env)
+}
+
+// StartOwned is Start for a process that must not outlive the caller (a
+// test's node): on Linux it gets SIGKILL when the caller ends, however the
+// caller ends.
+func (c *Cluster) StartOwned(argv []string, logFile string, env ...string) (*Process, error) {
+	return c.start(argv, logFile, true, env)
+}
+
+func (c *Cluster) start(argv []string, logFile string, owned bool, env []string) (*Process, error) {
 	if err := os.MkdirAll(filepath.Dir(logFile), 0o755); err != nil {
 		return nil, err
 	}
@@ -136,6 +150,12 @@ func (c *Cluster) Start(argv []string, logFile string, env ...string) (*Process,
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if owned {
+		if err := startOnOwnThread(cmd); err != nil {
+			return nil, fmt.Errorf("start %s: %w", argv[0], err)
+		}
+		return &Process{Cmd: cmd, Log: logFile}, nil
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
@@ -204,6 +224,7 @@ func (c *Cluster) WriteNodeConfig(path, root string) error {
 // Kubectl runs kubectl with the admin kubeconfig and returns its stdout.
 func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", c.AdminKubeconfig}, args...)...)
+	dieWithCaller(cmd)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != "" {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -113,5 +114,29 @@ func TestPlainFileIsNotANamespace(t *testing.T) {
 	}
 	if _, err := Create("a/b"); err == nil {
 		t.Error("Create accepted a name with a slash")
+	}
+}
+
+func TestPidsListsProcessesInside(t *testing.T) {
+	requireRoot(t)
+	path, err := Create(testName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Remove(path) })
+	var cmd *exec.Cmd
+	if err := Do(path, func() error {
+		cmd = exec.Command("sleep", "60")
+		return cmd.Start()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pids, err := Pids(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) != 1 || pids[0] != cmd.Process.Pid {
+		t.Errorf("Pids = %v, want [%d] (the sleep started inside; not this process)", pids, cmd.Process.Pid)
 	}
 }

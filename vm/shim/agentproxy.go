@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/vk-applevm/vk-applevm/agent/transport"
 )
+
+var errSessionEnded = errors.New("agent session ended")
 
 // agentProxy turns every connection accepted on a unix socket into one
 // yamux stream to the guest agent.
@@ -42,17 +45,35 @@ func (p *agentProxy) untrack(c net.Conn) {
 	delete(p.conns, c)
 }
 
-// close ends the session and every client connection (the machine has
-// stopped) and waits for the copying goroutines.
-func (p *agentProxy) close() {
+// close ends the session (the machine has stopped) and then the client
+// connections. The session goes first: its streams still yield what they
+// had received, so a guest's last output and exit status, sent just before
+// it powered off, reach the clients followed by a clean end of stream. A
+// client connection still open after flush (a client that stopped
+// reading) is closed.
+func (p *agentProxy) close(flush time.Duration) {
 	p.mu.Lock()
 	p.closed = true
+	p.mu.Unlock()
+	p.session.Close()
+	copied := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(copied)
+	}()
+	t := time.NewTimer(flush)
+	defer t.Stop()
+	select {
+	case <-copied:
+		return
+	case <-t.C:
+	}
+	p.mu.Lock()
 	for c := range p.conns {
 		c.Close()
 	}
 	p.mu.Unlock()
-	p.session.Close()
-	p.wg.Wait()
+	<-copied
 }
 
 func (p *agentProxy) serve(l net.Listener) {
@@ -96,8 +117,17 @@ func (p *agentProxy) splice(c net.Conn) {
 		// reading.
 		_ = stream.Close()
 	}()
-	if _, err := io.Copy(c, stream); err != nil {
-		// A reset stream or a vanished client: nothing more will flow.
+	_, err = io.Copy(c, stream)
+	select {
+	case <-p.session.Done():
+		// The machine has stopped and the client has all the guest sent:
+		// what the client might still send can go nowhere.
+		err = errSessionEnded
+	default:
+	}
+	if err != nil {
+		// A reset stream, a vanished client or an ended session: nothing
+		// more will flow.
 		c.Close()
 	} else if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()

@@ -13,6 +13,8 @@ import (
 //	POST /stop?grace=<dur>   → 202 State; graceful stop (Go duration syntax)
 //	POST /kill               → 202 State
 //	GET  /wait               → 200 State once the machine has stopped
+//	GET  /logs/{name}/complete → 200 LogStatus once that container log is
+//	                           complete on disk, or the log port has ended
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +43,18 @@ func (s *server) handler() http.Handler {
 			writeJSON(w, http.StatusOK, s.snapshot())
 		case <-r.Context().Done():
 		}
+	})
+	mux.HandleFunc("GET /logs/{name}/complete", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := validLogName(name); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		st, err := s.logEnds.wait(r.Context(), name)
+		if err != nil {
+			return // the client has gone
+		}
+		writeJSON(w, http.StatusOK, st)
 	})
 	return mux
 }

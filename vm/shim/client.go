@@ -152,6 +152,27 @@ func (c *Client) Wait(ctx context.Context) (State, error) {
 	}
 }
 
+// WaitLog blocks until the container log called name is complete on disk:
+// the guest ended it (after its process's last output) and the shim has
+// written, synced and closed it. It also returns when the log can no longer
+// grow because the log port has ended or the machine has stopped (the
+// status says which). ctx bounds the wait.
+func (c *Client) WaitLog(ctx context.Context, name string) (LogStatus, error) {
+	var st LogStatus
+	err := c.call(ctx, http.MethodGet, "/logs/"+url.PathEscape(name)+"/complete", &st)
+	if err == nil {
+		return st, nil
+	}
+	if ctx.Err() != nil {
+		return LogStatus{}, fmt.Errorf("wait for log %s of %s: %w", name, c.dir, ctx.Err())
+	}
+	// A shim that has exited wrote and closed every log first.
+	if dst, derr := c.diskState(); derr == nil && !dst.Running() {
+		return LogStatus{Name: name, PortClosed: true}, nil
+	}
+	return LogStatus{}, fmt.Errorf("wait for log %s of %s: %w", name, c.dir, err)
+}
+
 // Delete removes the machine: it kills a running machine, waits for the
 // shim to exit, kills a hypervisor left by a dead shim (only when its pid
 // and start time are the recorded ones) and removes the directory. Container

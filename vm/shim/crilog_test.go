@@ -191,7 +191,7 @@ func TestLogSetRejectsBadNamesAndKeepsGoing(t *testing.T) {
 	root := t.TempDir()
 	cfg := Config{LogDir: filepath.Join(root, "logs")}
 	cfg.setDefaults()
-	s := newLogSet(cfg, quietLogger())
+	s := newLogSet(cfg, nil, quietLogger())
 	s.write(logframe.Frame{Name: "../escape", Stream: logframe.Stdout, Data: []byte("x\n")}, t0)
 	s.write(logframe.Frame{Name: "ok", Stream: logframe.Stdout, Data: []byte("fine\n")}, t0)
 	if err := s.close(); err != nil {

@@ -14,8 +14,8 @@
 //     arrival and appends CRI-format lines to LogDir/<name>.log, rotating by
 //     size, so logs reach disk while the node is down and outlive the VM.
 //
-// DIR/shim.sock serves a small HTTP/JSON API (state, stop, kill, wait) used
-// by Client, and DIR/state.json is rewritten atomically on every change so a
+// DIR/shim.sock serves a small HTTP/JSON API (state, stop, kill, wait, and
+// whether a container log is complete) used by Client, and DIR/state.json is rewritten atomically on every change so a
 // later node process can learn what happened even after the shim has exited.
 //
 // Files in DIR: spec.json (vm.Spec), shim.json (Config), state.json (State),
@@ -26,7 +26,10 @@
 // write(2) as soon as its line is complete (or, for a line still open, when
 // no more output arrived for partialFlushDelay), so a crash of the shim loses
 // at most that short tail. The shim fsyncs a log file before rotating it away
-// and when it closes it at the end of the machine's life; it does not fsync
+// and when it closes it: at the end frame the guest sends after a
+// process's last output (logframe.End: the last line is written at once,
+// the file synced and closed, and WaitLog answers), and at the end of the
+// machine's life. It does not fsync
 // every record (neither does the kubelet's runtime), so a host power loss can
 // drop what the page cache held.
 //

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,6 +212,7 @@ func (m *fakeMachine) writeLog(f logframe.Frame) error {
 //	echo                      copy the rest back, then half-close
 //	session                   reply with the session id and streams seen
 //	log NAME STREAM HEX       frame HEX-decoded data onto the log port
+//	farewell N                send N bytes, then stop the machine at once
 //	shutdown                  power off soon (unless ignoring stops)
 //	poweroff                  power off soon
 //
@@ -269,10 +272,17 @@ func (g *fakeGuest) handle(c *yamux.Stream) {
 		case "session":
 			fmt.Fprintf(c, "%s %d\n", g.session, g.streams.Load())
 		case "log":
-			data, err := hex.DecodeString(f[3])
+			var data []byte
+			var err error
+			if len(f) > 3 {
+				data, err = hex.DecodeString(f[3])
+			}
 			stream := logframe.Stdout
-			if f[2] == "stderr" {
+			switch f[2] {
+			case "stderr":
 				stream = logframe.Stderr
+			case "end":
+				stream, data = logframe.End, nil
 			}
 			if err == nil {
 				err = g.m.writeLog(logframe.Frame{Name: f[1], Stream: stream, Data: data})
@@ -282,6 +292,13 @@ func (g *fakeGuest) handle(c *yamux.Stream) {
 				continue
 			}
 			fmt.Fprintln(c, "ok")
+		case "farewell":
+			// Output, then the machine stops at once: what a process
+			// writes just before the guest powers off.
+			n, _ := strconv.Atoi(f[1])
+			_, _ = c.Write(bytes.Repeat([]byte{'f'}, n))
+			g.m.stop(nil)
+			return
 		case "shutdown", "poweroff":
 			fmt.Fprintln(c, "ok")
 			if f[0] == "poweroff" || !g.m.ignoreStop {

@@ -27,21 +27,26 @@ type logSet struct {
 	maxSize  int64
 	maxFiles int
 	log      *slog.Logger
-	logs     map[string]*criLog
+	logs     map[string]*criLog // the logs being written
+	ends     *logEnds
 	// failing remembers names whose last write failed or that are invalid,
 	// so a broken disk or a misbehaving guest logs once, not per frame.
 	failing map[string]bool
 	dirMade bool
 }
 
-func newLogSet(cfg Config, log *slog.Logger) *logSet {
+func newLogSet(cfg Config, ends *logEnds, log *slog.Logger) *logSet {
 	return &logSet{
 		dir: cfg.LogDir, maxSize: cfg.LogMaxSize, maxFiles: cfg.LogMaxFiles, log: log,
-		logs: map[string]*criLog{}, failing: map[string]bool{},
+		logs: map[string]*criLog{}, ends: ends, failing: map[string]bool{},
 	}
 }
 
 func (s *logSet) write(f logframe.Frame, t time.Time) {
+	if f.Stream == logframe.End {
+		s.end(f.Name)
+		return
+	}
 	if s.dir == "" {
 		return
 	}
@@ -52,12 +57,32 @@ func (s *logSet) write(f logframe.Frame, t time.Time) {
 	s.note(f.Name, err)
 }
 
+// end completes a log: the guest has sent all of it. The unterminated last
+// line is written at once (as a full line, as containerd does at EOF), the
+// file synced and closed, and only then is the name reported complete, so
+// a node that waits for it (WaitLog) finds every byte on disk.
+func (s *logSet) end(name string) {
+	if validLogName(name) != nil {
+		return
+	}
+	if l := s.logs[name]; l != nil {
+		delete(s.logs, name)
+		s.note(name, l.close())
+	}
+	if s.ends != nil {
+		s.ends.markComplete(name)
+	}
+}
+
 func (s *logSet) get(name string) (*criLog, error) {
 	if l := s.logs[name]; l != nil {
 		return l, nil
 	}
 	if err := validLogName(name); err != nil {
 		return nil, err
+	}
+	if s.ends != nil {
+		s.ends.markLive(name)
 	}
 	if !s.dirMade {
 		if err := os.MkdirAll(s.dir, 0o750); err != nil {
@@ -104,7 +129,8 @@ type arrival struct {
 }
 
 // pumpLogs reads frames from the log port until it ends, timestamping each
-// on arrival, and closes the logs (flushing and syncing them) at the end.
+// on arrival, and closes the logs (flushing and syncing them) at the end;
+// then it reports the port closed to logs' waiters.
 func pumpLogs(port io.Reader, logs *logSet, log *slog.Logger) {
 	frames := make(chan arrival, 64)
 	go func() {
@@ -129,6 +155,9 @@ func pumpLogs(port io.Reader, logs *logSet, log *slog.Logger) {
 			if !ok {
 				if err := logs.close(); err != nil {
 					log.Error("close container logs", "err", err)
+				}
+				if logs.ends != nil {
+					logs.ends.closePort()
 				}
 				return
 			}

@@ -79,3 +79,42 @@ func TestLogsPersistedFromLogPort(t *testing.T) {
 		t.Fatalf("after rotation the log should hold only the newest output (%d bytes)", len(got))
 	}
 }
+
+// WaitLog answers once the guest has ended a log and its records, the open
+// last line included, are on disk; and for any log once the machine has
+// stopped.
+func TestWaitLog(t *testing.T) {
+	v := launchFake(t, nil)
+	guestLog(t, v, "0", "stdout", "first\nno newline yet")
+	waited := make(chan error, 1)
+	go func() {
+		st, err := v.WaitLog(ctxFor(t, 30*time.Second), "0")
+		if err == nil && (!st.Complete || st.PortClosed) {
+			err = fmt.Errorf("status %+v, want complete", st)
+		}
+		waited <- err
+	}()
+	select {
+	case err := <-waited:
+		t.Fatalf("WaitLog returned (%v) before the log ended", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	guestLog(t, v, "0", "end", "")
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	// No wait for the partial-line flush: it is on disk already.
+	if got := readLog(t, v.logDir, "0"); got != "first\nno newline yet\n" {
+		t.Fatalf("log reads %q when WaitLog returns", got)
+	}
+	if _, err := v.WaitLog(ctxFor(t, 5*time.Second), "../x"); err == nil {
+		t.Fatal("WaitLog accepted an invalid name")
+	}
+	if err := v.Stop(ctxFor(t, 20*time.Second), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st, err := v.WaitLog(ctxFor(t, 5*time.Second), "1")
+	if err != nil || !st.PortClosed {
+		t.Fatalf("after the stop: %+v %v, want the port closed", st, err)
+	}
+}

@@ -55,6 +55,7 @@ type server struct {
 
 	requests chan stopRequest
 	final    chan struct{} // closed once the final state is on disk
+	logEnds  *logEnds      // which container logs are complete (WaitLog)
 
 	mu          sync.Mutex
 	state       State
@@ -138,6 +139,7 @@ func newServer(dir string, drivers map[string]vm.Driver, log *slog.Logger, opts 
 		dir: dir, cfg: cfg, log: log,
 		requests: make(chan stopRequest, 16),
 		final:    make(chan struct{}),
+		logEnds:  newLogEnds(),
 		state: State{
 			ID: cfg.Spec.ID, Driver: cfg.Driver, Status: StatusStarting,
 			ShimPid: os.Getpid(), ShimStartTime: start,
@@ -264,12 +266,17 @@ func (s *server) takePorts(ctx context.Context, m vm.Machine) (io.Closer, <-chan
 			logPort, pumpDone = port, make(chan struct{})
 			go func() {
 				defer close(pumpDone)
-				pumpLogs(port, newLogSet(s.cfg, s.log), s.log.With("port", name))
+				pumpLogs(port, newLogSet(s.cfg, s.logEnds, s.log), s.log.With("port", name))
 			}()
 		}
 	}
 	return logPort, pumpDone, nil
 }
+
+// streamFlushTimeout bounds how long a stopped machine's agent streams
+// may take to hand their last bytes to the clients: they are in the shim's
+// memory already, so only a client that does not read takes longer.
+const streamFlushTimeout = 2 * time.Second
 
 // teardown runs after the machine has stopped: it drains the log port,
 // closes the agent side and records the final state.
@@ -278,7 +285,7 @@ func (s *server) teardown(m vm.Machine, logPort io.Closer, pumpDone <-chan struc
 	proxy := s.proxy
 	s.mu.Unlock()
 	if proxy != nil {
-		proxy.close()
+		proxy.close(streamFlushTimeout)
 	}
 	_ = os.Remove(filepath.Join(s.dir, agentSock))
 	if pumpDone != nil {
@@ -306,6 +313,9 @@ func (s *server) finish(cause error) {
 			st.Error = cause.Error()
 		}
 	})
+	// Without a log port (or a machine that never started) no log can
+	// grow; with one, the pump has already said so.
+	s.logEnds.closePort()
 	close(s.final)
 }
 

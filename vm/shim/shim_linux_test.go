@@ -167,6 +167,44 @@ func TestConcurrentAgentConnections(t *testing.T) {
 	}
 }
 
+// What the guest sent on an agent stream just before the machine stopped
+// reaches the client, however slowly it reads, before its connection ends:
+// an attach gets a process's last output and exit status when the guest
+// powers off right after.
+func TestStreamOutputSurvivesMachineStop(t *testing.T) {
+	v := launchFake(t, nil)
+	conn, err := v.DialAgent(ctxFor(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// More than the socket buffers hold, less than a yamux window: the
+	// rest waits in the shim while the machine stops.
+	const n = 768 << 10
+	if _, err := fmt.Fprintf(conn, "farewell %d\n", n); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	buf := make([]byte, 16<<10)
+	for {
+		k, err := conn.Read(buf)
+		got += k
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got, err)
+		}
+		time.Sleep(time.Millisecond) // a client slower than the shim
+	}
+	if got != n {
+		t.Fatalf("read %d bytes, the guest sent %d", got, n)
+	}
+	if _, err := v.Wait(ctxFor(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A node process launches the shim and exits; a later process re-attaches
 // and reaches the same guest session.
 func TestReattachFromAnotherProcess(t *testing.T) {

@@ -80,10 +80,15 @@ type AgentClient interface {
 	// filesystem and placed in its cgroup.
 	StartProcess(ctx context.Context, in *api.StartProcessRequest, opts ...grpc.CallOption) (*api.StartProcessResponse, error)
 	// Attach streams a process's stdin in and its stdout/stderr out. The
-	// first response (no data, no exit) confirms the attachment; output
-	// produced before anyone attached to a process without log_name is
-	// buffered (bounded) and delivered to the first attacher; the last
-	// response carries the exit status, after all output.
+	// first response (no data, no exit) confirms the attachment; the last
+	// carries the exit status, after all output. Output nobody received is
+	// buffered (bounded, newest kept) for the next attacher; for a process
+	// with log_name only until its first attacher, which thus gets the output
+	// from the start even when it comes late (`kubectl run -i` attaches once
+	// the pod runs) — later attachers get output from their attach on, as a
+	// kubelet's attach does. Attaching again to a logged process that has
+	// exited is FailedPrecondition: its output is in its log (kubectl falls
+	// back to the logs).
 	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[api.AttachRequest, api.AttachResponse], error)
 	// Wait blocks until the process exits.
 	Wait(ctx context.Context, in *api.WaitRequest, opts ...grpc.CallOption) (*api.WaitResponse, error)
@@ -344,10 +349,15 @@ type AgentServer interface {
 	// filesystem and placed in its cgroup.
 	StartProcess(context.Context, *api.StartProcessRequest) (*api.StartProcessResponse, error)
 	// Attach streams a process's stdin in and its stdout/stderr out. The
-	// first response (no data, no exit) confirms the attachment; output
-	// produced before anyone attached to a process without log_name is
-	// buffered (bounded) and delivered to the first attacher; the last
-	// response carries the exit status, after all output.
+	// first response (no data, no exit) confirms the attachment; the last
+	// carries the exit status, after all output. Output nobody received is
+	// buffered (bounded, newest kept) for the next attacher; for a process
+	// with log_name only until its first attacher, which thus gets the output
+	// from the start even when it comes late (`kubectl run -i` attaches once
+	// the pod runs) — later attachers get output from their attach on, as a
+	// kubelet's attach does. Attaching again to a logged process that has
+	// exited is FailedPrecondition: its output is in its log (kubectl falls
+	// back to the logs).
 	Attach(grpc.BidiStreamingServer[api.AttachRequest, api.AttachResponse]) error
 	// Wait blocks until the process exits.
 	Wait(context.Context, *api.WaitRequest) (*api.WaitResponse, error)
