@@ -53,11 +53,8 @@ bin/vk-applevm:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/vk-applevm
 
 # The per-VM helper process; vk-applevm starts it from its own directory.
-# Tags as cmd/vk-applevm-shim/build.go's BuildTags (it says why; its test
-# checks this line).
-SHIM_TAGS := grpcnotrace
 bin/vk-applevm-shim:
-	$(GO) build -tags '$(SHIM_TAGS)' -ldflags '$(LDFLAGS)' -o $@ ./cmd/vk-applevm-shim
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/vk-applevm-shim
 
 bin/testregistry:
 	$(GO) build -o $@ ./image/imagetest/cmd/testregistry

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +10,17 @@ import (
 
 // Every VM runs one shim, so what it links it pays for per VM in resident
 // memory (hack/bench: "shim memory per VM"): the node's Kubernetes side
-// (client-go, k8s.io/api, virtual-kubelet, klog), its CLI framework, and
-// grpc-go's golang.org/x/net/trace (html/template; left out by the
-// grpcnotrace tag the Makefile builds with) stay out.
-var forbiddenShimDeps = []string{"k8s.io", "sigs.k8s.io", "github.com/virtual-kubelet", "github.com/spf13/cobra", "golang.org/x/net/trace", "html/template"}
+// (client-go, k8s.io/api, virtual-kubelet, klog) and its CLI framework stay
+// out, and so do grpc-go and protobuf's runtime (with agent/api), which the
+// shim needed for one call (vm/shim.AgentShutdown; docs/decisions.md).
+// Measured idle without a VM, linux/amd64: 11.1 MiB RSS with grpc-go, 8.2
+// with grpc-go built with grpcnotrace (no golang.org/x/net/trace and
+// html/template), 5.7 with neither.
+var forbiddenShimDeps = []string{
+	"k8s.io", "sigs.k8s.io", "github.com/virtual-kubelet", "github.com/spf13/cobra",
+	"google.golang.org/grpc", "google.golang.org/protobuf/proto", "google.golang.org/protobuf/internal/impl",
+	"github.com/vk-applevm/vk-applevm/agent/api", "golang.org/x/net/trace", "html/template",
+}
 
 func TestShimLinksNoNodeSide(t *testing.T) {
 	goTool, err := exec.LookPath("go")
@@ -25,7 +30,7 @@ func TestShimLinksNoNodeSide(t *testing.T) {
 	const pkg = "github.com/vk-applevm/vk-applevm/cmd/vk-applevm-shim"
 	for _, goos := range []string{"linux", "darwin"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		cmd := exec.CommandContext(ctx, goTool, "list", "-deps", "-tags", BuildTags, "-f", "{{.ImportPath}}", pkg)
+		cmd := exec.CommandContext(ctx, goTool, "list", "-deps", "-f", "{{.ImportPath}}", pkg)
 		cmd.Env = append(cmd.Environ(), "GOOS="+goos, "GOARCH=arm64", "CGO_ENABLED=1")
 		out, err := cmd.Output()
 		cancel()
@@ -48,21 +53,4 @@ func TestShimLinksNoNodeSide(t *testing.T) {
 			t.Errorf("GOOS=%s: the shim links %d forbidden packages: %s", goos, len(linked), strings.Join(linked, " "))
 		}
 	}
-}
-
-func TestMakefileBuildsShimWithBuildTags(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "Makefile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "SHIM_TAGS := " + BuildTags
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "SHIM_TAGS") {
-			if strings.Join(strings.Fields(line), " ") != want {
-				t.Fatalf("Makefile: %q, want %q (cmd/vk-applevm-shim/build.go)", line, want)
-			}
-			return
-		}
-	}
-	t.Fatalf("Makefile has no SHIM_TAGS line; want %q", want)
 }
