@@ -39,18 +39,22 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-build: bin/vk-applevm agent bin/testregistry
+build: bin/vk-applevm bin/vk-applevm-shim agent bin/testregistry
 
 ifeq ($(shell uname -s),Darwin)
 # macOS: every binary that links Virtualization.framework is signed with
 # deploy/vz.entitlements as part of the build (deploy/darwin.mk: sign).
 build: sign
-sign: bin/vk-applevm
+sign: bin/vk-applevm bin/vk-applevm-shim
 endif
 
-.PHONY: bin/vk-applevm bin/testregistry
+.PHONY: bin/vk-applevm bin/vk-applevm-shim bin/testregistry
 bin/vk-applevm:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/vk-applevm
+
+# The per-VM helper process; vk-applevm starts it from its own directory.
+bin/vk-applevm-shim:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/vk-applevm-shim
 
 bin/testregistry:
 	$(GO) build -o $@ ./image/imagetest/cmd/testregistry

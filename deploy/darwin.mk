@@ -15,8 +15,10 @@
 
 GO ?= go
 DARWIN_ENTITLEMENTS ?= deploy/vz.entitlements
-# Every binary that links Code-Hex/vz: vk-applevm runs each VM in its shim.
-VZ_BINARIES ?= bin/vk-applevm
+# Every binary that links Code-Hex/vz: vk-applevm-shim runs each VM (the VM
+# lives in that process); vk-applevm checks the host with vz and can still
+# run as a shim (`vk-applevm shim`).
+VZ_BINARIES ?= bin/vk-applevm bin/vk-applevm-shim
 DARWIN_GLUE = $(filter-out %_test.go,$(wildcard vm/vz/*_darwin*.go))
 DARWIN_GLUE_MAX ?= 600
 # Packages whose unit tests run on macOS (the rest of the project tests

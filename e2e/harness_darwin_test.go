@@ -86,15 +86,19 @@ func setup() (int, error) {
 	}
 	env.root = filepath.Join(env.tmp, "root")
 	env.bin = filepath.Join(env.tmp, "vk-applevm")
-	build := exec.Command("go", "build", "-o", env.bin, "./cmd/vk-applevm")
-	build.Dir = env.repo
-	if out, err := build.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("build vk-applevm: %v\n%s", err, out)
-	}
-	// The shim is this binary too; vz refuses unsigned processes.
-	sign := exec.Command("codesign", "-f", "--entitlements", filepath.Join(env.repo, "deploy", "vz.entitlements"), "-s", "-", env.bin)
-	if out, err := sign.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("codesign vk-applevm (install Xcode's command line tools: xcode-select --install): %v\n%s", err, out)
+	// The node starts each VM's shim from its own directory; each VM lives
+	// in its shim, and vz refuses unsigned processes.
+	for _, name := range []string{"vk-applevm", "vk-applevm-shim"} {
+		bin := filepath.Join(env.tmp, name)
+		build := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
+		build.Dir = env.repo
+		if out, err := build.CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("build %s: %v\n%s", name, err, out)
+		}
+		sign := exec.Command("codesign", "-f", "--entitlements", filepath.Join(env.repo, "deploy", "vz.entitlements"), "-s", "-", bin)
+		if out, err := sign.CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("codesign %s (install Xcode's command line tools: xcode-select --install): %v\n%s", name, err, out)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -102,10 +102,13 @@ func setup() (int, error) {
 	}
 	env.root = filepath.Join(tmp, "root")
 	env.bin = filepath.Join(tmp, "vk-applevm")
-	build := diesWithTest(exec.Command("go", "build", "-o", env.bin, "./cmd/vk-applevm"))
-	build.Dir = env.repo
-	if out, err := build.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("build vk-applevm: %v\n%s", err, out)
+	// The node starts each VM's shim from its own directory.
+	for _, name := range []string{"vk-applevm", "vk-applevm-shim"} {
+		build := diesWithTest(exec.Command("go", "build", "-o", filepath.Join(tmp, name), "./cmd/"+name))
+		build.Dir = env.repo
+		if out, err := build.CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("build %s: %v\n%s", name, err, out)
+		}
 	}
 	if err := makeNamespace(); err != nil {
 		return 1, err

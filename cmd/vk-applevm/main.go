@@ -1,8 +1,9 @@
 // Command vk-applevm is the node agent and the CLI: `vk-applevm node` joins
 // a Kubernetes cluster as a node whose every container is a VM; `run`, `ps`,
 // `logs`, `exec`, `stop`, `rm`, `inspect` and `images` drive containers
-// directly, like `docker run` and Apple's `container`; `shim` is the per-VM
-// helper process the others start.
+// directly, like `docker run` and Apple's `container`. Each VM runs in a
+// helper process, vk-applevm-shim (cmd/vk-applevm-shim), which must sit
+// next to this binary.
 package main
 
 import (

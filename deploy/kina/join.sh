@@ -165,6 +165,8 @@ CONFIG
 if [ -n "$service" ] && [ "$os" = Darwin ]; then
 	step "6. installing the launchd agent io.vk-applevm.node"
 	[ -x "$bin" ] || die "no vk-applevm binary at $bin: run make, or pass --bin"
+	# Each VM runs in a vk-applevm-shim process the node starts from its own directory.
+	[ -x "$(dirname "$bin")/vk-applevm-shim" ] || die "no vk-applevm-shim next to $bin: run make (it builds and signs both)"
 	mkdir -p "$HOME/Library/LaunchAgents" "$logdir"
 	plist="$HOME/Library/LaunchAgents/io.vk-applevm.node.plist"
 	render_plist >"$plist"

@@ -10,6 +10,8 @@
 //     same tree;
 //   - the guest agent's resident memory at ready and after a workload;
 //   - host memory per VM (QEMU and the shim, RSS and PSS);
+//   - the shim's memory per idle VM: vk-applevm-shim against the node
+//     binary run as the shim, as every VM ran it before;
 //   - the pod network's TCP throughput through the user-space switch, next
 //     to a kernel bridge with taps and a guest's own loopback.
 //
@@ -21,7 +23,8 @@
 // after building the binaries and the guest bundle (BENCH_FLAGS passes
 // flags).
 //
-//	go run ./hack/bench [-rounds 9] [-guest bin/guest/amd64] [-vk-applevm bin/vk-applevm]
+//	go run ./hack/bench [-rounds 9] [-guest bin/guest/amd64] [-vk-applevm bin/vk-applevm] [-shim bin/vk-applevm-shim]
+//	go run ./hack/bench -skip boot,product,convert,net   # the shim's memory only
 //	go run ./hack/bench -skip product,convert -compare old=/tmp/old-initrd.img   # another agent build, same rounds
 //	go run ./hack/bench -keep -v   # keep the console logs, log every sample
 package main
@@ -41,13 +44,16 @@ import (
 )
 
 type options struct {
-	rounds    int
-	guestDir  string
-	binary    string
-	memoryMiB uint64
-	skip      map[string]bool
-	verbose   bool
-	keep      bool
+	rounds   int
+	guestDir string
+	binary   string
+	shim     string
+	// shimRounds is the number of measured rounds of the shim benchmark.
+	shimRounds int
+	memoryMiB  uint64
+	skip       map[string]bool
+	verbose    bool
+	keep       bool
 	// cmdline is added to the kernel command line of the boot benchmark.
 	cmdline string
 	// compare lists other agent initrds booted in the same rounds.
@@ -62,9 +68,11 @@ func main() {
 	var skip string
 	flag.IntVar(&o.rounds, "rounds", 15, "measured rounds per benchmark (after one warm-up round); boots vary by ±10 % on a loaded 2-core machine, so the medians need many")
 	flag.StringVar(&o.guestDir, "guest", filepath.Join("bin", "guest", runtime.GOARCH), "guest bundle directory (make guest)")
-	flag.StringVar(&o.binary, "vk-applevm", filepath.Join("bin", "vk-applevm"), "vk-applevm binary, run as the per-VM shim (make build)")
+	flag.StringVar(&o.binary, "vk-applevm", filepath.Join("bin", "vk-applevm"), "vk-applevm binary: the shim benchmark's reference, run as `vk-applevm shim` (make build)")
+	flag.StringVar(&o.shim, "shim", filepath.Join("bin", "vk-applevm-shim"), "the per-VM shim binary (make build)")
+	flag.IntVar(&o.shimRounds, "shim-rounds", 5, "measured rounds of the shim benchmark (one VM per variant and round); a shim's memory varies much less than boot times")
 	flag.Uint64Var(&o.memoryMiB, "memory", 640, "guest memory in MiB: a container's default 512 MiB plus the runtime's 128 MiB overhead")
-	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, convert, net")
+	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, shim, convert, net")
 	flag.BoolVar(&o.verbose, "v", false, "log every sample")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (console logs of the last boots)")
 	flag.StringVar(&o.cmdline, "cmdline", "", "more kernel command line for every boot of the boot benchmark, e.g. GODEBUG=inittrace=1 with -keep to read Go's package init times in the console logs")
@@ -113,6 +121,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	var sections []section
 	if !o.skip["boot"] || !o.skip["product"] {
 		sections = append(sections, runBoot(ctx, o, work, log)...)
+	}
+	if !o.skip["shim"] && ctx.Err() == nil {
+		sections = append(sections, runShim(ctx, o, work, log))
 	}
 	if !o.skip["convert"] && ctx.Err() == nil {
 		sections = append(sections, runConvert(ctx, o, work, log))

@@ -51,12 +51,12 @@ func newProductBench(ctx context.Context, o options, bundle guest.Bundle, work s
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the product path creates a network namespace and taps: run make bench as root")
 	}
-	bin, err := filepath.Abs(o.binary)
+	bin, err := filepath.Abs(o.shim)
 	if err != nil {
-		return nil, fmt.Errorf("find vk-applevm: %w", err)
+		return nil, fmt.Errorf("find vk-applevm-shim: %w", err)
 	}
 	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("the shim is vk-applevm (build it with `make build`): %w", err)
+		return nil, fmt.Errorf("the per-VM shim (build it with `make build`): %w", err)
 	}
 	guestDir, err := filepath.Abs(o.guestDir)
 	if err != nil {
@@ -87,7 +87,7 @@ func newProductBench(ctx context.Context, o options, bundle guest.Bundle, work s
 		return nil, fmt.Errorf("pull %s: %w", p.ref, err)
 	}
 	p.images = images
-	p.shimArgv = []string{bin, "--guest", guestDir, "--log-level", "warn", "shim"}
+	p.shimArgv = []string{bin, "--guest", guestDir, "--log-level", "warn"}
 	p.net, err = switchnet.Open(ctx, switchnet.Config{StateDir: p.root, Log: quiet})
 	if err != nil {
 		return nil, fmt.Errorf("open the VM network: %w", err)

@@ -2,10 +2,17 @@
 // so that restarting or upgrading the node process never stops a running
 // pod (containerd's shim model: state on disk, re-attach or clean up).
 //
-// The node calls Launch, which writes the machine's directory and re-execs
-// the binary as `vk-applevm shim --dir DIR` in a new session; that process
-// calls Run. The shim boots the machine through a vm.Driver and owns the
-// machine's console ports for its whole life:
+// The node calls Launch, which writes the machine's directory and starts
+// the shim binary found next to the node's (`vk-applevm-shim --dir DIR`,
+// cmd/vk-applevm-shim; see FindBinary) in a new session; that process calls
+// Run. The node and the shim talk only through DIR (the files and sockets
+// below), so a node re-attaches to shims started by an earlier build, or by
+// the node binary itself (`vk-applevm shim`, what every VM ran before the
+// shim had a binary of its own), as long as this package's API on
+// shim.sock, agent.sock and state.json stays compatible.
+//
+// The shim boots the machine through a vm.Driver and owns the machine's
+// console ports for its whole life:
 //
 //   - "vkav.agent" carries a yamux client session; every connection to
 //     DIR/agent.sock becomes one yamux stream (one gRPC connection to the

@@ -26,6 +26,16 @@ const maxSocketPath = 107
 // ErrExists reports a directory that already holds a machine.
 var ErrExists = errors.New("machine directory already in use")
 
+// BinaryName is the shim executable's file name. Launch looks for it next
+// to the running executable, where `make build` puts both: a binary of its
+// own, so that each VM pays for the shim and its backend only, not for the
+// node's client-go and virtual-kubelet (cmd/vk-applevm-shim).
+const BinaryName = "vk-applevm-shim"
+
+// BinaryEnv overrides where Launch finds the shim executable (a path), for
+// layouts where it is not next to the running executable (`go run`, tests).
+const BinaryEnv = "VKAV_SHIM_BINARY"
+
 // LaunchOption adjusts Launch.
 type LaunchOption func(*launchOptions)
 
@@ -35,8 +45,8 @@ type launchOptions struct {
 }
 
 // WithArgv sets the command that runs the shim for the directory (it must
-// end up calling Run with it). Default: the current executable with
-// `shim --dir DIR`.
+// end up calling Run with it). Default: `vk-applevm-shim --dir DIR`, the
+// shim binary found by FindBinary.
 func WithArgv(argv ...string) LaunchOption {
 	return func(o *launchOptions) { o.argv = argv }
 }
@@ -72,11 +82,11 @@ func Launch(ctx context.Context, dir string, cfg Config, opts ...LaunchOption) (
 		opt(&o)
 	}
 	if o.argv == nil {
-		exe, err := os.Executable()
+		bin, err := FindBinary()
 		if err != nil {
-			return nil, fmt.Errorf("launch shim: find own executable: %w", err)
+			return nil, fmt.Errorf("launch shim: %w", err)
 		}
-		o.argv = []string{exe, "shim", "--dir", dir}
+		o.argv = []string{bin, "--dir", dir}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("launch shim: create %s: %w", dir, err)
@@ -110,6 +120,46 @@ func Launch(ctx context.Context, dir string, cfg Config, opts ...LaunchOption) (
 		return nil, launchError(dir, cfg, ctx.Err())
 	}
 	return newClient(dir), nil
+}
+
+// FindBinary returns the shim executable Launch runs: $VKAV_SHIM_BINARY,
+// else vk-applevm-shim next to the running executable (next to the path it
+// was started by, then next to that path with symlinks resolved, so an
+// installed symlink to a build directory works). The error says how to
+// build it.
+func FindBinary() (string, error) {
+	if p := os.Getenv(BinaryEnv); p != "" {
+		if err := checkExecutable(p); err != nil {
+			return "", fmt.Errorf("shim binary from $%s: %w", BinaryEnv, err)
+		}
+		return p, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the shim binary: find own executable: %w", err)
+	}
+	candidates := []string{filepath.Join(filepath.Dir(exe), BinaryName)}
+	if real, err := filepath.EvalSymlinks(exe); err == nil && filepath.Dir(real) != filepath.Dir(exe) {
+		candidates = append(candidates, filepath.Join(filepath.Dir(real), BinaryName))
+	}
+	for _, c := range candidates {
+		if checkExecutable(c) == nil {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("no shim binary %s next to %s: build it with `make build` (or `go build -o %s ./cmd/vk-applevm-shim`), or set $%s to its path",
+		BinaryName, exe, candidates[0], BinaryEnv)
+}
+
+func checkExecutable(path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if info.IsDir() || info.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
 }
 
 type readyMsg struct {
