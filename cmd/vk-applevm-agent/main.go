@@ -84,8 +84,7 @@ func runGuest() {
 		PowerOff: func() {
 			_ = agent.PowerOff(ctx, agent.GuestPowerOps(), time.Second, log)
 		},
-		PowerButton:      g.PowerButton.Presses(),
-		PowerButtonReady: g.PowerButton.Searched(),
+		PowerButton: g.PowerButton.Presses(),
 	})
 	if err != nil {
 		log.Error("start agent", "err", err)

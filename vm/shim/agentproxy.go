@@ -7,19 +7,24 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/vk-applevm/vk-applevm/agent/transport"
 )
 
+// streamOpenWait bounds how long a connection to agent.sock waits for a
+// session while the guest has not said hello (booting, or reconnecting).
+const streamOpenWait = 2 * time.Minute
+
 // agentProxy turns every connection accepted on a unix socket into one
-// yamux stream to the guest agent.
+// yamux stream to the guest agent, on the session current when it arrives.
 type agentProxy struct {
-	session *transport.ClientSession
-	log     *slog.Logger
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	closed  bool
+	host   *transport.Host
+	log    *slog.Logger
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 // track registers a client connection; false once the proxy is closed.
@@ -51,7 +56,7 @@ func (p *agentProxy) close() {
 		c.Close()
 	}
 	p.mu.Unlock()
-	p.session.Close()
+	p.host.Close()
 	p.wg.Wait()
 }
 
@@ -82,7 +87,11 @@ func (p *agentProxy) serve(l net.Listener) {
 // protocols that rely on EOF work through the shim.
 func (p *agentProxy) splice(c net.Conn) {
 	defer c.Close()
-	stream, err := p.session.Open(context.Background())
+	// Between sessions (the guest is reconnecting) the stream waits for the
+	// next hello, but not forever: a client gives up on its own well before.
+	ctx, cancel := context.WithTimeout(context.Background(), streamOpenWait)
+	defer cancel()
+	stream, err := p.host.Open(ctx)
 	if err != nil {
 		p.log.Warn("open agent stream", "err", err)
 		return
