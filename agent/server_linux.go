@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vk-applevm/vk-applevm/agent/grpcserver"
 )
 
@@ -118,10 +116,7 @@ func (c *Config) setDefaults() {
 		c.DrainTimeout = 2 * time.Second
 	}
 	if c.SetClock == nil {
-		c.SetClock = func(t time.Time) error {
-			tv := unix.NsecToTimeval(t.UnixNano())
-			return unix.Settimeofday(&tv)
-		}
+		c.SetClock = SetClock
 	}
 }
 

@@ -90,6 +90,8 @@ func runGuest() {
 		log.Error("start agent", "err", err)
 		return
 	}
+	// The clock follows the RTC after the VM was paused (a Mac asleep).
+	go agent.KeepClock(ctx, agent.RTCDevice, agent.SetClock, log)
 	l := transport.Listen(ctx, g.AgentPort, log)
 	log.Info("agent serving", "version", version, "port", g.AgentPort.Path)
 	if err := srv.Serve(ctx, l); err != nil {
