@@ -13,6 +13,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/agent/client"
 	"github.com/vk-applevm/vk-applevm/agent/transport"
+	"github.com/vk-applevm/vk-applevm/image/ext4"
 	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/qemu"
 )
@@ -29,33 +30,9 @@ import (
 //   - bytes lost or added mid-session (raw garbage at a frame boundary)
 //     end the guest's session, and it reconnects by itself.
 func TestAgentPortHandshakeOnQEMU(t *testing.T) {
-	buildFixtures(t)
-	root, err := os.MkdirTemp("", "vkt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	b := fixtures.bundle
-	spec := vm.Spec{
-		ID: randomID(), Arch: b.Arch, Kernel: b.Kernel, Initrd: b.Initrd,
-		CPUs: 1, MemoryMiB: 256,
-		Ports:      []string{vm.AgentPort},
-		ConsoleLog: filepath.Join(root, "console.log"),
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*bootTimeout)
 	defer cancel()
-	m, err := qemu.New(qemu.Options{}).Start(ctx, spec, filepath.Join(root, "qemu"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = m.Kill()
-		<-m.Done()
-	})
-	console := func() string {
-		b, _ := os.ReadFile(spec.ConsoleLog)
-		return string(b)
-	}
+	m, console := startDirect(ctx, t, false)
 	port, err := m.Port(ctx, vm.AgentPort)
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +106,49 @@ func TestAgentPortHandshakeOnQEMU(t *testing.T) {
 		if strings.Contains(line, "agent port") || strings.Contains(line, "transport session") {
 			t.Log("console: " + line)
 		}
+	}
+}
+
+// startDirect boots a VM with the QEMU driver in the test process, without
+// a shim, so the test holds the agent port's host end and the machine's
+// QMP. With disks, it has the busybox root filesystem and a scratch disk
+// for a container. console reads the VM's console log.
+func startDirect(ctx context.Context, t *testing.T, disks bool) (vm.Machine, func() string) {
+	t.Helper()
+	buildFixtures(t)
+	root, err := os.MkdirTemp("", "vkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	b := fixtures.bundle
+	spec := vm.Spec{
+		ID: randomID(), Arch: b.Arch, Kernel: b.Kernel, Initrd: b.Initrd,
+		CPUs: 1, MemoryMiB: 256,
+		Ports:      []string{vm.AgentPort},
+		ConsoleLog: filepath.Join(root, "console.log"),
+	}
+	if disks {
+		scratch := filepath.Join(root, "scratch.ext4")
+		if err := ext4.CreateEmpty(scratch, 256<<20); err != nil {
+			t.Fatal(err)
+		}
+		spec.Disks = []vm.Disk{
+			{Serial: vm.DiskRootfs, Path: fixtures.rootfs, ReadOnly: true},
+			{Serial: vm.DiskScratch, Path: scratch},
+		}
+	}
+	m, err := qemu.New(qemu.Options{}).Start(ctx, spec, filepath.Join(root, "qemu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = m.Kill()
+		<-m.Done()
+	})
+	return m, func() string {
+		b, _ := os.ReadFile(spec.ConsoleLog)
+		return string(b)
 	}
 }
 
