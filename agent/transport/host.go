@@ -39,6 +39,7 @@ type Host struct {
 
 	mu      sync.Mutex
 	cur     *hostSession // nil while no session is live
+	last    hello        // the newest hello acked; run's alone
 	changed chan struct{}
 	closed  bool
 
@@ -281,12 +282,9 @@ func (h *Host) run() {
 
 // hello starts a session for a hello, unless it repeats the current one's.
 func (h *Host) hello(hl hello) error {
-	h.mu.Lock()
-	cur := h.cur
-	h.mu.Unlock()
-	if cur != nil && cur.id == hl {
-		// The guest repeats its hello until it reads the ack; repeats
-		// precede the session's first frame.
+	if hl.Nonce == h.last.Nonce && hl.Session <= h.last.Session {
+		// The guest repeats its hello until it reads the ack; a repeat
+		// (or one delayed past a reset) is not a new session.
 		return nil
 	}
 	if hl.Version != ProtocolVersion {
@@ -296,6 +294,8 @@ func (h *Host) hello(hl hello) error {
 	}
 	pr, pw := io.Pipe()
 	fw := newFrameWriter(h.out)
+	// Counted before the ack goes out: whoever reads the ack sees it.
+	n := h.sessions.Add(1)
 	if err := h.out.handOver(hl.encode(ackMagic), fw); err != nil {
 		return err
 	}
@@ -303,8 +303,8 @@ func (h *Host) hello(hl hello) error {
 	if err != nil {
 		return fmt.Errorf("start agent transport session: %w", err)
 	}
+	h.last = hl
 	s := &hostSession{id: hl, sess: sess, in: pw, out: fw}
-	n := h.sessions.Add(1)
 	h.log.Info("agent session started", "guest", hl.String(), "session", n)
 	h.setSession(s)
 	go h.watch(s)

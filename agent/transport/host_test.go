@@ -344,3 +344,44 @@ func TestHelloRoundTripAndCorruption(t *testing.T) {
 		t.Fatalf("scan: %v discarded %d (want %d) err %v", got, n, len(garbage)+20, err)
 	}
 }
+
+func TestHostIgnoresRepeatedAndStaleHellos(t *testing.T) {
+	hostEnd, guest := socketpair(t)
+	h := Serve(hostEnd, nil)
+	defer h.Close()
+	r := bufio.NewReader(guest)
+	id := hello{Version: ProtocolVersion, Nonce: [16]byte{9}, Session: 1}
+	say := func(id hello) {
+		t.Helper()
+		if _, err := guest.Write(id.encode(helloMagic)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say(id)
+	say(id) // a repeat before the ack was read
+	if ack, _, err := scanFor(r, ackMagic); err != nil || ack != id {
+		t.Fatalf("ack %v %v", ack, err)
+	}
+	if err := h.Reset("test"); err != nil {
+		t.Fatal(err)
+	}
+	say(id) // delayed past the reset: not a new session
+	next := id
+	next.Session = 2
+	say(next)
+	if ack, _, err := scanFor(r, ackMagic); err != nil || ack != next {
+		t.Fatalf("second ack %v %v, want %v", ack, err, next)
+	}
+	if n := h.Sessions(); n != 2 {
+		t.Fatalf("sessions = %d, want 2", n)
+	}
+	// Another boot starts with session 1 again, under a new nonce.
+	reboot := hello{Version: ProtocolVersion, Nonce: [16]byte{10}, Session: 1}
+	say(reboot)
+	if ack, _, err := scanFor(r, ackMagic); err != nil || ack != reboot {
+		t.Fatalf("ack after reboot %v %v", ack, err)
+	}
+	if n := h.Sessions(); n != 3 {
+		t.Fatalf("sessions = %d, want 3", n)
+	}
+}
