@@ -34,14 +34,13 @@ type ClockKeeper struct {
 	Log   *slog.Logger
 }
 
-// Run checks every interval until ctx ends.
+// Run checks every interval until ctx ends. The first check waits an
+// interval: at boot the kernel has just set the clock from the RTC and
+// Setup sets the host's time, and the agent's start needs the CPU more.
 func (k *ClockKeeper) Run(ctx context.Context, interval time.Duration) {
-	for {
+	for k.Sleep(ctx, interval) == nil {
 		if err := k.Check(ctx); err != nil && ctx.Err() == nil {
 			k.Log.Warn("keep the clock on the RTC", "err", err)
-		}
-		if k.Sleep(ctx, interval) != nil {
-			return
 		}
 	}
 }
