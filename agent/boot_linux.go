@@ -101,7 +101,7 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boot: %w", err)
 	}
-	g.AgentPort = &transport.VirtioPort{Path: agentPath}
+	g.AgentPort = &transport.VirtioPort{Path: agentPath, Log: log}
 	g.LogPort = &portWriter{ctx: ctx, name: transport.LogPortName, log: log}
 	return g, nil
 }

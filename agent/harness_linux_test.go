@@ -78,7 +78,7 @@ type env struct {
 	cl       *client.Client
 	logs     *logframe.Reader // the host end of the log port
 	powerOff chan struct{}
-	sessions *transport.ClientSession
+	sessions *transport.Host
 }
 
 // socketpair returns two connected stream sockets.
@@ -142,10 +142,7 @@ func newEnv(t *testing.T, opts ...func(*agent.Config)) *env {
 	}), log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l) }()
-	cs, err := transport.Client(host, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := transport.Serve(host, log)
 	e.sessions = cs
 	cl, err := client.Dial(ctx, cs.Open)
 	if err != nil {

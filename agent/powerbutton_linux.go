@@ -60,10 +60,11 @@ type PowerButton struct {
 // background, and boot does not wait for them. Opening the button before
 // serving cost 30-45 ms of every boot under TCG, and polling sysfs while
 // modules load takes CPU from the agent's start (hack/bench; the agent's
-// boot went from 1.08x to 0.99x of the floor without both). A press
-// before the button is open is lost, which costs nothing: no container
-// runs before it is open (Config.PowerButtonReady), and the host asks the
-// agent first and presses the button only when the agent cannot be asked.
+// boot went from 1.08x to 0.99x of the floor without both). Nothing waits
+// for the search: the host asks the agent to shut down and presses the
+// button only when the agent cannot be asked (QEMU; vz on Apple silicon
+// has no button the pinned kernel can see), so a press before the button
+// is open is lost only when the agent is unreachable anyway.
 func WatchPowerButton(ctx context.Context, sysDir, devDir string, modulesDone <-chan struct{}, log *slog.Logger) *PowerButton {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vk-applevm/vk-applevm/agent/grpcserver"
 )
 
@@ -65,10 +63,6 @@ type Config struct {
 	// PowerButton delivers presses of the guest's power button (the
 	// host's Machine.RequestStop); the first starts Shutdown. Nil: none.
 	PowerButton <-chan struct{}
-	// PowerButtonReady closes once the power button is open, or known to
-	// be absent; containers are created after it, so none runs while a
-	// press of the host's could be lost. Nil: nothing to wait for.
-	PowerButtonReady <-chan struct{}
 	// MemoryTrimDelay is how long after the last request the agent hands
 	// its free heap back to the guest (default DefaultMemoryTrimDelay;
 	// negative: never, beyond what Go's scavenger does anyway).
@@ -122,10 +116,7 @@ func (c *Config) setDefaults() {
 		c.DrainTimeout = 2 * time.Second
 	}
 	if c.SetClock == nil {
-		c.SetClock = func(t time.Time) error {
-			tv := unix.NsecToTimeval(t.UnixNano())
-			return unix.Settimeofday(&tv)
-		}
+		c.SetClock = SetClock
 	}
 }
 
@@ -345,7 +336,10 @@ func (s *Server) Close(ctx context.Context) error {
 }
 
 // waitModules blocks until the kernel modules are loaded (devices they
-// drive may appear only then) and the power button search has ended.
+// drive may appear only then). It does not wait for the power button
+// search: the host stops the guest through the agent (vm/shim), the button
+// is QEMU's fallback, and vz on Apple silicon provides none, so waiting
+// for the search to give up would only delay every container there.
 func (s *Server) waitModules(ctx context.Context, what string) error {
 	m := s.cfg.Modules
 	if m == nil {
@@ -355,13 +349,6 @@ func (s *Server) waitModules(ctx context.Context, what string) error {
 	case <-m.Done():
 	case <-ctx.Done():
 		return fmt.Errorf("%s: wait for kernel modules: %w", what, ctx.Err())
-	}
-	if ready := s.cfg.PowerButtonReady; ready != nil {
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return fmt.Errorf("%s: wait for the power button: %w", what, ctx.Err())
-		}
 	}
 	return nil
 }

@@ -172,7 +172,8 @@ type Stats struct {
 	GuestMemoryFree    uint64
 	GuestCPUUsageNanos uint64
 	// HostMemoryBytes is the resident memory of the VM on the host (the
-	// hypervisor process), what the VM really costs the node.
+	// hypervisor process), what the VM really costs the node; 0 when it is
+	// unknown (vz: see hostMemory).
 	HostMemoryBytes uint64
 }
 

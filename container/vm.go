@@ -350,8 +350,8 @@ func (s *VM) Stats(ctx context.Context) (Stats, error) {
 		GuestMemoryFree:    r.GetGuestMemoryAvailableBytes(),
 		GuestCPUUsageNanos: r.GetGuestCpuUsageNs(),
 	}
-	if shimSt, err := s.shim.State(ctx); err == nil && shimSt.HypervisorPid > 0 {
-		st.HostMemoryBytes, _ = processRSS(shimSt.HypervisorPid)
+	if shimSt, err := s.shim.State(ctx); err == nil {
+		st.HostMemoryBytes, _ = hostMemory(shimSt.Driver, shimSt.HypervisorPid)
 	}
 	return st, nil
 }

@@ -1,7 +1,10 @@
 package transport
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,13 +29,23 @@ type PortFunc func(ctx context.Context) (io.ReadWriteCloser, error)
 // Connect calls f.
 func (f PortFunc) Connect(ctx context.Context) (io.ReadWriteCloser, error) { return f(ctx) }
 
+const (
+	// helloInterval paces the repeats of a hello the host has not acked.
+	helloInterval = 500 * time.Millisecond
+	// padTimeout bounds completing a half-written frame at a session's end.
+	padTimeout = time.Second
+	// guestReadBuffer holds the handshake and what follows it.
+	guestReadBuffer = 4 << 10
+)
+
 // connectRetryDelay paces retries after a failed Connect (e.g. the device
 // node vanished for a moment); short because the host is waiting.
 const connectRetryDelay = 100 * time.Millisecond
 
 // Listener yields every yamux stream the host opens as a net.Conn, across
-// host reconnects: when the host disconnects, the session is reset and a
-// fresh one is served once the host connects again.
+// host reconnects: when the host disconnects or resets the session, the
+// port is opened afresh, the guest says hello again (same boot nonce, next
+// session number) and a fresh session is served once the host acks.
 type Listener struct {
 	port   Port
 	log    *slog.Logger
@@ -41,7 +54,10 @@ type Listener struct {
 	conns  chan net.Conn
 	done   chan struct{}
 
-	sessions atomic.Int64
+	nonce      [16]byte
+	helloEvery time.Duration
+	connects   atomic.Int64
+	sessions   atomic.Int64
 }
 
 var _ net.Listener = (*Listener)(nil)
@@ -59,7 +75,11 @@ func Listen(ctx context.Context, port Port, log *slog.Logger) *Listener {
 		cancel: cancel,
 		conns:  make(chan net.Conn),
 		done:   make(chan struct{}),
+
+		helloEvery: helloInterval,
 	}
+	// The nonce tells the host this boot's sessions from an earlier boot's.
+	_, _ = rand.Read(l.nonce[:])
 	go l.run()
 	return l
 }
@@ -84,9 +104,26 @@ func (l *Listener) run() {
 	}
 }
 
-// serveSession hands out the streams of one session until it ends.
+// serveSession says hello on a freshly connected port and hands out the
+// streams of the session that follows the host's ack until it ends.
 func (l *Listener) serveSession(rwc io.ReadWriteCloser) {
-	sess, err := yamux.Server(rwc, YamuxConfig(l.log))
+	stopClose := context.AfterFunc(l.ctx, func() { rwc.Close() })
+	defer stopClose()
+	id := hello{Version: ProtocolVersion, Nonce: l.nonce, Session: uint32(l.connects.Add(1))}
+	out := &portWriter{w: rwc}
+	r, err := guestHandshake(rwc, out, id, l.helloEvery, l.log)
+	if err != nil {
+		if l.ctx.Err() == nil {
+			l.log.Warn("agent port handshake", "guest", id.String(), "err", err)
+		}
+		rwc.Close()
+		return
+	}
+	fw := newFrameWriter(out)
+	out.mu.Lock()
+	out.cur = fw
+	out.mu.Unlock()
+	sess, err := yamux.Server(&guestConn{r: r, w: fw, c: rwc}, YamuxConfig(l.log))
 	if err != nil {
 		// Only a bad config fails here; it is ours and fixed.
 		l.log.Error("start agent transport session", "err", err)
@@ -94,7 +131,7 @@ func (l *Listener) serveSession(rwc io.ReadWriteCloser) {
 		return
 	}
 	n := l.sessions.Add(1)
-	l.log.Debug("agent transport session started", "session", n)
+	l.log.Info("agent transport session started", "session", n, "guest", id.String())
 	stop := make(chan struct{})
 	go func() {
 		select {
@@ -106,7 +143,7 @@ func (l *Listener) serveSession(rwc io.ReadWriteCloser) {
 	defer func() {
 		close(stop)
 		sess.Close()
-		l.log.Debug("agent transport session ended", "session", n)
+		l.log.Info("agent transport session ended", "session", n)
 	}()
 	for {
 		stream, err := sess.AcceptStream()
@@ -120,6 +157,81 @@ func (l *Listener) serveSession(rwc io.ReadWriteCloser) {
 			return
 		}
 	}
+}
+
+// guestHandshake writes the hello, again every interval until the ack
+// comes (a hello the host side lost before it was reading must not stall
+// the guest), and discards everything the host sent before the ack: bytes
+// of an earlier session, or written before this end was open. It returns
+// the reader positioned after the ack.
+func guestHandshake(rwc io.ReadWriteCloser, out *portWriter, id hello, every time.Duration, log *slog.Logger) (*bufio.Reader, error) {
+	msg := id.encode(helloMagic)
+	acked := false
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			out.mu.Lock()
+			if acked {
+				out.mu.Unlock()
+				return
+			}
+			_, err := out.w.Write(msg)
+			out.mu.Unlock()
+			if err != nil {
+				return // the read side sees the port fail too
+			}
+			select {
+			case <-t.C:
+			case <-done:
+				return
+			}
+		}
+	}()
+	r := bufio.NewReaderSize(rwc, guestReadBuffer)
+	for {
+		ack, discarded, err := scanFor(r, ackMagic)
+		if discarded > 0 {
+			log.Info("agent port: discarded bytes before the host's ack", "bytes", discarded)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wait for the host's ack: %w", err)
+		}
+		if ack == id {
+			out.mu.Lock()
+			acked = true
+			out.mu.Unlock()
+			return r, nil
+		}
+		log.Info("agent port: ignoring an ack of an earlier hello", "ack", ack.String())
+	}
+}
+
+// guestConn is what the guest's yamux session reads and writes.
+type guestConn struct {
+	r *bufio.Reader
+	w *frameWriter
+	c io.ReadWriteCloser
+}
+
+func (g *guestConn) Read(b []byte) (int, error)  { return g.r.Read(b) }
+func (g *guestConn) Write(b []byte) (int, error) { return g.w.Write(b) }
+
+// Close completes a frame half written, so that the hello of the next
+// session starts at a frame boundary for the host, and closes the port.
+// The deadline keeps a host that stopped reading from holding the guest.
+func (g *guestConn) Close() error {
+	d, ok := g.c.(interface{ SetWriteDeadline(time.Time) error })
+	if ok {
+		_ = d.SetWriteDeadline(time.Now().Add(padTimeout))
+	}
+	err := g.w.cut()
+	if ok {
+		_ = d.SetWriteDeadline(time.Time{})
+	}
+	return errors.Join(err, g.c.Close())
 }
 
 // Accept returns the next stream the host opened.
@@ -139,7 +251,7 @@ func (l *Listener) Close() error {
 	return nil
 }
 
-// Sessions counts the sessions served so far (one per host connection).
+// Sessions counts the sessions served so far (one per acked hello).
 func (l *Listener) Sessions() int { return int(l.sessions.Load()) }
 
 // Addr names the listener.

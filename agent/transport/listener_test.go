@@ -23,16 +23,12 @@ func (p *pipePort) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
 	}
 }
 
-// hostConnects makes a new host connection and its client session.
-func (p *pipePort) hostConnects(t *testing.T) *ClientSession {
+// hostConnects makes a new host connection and serves its host end.
+func (p *pipePort) hostConnects(t *testing.T) *Host {
 	t.Helper()
 	guest, host := net.Pipe()
 	p.guests <- guest
-	cs, err := Client(host, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
+	return Serve(host, nil)
 }
 
 // echo serves accepted streams by echoing them.
@@ -49,7 +45,7 @@ func echo(l net.Listener) {
 	}
 }
 
-func roundTrip(t *testing.T, cs *ClientSession, msg string) {
+func roundTrip(t *testing.T, cs *Host, msg string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -147,10 +143,7 @@ func TestConnectRetriesAfterPortErrors(t *testing.T) {
 	go echo(l)
 	guest, host := net.Pipe()
 	guests <- guest
-	cs, err := Client(host, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := Serve(host, nil)
 	defer cs.Close()
 	roundTrip(t, cs, "after retry")
 }

@@ -2,20 +2,23 @@
 // "vkav.agent" virtio console port: yamux multiplexes the port and every
 // yamux stream is one gRPC connection.
 //
-// Guest side (linux): OpenVirtioPort finds the port by name and Listen turns
-// it into a net.Listener that survives the host disconnecting and
-// reconnecting. Host side (any OS): Client starts the yamux client session
-// over the host end of the port (vm.Machine.Port) and ClientSession.Open
-// yields one stream per gRPC connection. Both ends share YamuxConfig.
+// Every session starts with a handshake (hello.go): the guest speaks first,
+// the host discards whatever came before the guest's hello and acks it, and
+// the guest discards whatever came before the ack; only then does yamux
+// start. So neither end depends on what the hypervisor does with bytes
+// written before the other end was open, and a guest that connects again
+// gets a fresh session on both ends.
+//
+// Guest side (linux): WaitForPort finds the port by name and Listen turns
+// it into a net.Listener that survives the host disconnecting, resetting
+// and reconnecting. Host side (any OS): Serve runs over the host end of the
+// port (vm.Machine.Port) and Host.Open yields one stream per gRPC
+// connection, on whichever session is current. Both ends share YamuxConfig.
 package transport
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -64,61 +67,5 @@ func YamuxConfig(log *slog.Logger) *yamux.Config {
 	}
 }
 
-// ErrSessionClosed is returned by Open once the session has ended.
+// ErrSessionClosed is returned by Host.Open once the port has closed.
 var ErrSessionClosed = errors.New("agent transport session closed")
-
-// ClientSession is the host end of the multiplexed port.
-type ClientSession struct {
-	sess *yamux.Session
-}
-
-// Client starts the yamux client session over the host end of the agent
-// port. The session owns rwc and closes it when it ends.
-func Client(rwc io.ReadWriteCloser, log *slog.Logger) (*ClientSession, error) {
-	sess, err := yamux.Client(rwc, YamuxConfig(log))
-	if err != nil {
-		return nil, fmt.Errorf("start agent transport client session: %w", err)
-	}
-	return &ClientSession{sess: sess}, nil
-}
-
-// Open starts a new stream: one gRPC connection to the agent. yamux's open
-// does not block on the peer, so ctx only matters while the accept backlog
-// is full.
-func (c *ClientSession) Open(ctx context.Context) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		s, err := c.sess.OpenStream()
-		done <- result{s, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			if c.sess.IsClosed() {
-				return nil, fmt.Errorf("open agent stream: %w: %w", ErrSessionClosed, r.err)
-			}
-			return nil, fmt.Errorf("open agent stream: %w", r.err)
-		}
-		return r.conn, nil
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.conn != nil {
-				r.conn.Close()
-			}
-		}()
-		return nil, fmt.Errorf("open agent stream: %w", ctx.Err())
-	}
-}
-
-// Done is closed when the session has ended (the port closed or failed).
-func (c *ClientSession) Done() <-chan struct{} { return c.sess.CloseChan() }
-
-// NumStreams is the number of open streams.
-func (c *ClientSession) NumStreams() int { return c.sess.NumStreams() }
-
-// Close ends the session and closes the port.
-func (c *ClientSession) Close() error { return c.sess.Close() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,9 @@ const (
 	// sends no wakeup that poll(2) sees when it opens, so we look again
 	// (20 ms, the interval Apple's vminitd client uses to poll the agent).
 	hostPollInterval = 20 * time.Millisecond
+	// hostOpenWarnAfter is when a host end still closed is worth a line in
+	// the console log: the shim opens its end before the guest boots.
+	hostOpenWarnAfter = 10 * time.Second
 )
 
 // ErrPortNotFound is returned when no virtio console port has the name.
@@ -74,10 +78,15 @@ func WaitForPort(ctx context.Context, sysDir, devDir, name string, every time.Du
 //
 // Linux virtio_console semantics it handles: while the host end is not
 // connected read() returns 0 at once, write() blocks and poll() reports
-// POLLHUP. A read of 0 therefore ends the yamux session (EOF), and Connect
-// waits for the host before the next session starts.
+// POLLHUP. A read of 0 therefore ends the session (EOF), and Connect waits
+// for the host before the next session starts. The driver learns that the
+// host end is open only from the device's VIRTIO_CONSOLE_PORT_OPEN message;
+// QEMU sends it when its chardev connects, and a hypervisor that never
+// sent it would leave this port unusable, which Connect says in the log.
 type VirtioPort struct {
 	Path string
+	// Log, if set, hears when the host end stays closed for long.
+	Log *slog.Logger
 }
 
 var _ Port = (*VirtioPort)(nil)
@@ -92,7 +101,15 @@ func (p *VirtioPort) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open agent port %s: %w", p.Path, err)
 	}
-	if err := waitHostConnected(ctx, f, hostPollInterval); err != nil {
+	warn := time.AfterFunc(hostOpenWarnAfter, func() {
+		if p.Log != nil {
+			p.Log.Warn("the host end of the agent port is still closed (no VIRTIO_CONSOLE_PORT_OPEN from the hypervisor)",
+				"port", p.Path, "after", hostOpenWarnAfter)
+		}
+	})
+	err = waitHostConnected(ctx, f, hostPollInterval)
+	warn.Stop()
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("wait for host on %s: %w", p.Path, err)
 	}

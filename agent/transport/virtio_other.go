@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 )
 
@@ -33,6 +34,7 @@ func WaitForPort(ctx context.Context, sysDir, devDir, name string, every time.Du
 // VirtioPort is the guest end of a named virtio console port (Linux only).
 type VirtioPort struct {
 	Path string
+	Log  *slog.Logger
 }
 
 // OpenVirtioPort is guest-only.

@@ -84,13 +84,14 @@ func runGuest() {
 		PowerOff: func() {
 			_ = agent.PowerOff(ctx, agent.GuestPowerOps(), time.Second, log)
 		},
-		PowerButton:      g.PowerButton.Presses(),
-		PowerButtonReady: g.PowerButton.Searched(),
+		PowerButton: g.PowerButton.Presses(),
 	})
 	if err != nil {
 		log.Error("start agent", "err", err)
 		return
 	}
+	// The clock follows the RTC after the VM was paused (a Mac asleep).
+	go agent.KeepClock(ctx, agent.RTCDevice, agent.SetClock, log)
 	l := transport.Listen(ctx, g.AgentPort, log)
 	log.Info("agent serving", "version", version, "port", g.AgentPort.Path)
 	if err := srv.Serve(ctx, l); err != nil {

@@ -23,15 +23,20 @@ type globals struct {
 }
 
 func defaultRoot() string {
-	if r := os.Getenv("VKAV_ROOT"); r != "" {
-		return r
+	home, _ := os.UserHomeDir()
+	return rootFor(runtime.GOOS, os.Geteuid(), home, os.Getenv("VKAV_ROOT"))
+}
+
+// rootFor picks the state root: $VKAV_ROOT, else on a Mac for a user other
+// than root ~/Library/Application Support/vk-applevm (the node runs as the
+// logged-in user, a launchd agent, since vz needs no root, and /var/lib is
+// root's there), else /var/lib/vk-applevm.
+func rootFor(goos string, euid int, home, env string) string {
+	if env != "" {
+		return env
 	}
-	// On a Mac the node runs as the logged-in user (a launchd agent; vz
-	// needs no root), who cannot write /var/lib.
-	if runtime.GOOS == "darwin" && os.Geteuid() != 0 {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, "Library", "Application Support", "vk-applevm")
-		}
+	if goos == "darwin" && euid != 0 && home != "" {
+		return filepath.Join(home, "Library", "Application Support", "vk-applevm")
 	}
 	return "/var/lib/vk-applevm"
 }

@@ -102,11 +102,7 @@ func (b *bootBench) agent(ctx context.Context, initrd string) (bootSample, error
 	if err != nil {
 		return bootSample{}, fmt.Errorf("agent VM: %w", err)
 	}
-	sess, err := transport.Client(port, nil)
-	if err != nil {
-		port.Close()
-		return bootSample{}, fmt.Errorf("agent VM: %w", err)
-	}
+	sess := transport.Serve(port, nil)
 	defer sess.Close()
 	ac, err := client.Dial(ctx, sess.Open)
 	if err != nil {

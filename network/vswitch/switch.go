@@ -39,6 +39,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vk-applevm/vk-applevm/internal/sockpath"
 	"github.com/vk-applevm/vk-applevm/network/switchport"
 )
 
@@ -222,6 +223,9 @@ func listenUnix(path string) (net.Listener, error) {
 	// Only the lock holder gets here: a socket file left by a dead switch
 	// is stale.
 	_ = os.Remove(path)
+	if err := sockpath.Check(path); err != nil {
+		return nil, fmt.Errorf("switch: %w", err)
+	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("switch: listen on %s: %w", path, err)

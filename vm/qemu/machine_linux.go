@@ -283,3 +283,21 @@ func (m *machine) Err() error {
 
 // Pid implements vm.Machine: the QEMU process.
 func (m *machine) Pid() int { return m.cmd.Process.Pid }
+
+// Pause stops the guest's CPUs (QMP stop), as a host that sleeps stops a
+// vz guest; its clocks stop with it. Tests use it.
+func (m *machine) Pause(ctx context.Context) error { return m.qmpCommand(ctx, "stop") }
+
+// Resume lets a paused guest run again (QMP cont).
+func (m *machine) Resume(ctx context.Context) error { return m.qmpCommand(ctx, "cont") }
+
+func (m *machine) qmpCommand(ctx context.Context, command string) error {
+	q, err := m.session(ctx)
+	if err != nil {
+		return fmt.Errorf("qmp %s: %w", command, err)
+	}
+	if err := q.execute(ctx, command); err != nil {
+		return fmt.Errorf("qmp %s of %s: %w", command, m.spec.ID, err)
+	}
+	return nil
+}

@@ -14,15 +14,19 @@ import (
 
 var errSessionEnded = errors.New("agent session ended")
 
+// streamOpenWait bounds how long a connection to agent.sock waits for a
+// session while the guest has not said hello (booting, or reconnecting).
+const streamOpenWait = 2 * time.Minute
+
 // agentProxy turns every connection accepted on a unix socket into one
-// yamux stream to the guest agent.
+// yamux stream to the guest agent, on the session current when it arrives.
 type agentProxy struct {
-	session *transport.ClientSession
-	log     *slog.Logger
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	closed  bool
+	host   *transport.Host
+	log    *slog.Logger
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 // track registers a client connection; false once the proxy is closed.
@@ -45,17 +49,17 @@ func (p *agentProxy) untrack(c net.Conn) {
 	delete(p.conns, c)
 }
 
-// close ends the session (the machine has stopped) and then the client
-// connections. The session goes first: its streams still yield what they
-// had received, so a guest's last output and exit status, sent just before
-// it powered off, reach the clients followed by a clean end of stream. A
-// client connection still open after flush (a client that stopped
-// reading) is closed.
+// close ends the agent port (the machine has stopped) and then the client
+// connections. The port goes first: the session's streams still yield what
+// they had received, so a guest's last output and exit status, sent just
+// before it powered off, reach the clients followed by a clean end of
+// stream. A client connection still open after flush (a client that
+// stopped reading) is closed.
 func (p *agentProxy) close(flush time.Duration) {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	p.session.Close()
+	p.host.Close()
 	copied := make(chan struct{})
 	go func() {
 		p.wg.Wait()
@@ -103,7 +107,11 @@ func (p *agentProxy) serve(l net.Listener) {
 // protocols that rely on EOF work through the shim.
 func (p *agentProxy) splice(c net.Conn) {
 	defer c.Close()
-	stream, err := p.session.Open(context.Background())
+	// Between sessions (the guest is reconnecting) the stream waits for the
+	// next hello, but not forever: a client gives up on its own well before.
+	ctx, cancel := context.WithTimeout(context.Background(), streamOpenWait)
+	defer cancel()
+	stream, err := p.host.Open(ctx)
 	if err != nil {
 		p.log.Warn("open agent stream", "err", err)
 		return
@@ -119,7 +127,7 @@ func (p *agentProxy) splice(c net.Conn) {
 	}()
 	_, err = io.Copy(c, stream)
 	select {
-	case <-p.session.Done():
+	case <-p.host.Done():
 		// The machine has stopped and the client has all the guest sent:
 		// what the client might still send can go nowhere.
 		err = errSessionEnded

@@ -14,9 +14,11 @@
 // The shim boots the machine through a vm.Driver and owns the machine's
 // console ports for its whole life:
 //
-//   - "vkav.agent" carries a yamux client session; every connection to
-//     DIR/agent.sock becomes one yamux stream (one gRPC connection to the
-//     guest agent), so node restarts never reset the guest side.
+//   - "vkav.agent" carries the host end of agent/transport: a yamux client
+//     session per guest hello; every connection to DIR/agent.sock becomes
+//     one yamux stream (one gRPC connection to the guest agent) on the
+//     current session, so node restarts never reset the guest side, and a
+//     guest that reconnects gets a fresh session.
 //   - "vkav.log" carries agent/logframe frames; the shim timestamps them on
 //     arrival and appends CRI-format lines to LogDir/<name>.log, rotating by
 //     size, so logs reach disk while the node is down and outlive the VM.

@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"google.golang.org/grpc"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
@@ -226,17 +225,31 @@ type fakeGuest struct {
 }
 
 func (g *fakeGuest) serveAgent(port net.Conn) {
-	s, err := yamux.Server(port, transport.YamuxConfig(nil))
-	if err != nil {
-		return
-	}
+	// The real guest's transport: hello, ack, then yamux.
+	ports := make(chan io.ReadWriteCloser, 1)
+	ports <- port
+	s := transport.Listen(context.Background(), transport.PortFunc(func(ctx context.Context) (io.ReadWriteCloser, error) {
+		select {
+		case p := <-ports:
+			return p, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-g.m.done:
+			return nil, net.ErrClosed
+		}
+	}), nil)
+	defer s.Close()
+	go func() {
+		<-g.m.done
+		s.Close()
+	}()
 	g.grpcStreams = &streamListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	srv := grpc.NewServer()
 	agentgrpc.RegisterAgentServer(srv, &fakeAgent{m: g.m})
 	go func() { _ = srv.Serve(g.grpcStreams) }()
 	defer srv.Stop()
 	for {
-		c, err := s.AcceptStream()
+		c, err := s.Accept()
 		if err != nil {
 			return
 		}
@@ -245,7 +258,7 @@ func (g *fakeGuest) serveAgent(port net.Conn) {
 	}
 }
 
-func (g *fakeGuest) handle(c *yamux.Stream) {
+func (g *fakeGuest) handle(c net.Conn) {
 	r := bufio.NewReader(c)
 	if p, err := r.Peek(3); err == nil && string(p) == "PRI" { // HTTP/2 preface: gRPC
 		select {

@@ -12,16 +12,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"github.com/vk-applevm/vk-applevm/internal/sockpath"
 )
 
 // readyFDEnv names the inherited pipe on which the shim reports to Launch
 // whether the machine runs; it is removed from the shim's environment so the
 // hypervisor does not see it.
 const readyFDEnv = "VKAV_SHIM_READY_FD"
-
-// maxSocketPath is sun_path's size on Linux (108) minus its NUL; darwin's is
-// smaller (104), where the node's short VM ids keep paths well below it.
-const maxSocketPath = 107
 
 // ErrExists reports a directory that already holds a machine.
 var ErrExists = errors.New("machine directory already in use")
@@ -73,8 +71,9 @@ func Launch(ctx context.Context, dir string, cfg Config, opts ...LaunchOption) (
 	// The backend's sockets sit one level deeper (e.g. hv/qmp.sock,
 	// hv/port0.sock); "hv/backend.sock" stands for the longest of them.
 	for _, p := range []string{filepath.Join(dir, agentSock), filepath.Join(dir, backendDir, "backend.sock")} {
-		if len(p) > maxSocketPath {
-			return nil, fmt.Errorf("launch shim: socket path %s is longer than %d bytes", p, maxSocketPath)
+		// sun_path: 108 bytes on Linux, 104 on darwin (internal/sockpath).
+		if err := sockpath.Check(p); err != nil {
+			return nil, fmt.Errorf("launch shim: %w", err)
 		}
 	}
 	var o launchOptions

@@ -236,23 +236,21 @@ func (s *server) takePorts(ctx context.Context, m vm.Machine) (io.Closer, <-chan
 			if err != nil {
 				return nil, nil, fmt.Errorf("open port %s: %w", name, err)
 			}
-			session, err := transport.Client(port, s.log.With("port", name))
-			if err != nil {
-				port.Close()
-				return nil, nil, fmt.Errorf("port %s: %w", name, err)
-			}
+			// The Host discards whatever precedes the guest's hello and
+			// starts a fresh session at each one (agent/transport).
+			host := transport.Serve(port, s.log.With("port", name))
 			ln, err := listenUnix(filepath.Join(s.dir, agentSock))
 			if err != nil {
-				session.Close()
+				host.Close()
 				return nil, nil, err
 			}
-			p := &agentProxy{session: session, log: s.log.With("port", name)}
+			p := &agentProxy{host: host, log: s.log.With("port", name)}
 			go p.serve(ln)
 			go func() {
-				<-session.Done()
+				<-host.Done()
 				ln.Close()
 				if st := s.snapshot(); st.Status == StatusRunning {
-					s.log.Warn("agent port session ended while the machine runs; agent.sock closed", "port", name)
+					s.log.Warn("agent port closed while the machine runs; agent.sock closed", "port", name)
 				}
 			}()
 			s.mu.Lock()

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/internal/sockpath"
 )
 
 func ctxFor(t testing.TB, d time.Duration) context.Context {
@@ -383,7 +385,7 @@ func TestLaunchRejectsBadConfig(t *testing.T) {
 		t.Fatalf("Launch with relative log dir: %v", err)
 	}
 	long := "/tmp/" + strings.Repeat("d", 100)
-	if _, err := Launch(ctxFor(t, 5*time.Second), long, testConfig(long, "")); err == nil || !strings.Contains(err.Error(), "socket path") {
+	if _, err := Launch(ctxFor(t, 5*time.Second), long, testConfig(long, "")); !errors.Is(err, sockpath.ErrTooLong) {
 		t.Fatalf("Launch with a long dir: %v", err)
 	}
 }

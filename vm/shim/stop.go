@@ -79,7 +79,9 @@ func (s *server) stopGracefully(ctx context.Context, m vm.Machine, grace time.Du
 }
 
 func (s *server) shutdownGuest(ctx context.Context, p *agentProxy, grace time.Duration) error {
-	stream, err := p.session.Open(ctx)
+	// Open waits for a session if the guest is between two: a stop
+	// during a reconnect still goes through the agent.
+	stream, err := p.host.Open(ctx)
 	if err != nil {
 		return err
 	}

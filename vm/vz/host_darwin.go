@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/Code-Hex/vz/v3"
+	"golang.org/x/sys/unix"
 )
 
 // Host implements the optional host report: macOS version, vz limits and
@@ -35,11 +36,16 @@ func hostLimits() HostLimits {
 	}
 }
 
-// Check implements vm.Driver: macOS 13 or later, and a minimal machine
+// Check implements vm.Driver: Apple silicon, macOS 13 or later, and a minimal machine
 // configuration that validates — which fails when the binary lacks the
 // virtualization entitlement or the hardware offers no virtualization
 // (for example inside a VM without nested virtualization).
 func (d *Driver) Check(ctx context.Context) error {
+	// hw.optional.arm64 is absent on Intel Macs: treat a failed read as no.
+	arm64, _ := unix.SysctlUint32("hw.optional.arm64")
+	if err := checkCPU(arm64 == 1); err != nil {
+		return err
+	}
 	report, err := d.Host(ctx)
 	if err != nil {
 		return err
@@ -89,9 +95,7 @@ func validateProbe(limits HostLimits) error {
 func validate(config *vz.VirtualMachineConfiguration) error {
 	ok, err := config.Validate()
 	if err != nil {
-		// The framework says "The process doesn’t have the “com.apple.security.virtualization”
-		// entitlement." (VZErrorDomain code 2), seen in crc-org/vfkit#91.
-		if strings.Contains(err.Error(), "entitlement") {
+		if isEntitlementError(err.Error()) {
 			return fmt.Errorf("vz: %w (framework said: %v)", ErrMissingEntitlement, err)
 		}
 		return fmt.Errorf("vz: validate machine configuration: %w", err)

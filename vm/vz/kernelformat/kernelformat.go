@@ -68,7 +68,7 @@ const fixHint = "vz needs the uncompressed arm64 Image (arch/arm64/boot/Image); 
 func Check(header []byte) error {
 	// The magic decides; the rest only names what the file is instead.
 	if len(header) >= HeaderSize && binary.LittleEndian.Uint32(header[arm64MagicOffset:]) == arm64Magic {
-		return nil
+		return checkFlags(header)
 	}
 	for _, c := range compressedMagics {
 		if bytes.HasPrefix(header, c.magic) {
@@ -92,6 +92,37 @@ func Check(header []byte) error {
 		return fmt.Errorf("%w: the file is %d bytes, shorter than the %d-byte Image header", ErrNotArm64Image, len(header), HeaderSize)
 	}
 	return fmt.Errorf("%w: no \"ARM\\x64\" magic at offset %d; %s", ErrNotArm64Image, arm64MagicOffset, fixHint)
+}
+
+// Image header fields (booting.rst): image_size at 16 and flags at 24, both
+// little-endian u64 whatever the kernel's endianness. Flags bit 0 is 1 for
+// a big-endian kernel; bits 1-2 give the page size (0 unspecified, 1 4K,
+// 2 16K, 3 64K). Kernels before v3.17 leave image_size zero and their flags
+// mean nothing.
+const (
+	imageSizeOffset = 16
+	flagsOffset     = 24
+	flagBigEndian   = 1 << 0
+	pageSizeShift   = 1
+	pageSizeMask    = 3
+	pageSize64K     = 3
+)
+
+// checkFlags refuses Images Apple silicon cannot run: they hang without a
+// word on the console instead of failing. Its cores implement 4K and 16K
+// translation granules, not 64K, and run little-endian at EL1 under vz.
+func checkFlags(header []byte) error {
+	if binary.LittleEndian.Uint64(header[imageSizeOffset:]) == 0 {
+		return nil // pre-3.17 header: no flags to read
+	}
+	flags := binary.LittleEndian.Uint64(header[flagsOffset:])
+	if flags&flagBigEndian != 0 {
+		return fmt.Errorf("%w: the Image is a big-endian kernel (header flags %#x); vz runs little-endian arm64 guests only", ErrNotArm64Image, flags)
+	}
+	if (flags>>pageSizeShift)&pageSizeMask == pageSize64K {
+		return fmt.Errorf("%w: the Image uses 64K pages (header flags %#x); Apple silicon has no 64K granule, build with 4K or 16K pages (CONFIG_ARM64_4K_PAGES)", ErrNotArm64Image, flags)
+	}
+	return nil
 }
 
 // sniffSize is how much of a file CheckFile reads: enough for the x86

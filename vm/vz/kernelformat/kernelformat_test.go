@@ -83,6 +83,15 @@ func TestCheck(t *testing.T) {
 
 	elf := append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 100)...)
 
+	withFlags := func(flags uint64) []byte {
+		b := arm64Image(128)
+		binary.LittleEndian.PutUint64(b[24:], flags)
+		return b
+	}
+	preV317 := arm64Image(128) // image_size 0: the flags are not read
+	binary.LittleEndian.PutUint64(preV317[16:], 0)
+	binary.LittleEndian.PutUint64(preV317[24:], 0xff)
+
 	cases := []struct {
 		name    string
 		data    []byte
@@ -90,6 +99,11 @@ func TestCheck(t *testing.T) {
 	}{
 		{"arm64 Image", image, ""},
 		{"arm64 Image without EFI stub", noEFI, ""},
+		{"16K pages", withFlags(0xc), ""},
+		{"page size unspecified", withFlags(0x8), ""},
+		{"header before v3.17", preV317, ""},
+		{"big-endian", withFlags(0xb), "big-endian"},
+		{"64K pages", withFlags(0xe), "64K pages"},
 		{"gzip vmlinuz", compress(t, "gzip", image), "gzip-compressed"},
 		{"zstd vmlinuz", compress(t, "zstd", image), "zstd-compressed"},
 		{"xz vmlinuz", compress(t, "xz", image), "xz-compressed"},
