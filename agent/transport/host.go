@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/yamux"
 )
@@ -56,10 +57,23 @@ type hostSession struct {
 }
 
 func (s *hostSession) close() {
-	_ = s.sess.Close()
+	// End the session's input first: yamux then processes every frame it
+	// was handed (the pipe returned only once it read them) and closes
+	// itself at the end of input, so a guest's last output is in its
+	// streams' buffers before they close. Closing the session first could
+	// drop a frame read but not yet processed.
 	_ = s.in.Close()
+	select {
+	case <-s.sess.CloseChan():
+	case <-time.After(sessionDrainWait):
+	}
+	_ = s.sess.Close()
 	_ = s.out.cut()
 }
+
+// sessionDrainWait bounds how long closing a session waits for yamux to
+// process what it has read.
+const sessionDrainWait = time.Second
 
 // sessionConn is what one yamux session reads and writes: frames the Host
 // routed to it, and its own frameWriter. Closing it leaves the port open.
