@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
@@ -27,6 +28,14 @@ type container struct {
 	scratch string
 	cgroup  *cgroup // nil without cgroups
 	volumes map[string]string
+	// sec and hostname are set by CreateContainer; the starter uses them.
+	sec      *containerSecurity
+	hostname string
+
+	// startMu serialises process starts; first is the process whose
+	// namespaces the others join (guarded by startMu).
+	startMu sync.Mutex
+	first   *process
 
 	// procs is guarded by Server.mu.
 	procs map[string]*process
@@ -47,6 +56,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 	// Disks, overlay and virtio-fs may need modules still loading.
 	if err := s.waitModules(ctx, "create container "+id); err != nil {
 		return nil, err
+	}
+	sec, err := s.resolveSecurity(req.GetSecurity())
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", id, err)
 	}
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
@@ -88,6 +101,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 			return nil, fmt.Errorf("recreate container %s: %w", id, err)
 		}
 	}
+	c.startMu.Lock()
+	c.sec, c.first = sec, nil
+	c.startMu.Unlock()
 	if err := s.assemble(c, req); err != nil {
 		if fresh {
 			_ = c.destroy()

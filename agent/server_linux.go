@@ -37,6 +37,9 @@ type Config struct {
 	NoCgroups  bool
 	// ProcSysDir is where Setup writes sysctls (default /proc/sys).
 	ProcSysDir string
+	// InitPath is the agent binary, executed again to start each container
+	// process (MaybeContainerInit); default /proc/self/exe.
+	InitPath string
 	// Reaper starts and waits for every process; required.
 	Reaper *Reaper
 	// Modules reports kernel module loading; CreateContainer waits for it.
@@ -97,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CgroupRoot == "" {
 		c.CgroupRoot = "/sys/fs/cgroup"
+	}
+	if c.InitPath == "" {
+		c.InitPath = "/proc/self/exe"
 	}
 	if c.ProcSysDir == "" {
 		c.ProcSysDir = "/proc/sys"
