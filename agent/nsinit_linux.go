@@ -27,8 +27,8 @@ import (
 // File descriptors of the starter: 0-2 the process's stdio, 3 its
 // initConfig (JSON, read to EOF), 4 a close-on-exec status pipe (empty
 // when the command was executed; an errno and a message otherwise), 5 for
-// a process joining a running container with cgroups: a pidfd of the
-// container's first process, for its cgroup namespace.
+// a process joining a running container: a pidfd of the container's first
+// process, for its mount and cgroup namespaces.
 
 // InitArg0 is argv[0] of the agent binary executed as the starter.
 const InitArg0 = "vkav-init"
@@ -50,7 +50,7 @@ type initConfig struct {
 	// Sysctls are written in order, before /proc/sys turns read-only.
 	Sysctls [][2]string `json:"sysctls,omitempty"`
 	// Cgroups: a new cgroup namespace with cgroup2 at /sys/fs/cgroup (or,
-	// joining, the first process's cgroup namespace through initPidFD).
+	// joining, the first process's cgroup namespace).
 	Cgroups      bool `json:"cgroups,omitempty"`
 	Unmasked     bool `json:"unmasked,omitempty"`
 	ReadOnlyRoot bool `json:"readOnlyRoot,omitempty"`
@@ -125,9 +125,20 @@ func containerInit() (syscall.Errno, error) {
 		if err := setupNamespaces(&cfg); err != nil {
 			return errnoOf(err), err
 		}
-	} else if cfg.Cgroups {
-		if err := unix.Setns(initPidFD, unix.CLONE_NEWCGROUP); err != nil {
-			return errnoOf(err), fmt.Errorf("join the container's cgroup namespace: %w", err)
+	} else {
+		// The agent put this process in the container's PID, UTS and IPC
+		// namespaces; the mount namespace is joined here, on this thread
+		// (which gets a root and working directory of its own first), and
+		// the cgroup namespace after the agent placed it in the cgroup.
+		flags := unix.CLONE_NEWNS
+		if cfg.Cgroups {
+			flags |= unix.CLONE_NEWCGROUP
+		}
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			return errnoOf(err), fmt.Errorf("unshare filesystem state: %w", err)
+		}
+		if err := unix.Setns(initPidFD, flags); err != nil {
+			return errnoOf(err), fmt.Errorf("join the container's mount namespace: %w", err)
 		}
 	}
 	unix.Close(initPidFD)

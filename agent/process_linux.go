@@ -241,7 +241,7 @@ func (s *Server) start(p *process) error {
 		fds = append(fds, f.Fd())
 	}
 	fds = append(fds, cfgR.Fd(), statusW.Fd())
-	if !newNS && cg != nil {
+	if !newNS {
 		fds = append(fds, uintptr(initPidfd))
 	}
 	attr := &syscall.ProcAttr{Dir: "/", Files: fds, Sys: sys}

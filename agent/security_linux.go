@@ -123,9 +123,11 @@ func (p *process) initConfigFor(newNS bool, hostname string, cgroups bool) *init
 	return cfg
 }
 
-// inNamespacesOf runs spawn on a thread that joined the mount, PID (for
-// its children), UTS and IPC namespaces of the process behind pidfd, so
-// what spawn forks starts inside them. The thread is not given back: its
+// inNamespacesOf runs spawn on a thread that joined the PID (for its
+// children), UTS and IPC namespaces of the process behind pidfd, so what
+// spawn forks starts inside them; the starter joins the mount and cgroup
+// namespaces itself (its executable, /proc/self/exe, is not reachable from
+// the container's mount namespace). The thread is not given back: its
 // goroutine ends locked to it and the runtime ends the thread.
 func inNamespacesOf(pidfd int, spawn func() (int, error)) (int, error) {
 	type result struct {
@@ -143,13 +145,7 @@ func inNamespacesOf(pidfd int, spawn func() (int, error)) (int, error) {
 			ch <- result{err: fmt.Errorf("join a container's namespaces: would change the main thread")}
 			return
 		}
-		// setns of a mount namespace needs a thread of its own root and
-		// working directory; without it the whole agent would move.
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			ch <- result{err: fmt.Errorf("unshare the thread's filesystem state: %w", err)}
-			return
-		}
-		if err := unix.Setns(pidfd, unix.CLONE_NEWNS|unix.CLONE_NEWPID|unix.CLONE_NEWUTS|unix.CLONE_NEWIPC); err != nil {
+		if err := unix.Setns(pidfd, unix.CLONE_NEWPID|unix.CLONE_NEWUTS|unix.CLONE_NEWIPC); err != nil {
 			if err == unix.ESRCH || err == unix.EINVAL {
 				// The first process exited (a zombie has no namespaces).
 				err = fmt.Errorf("%w: the container's first process has exited: %w", err, ErrFailedPrecondition)
