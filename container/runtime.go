@@ -149,6 +149,9 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 		return nil, fmt.Errorf("sandbox id %q must be 12 lower-case hex characters", id)
 	}
 	cfg.ID = id
+	if err := cfg.Security.Check(); err != nil {
+		return nil, fmt.Errorf("security: %w", err)
+	}
 	img, err := r.cfg.Images.Get(ctx, cfg.ImageRef)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.ImageRef, err)

@@ -123,6 +123,11 @@ func createContainerRequest(id string, cfg SandboxConfig) (*api.CreateContainerR
 	if cfg.LimitMemory {
 		req.MemoryLimitBytes = cfg.MemoryBytes
 	}
+	sec, err := cfg.Security.apiSecurity()
+	if err != nil {
+		return nil, err
+	}
+	req.Security = sec
 	n := 0
 	seen := map[string]bool{}
 	for _, m := range cfg.Mounts {

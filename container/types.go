@@ -52,6 +52,8 @@ type SandboxConfig struct {
 	Mounts []Mount `json:"mounts,omitempty"`
 	// LogDir receives the container's logs (<LogDir>/<LogName>.log).
 	LogDir string `json:"logDir"`
+	// Security is the isolation of the container's processes in the VM.
+	Security Security `json:"security,omitempty"`
 }
 
 // DNS is the guest's resolver configuration.

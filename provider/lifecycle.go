@@ -108,6 +108,10 @@ func (w *podWorker) plan(ctx context.Context, c *ctrState, spec *corev1.Containe
 		}
 		mounts[i].Files = files
 	}
+	sec, err := securityFor(pod, spec, w.p.cfg.Root)
+	if err != nil {
+		return container.SandboxConfig{}, container.ProcessConfig{}, err
+	}
 	size := w.p.sizing.vmSizeFor(spec)
 	cfg := container.SandboxConfig{
 		ID:   sandboxID(string(pod.UID), c.Name),
@@ -126,6 +130,7 @@ func (w *podWorker) plan(ctx context.Context, c *ctrState, spec *corev1.Containe
 		Hosts:       hostAliases(pod),
 		Mounts:      mounts,
 		LogDir:      filepath.Join(podDir, c.Name),
+		Security:    sec,
 	}
 	if q, ok := spec.Resources.Limits[corev1.ResourceEphemeralStorage]; ok {
 		cfg.ScratchBytes = q.Value()
