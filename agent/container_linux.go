@@ -205,5 +205,8 @@ func (s *Server) WriteFiles(ctx context.Context, req *api.WriteFilesRequest) (*a
 	if err := writeFilesVolume(dir, req.GetFiles(), time.Now()); err != nil {
 		return nil, fmt.Errorf("write files to volume %q of container %s: %w", req.GetVolume(), c.id, err)
 	}
+	if err := s.volumeOwnership(c, dir, true, false); err != nil {
+		return nil, fmt.Errorf("fsGroup ownership of volume %q of container %s: %w", req.GetVolume(), c.id, err)
+	}
 	return &api.WriteFilesResponse{}, nil
 }

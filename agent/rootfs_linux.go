@@ -44,6 +44,9 @@ func (s *Server) assemble(c *container, req *api.CreateContainerRequest) error {
 		if err := c.userMount(m); err != nil {
 			return err
 		}
+		if err := s.mountOwnership(c, m); err != nil {
+			return fmt.Errorf("fsGroup ownership of %s: %w", m.GetDestination(), err)
+		}
 	}
 	return nil
 }
