@@ -89,7 +89,8 @@ func (s *Server) mountOwnership(c *container, m mountSpec) error {
 			return err
 		}
 		defer f.Close()
-		return s.volumeOwnership(c, procFDPath(f), false, m.GetType() == "share")
+		// "/." follows the descriptor's magic link to the directory.
+		return s.volumeOwnership(c, procFDPath(f)+"/.", false, m.GetType() == "share")
 	}
 	return nil
 }

@@ -108,8 +108,10 @@ func containerInit() (syscall.Errno, error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return errnoOf(err), fmt.Errorf("set non-dumpable: %w", err)
 	}
-	for _, fd := range []int{initConfigFD, initStatusFD, initPidFD} {
-		syscall.CloseOnExec(fd)
+	// Nothing but stdio reaches the command: whatever the agent leaked
+	// to this process (and the starter's own pipes) closes on exec.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return errnoOf(err), fmt.Errorf("mark descriptors close-on-exec: %w", err)
 	}
 	f := os.NewFile(initConfigFD, "config")
 	data, err := io.ReadAll(io.LimitReader(f, 64<<20))
