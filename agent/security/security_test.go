@@ -70,7 +70,7 @@ func TestCheckSysctl(t *testing.T) {
 		{"net.ipv4.ip_local_reserved_ports", "80;rm", false},
 		{"net.ipv4.tcp_rmem", "4096 87380 6291456", true},
 		{"net.ipv4.tcp_keepalive_time", "abc", false},
-		{"kernel.msgmax", "65536", false},   // namespaced but not in the safe set
+		{"kernel.msgmax", "65536", false},     // namespaced but not in the safe set
 		{"net.core.somaxconn", "1024", false}, // ditto
 		{"vm.overcommit_memory", "1", false},
 	} {
