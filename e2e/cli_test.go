@@ -207,7 +207,9 @@ func TestDetachedContainer(t *testing.T) {
 		t.Fatalf("terminal resize not seen in the guest: %q", out.String())
 	}
 
-	// stop sends SIGTERM; sleep dies of it.
+	// stop sends SIGTERM, which sleep as the container's PID 1 does not
+	// handle (the kernel shields a PID namespace's init, as under Docker);
+	// SIGKILL follows after -t.
 	if r := vkav(t, "", "stop", "-t", "5", name); r.code != 0 {
 		t.Fatalf("stop: %d %s", r.code, r.stderr)
 	}
