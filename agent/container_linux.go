@@ -161,6 +161,12 @@ func (s *Server) newContainer(ctx context.Context, id string, req *api.CreateCon
 			return nil, fmt.Errorf("create container %s: %w", id, err)
 		}
 		c.cgroup = cg
+		if err := cg.limitDevices(); err != nil {
+			_ = cg.remove()
+			_ = unmountUnder(c.scratch)
+			_ = unmountUnder(c.image)
+			return nil, fmt.Errorf("create container %s: %w", id, err)
+		}
 	} else if req.GetMemoryLimitBytes() > 0 || req.GetCpuMillis() > 0 {
 		_ = unmountUnder(c.scratch)
 		_ = unmountUnder(c.image)

@@ -117,3 +117,16 @@ func TestSecurityRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceCgroup: with CAP_MKNOD (the default set) a root container may
+// create device nodes, but open only the default devices.
+func TestDeviceCgroup(t *testing.T) {
+	e := newEnv(t)
+	id := e.createContainer(t, "devices")
+	r := e.run(t, id, client.ExecOptions{Args: sh(`mknod /tmp/null c 1 3 && echo x >/tmp/null && echo null-ok;
+mknod /tmp/kmsg c 1 11 && head -c1 /tmp/kmsg 2>&1; mknod /tmp/loop b 7 0 && head -c1 /tmp/loop 2>&1; true`)})
+	want := "null-ok\nhead: /tmp/kmsg: Operation not permitted\nhead: /tmp/loop: Operation not permitted\n"
+	if r.err != nil || r.stdout != want {
+		t.Fatalf("%v %q (stderr %q), want %q", r.err, r.stdout, r.stderr, want)
+	}
+}

@@ -69,6 +69,14 @@ func TestContainerIsolation(t *testing.T) {
 				t.Errorf("%s: %q, want %q", c.script, out, c.want)
 			}
 		}
+		// With CAP_MKNOD it can make nodes for the agent's console ports
+		// and the VM's disks (sysfs names their numbers), but not open
+		// them: the device cgroup.
+		out := v.mustSh(t, `for f in /sys/class/virtio-ports/*/dev /sys/block/vd*/dev; do IFS=: read ma mi <$f;
+t=c; case $f in /sys/block/*) t=b;; esac; mknod /tmp/n$ma-$mi $t $ma $mi && head -c1 /tmp/n$ma-$mi 2>&1 | grep -c 'Operation not permitted'; done | sort | uniq -c`)
+		if n := strings.Fields(out); len(n) != 2 || n[1] != "1" || n[0] < "3" {
+			t.Errorf("opening nodes of the agent's ports and the disks: %q, want every one refused", out)
+		}
 		// Through the setuid binary a user becomes root: without
 		// no_new_privs, setuid works (the control for the locked case).
 		if out, errOut, _ := v.shIn(t, "c", "1000", `/bin/suid-busybox stat -c %u /proc/self/status`); out != "0\n" {
@@ -77,7 +85,7 @@ func TestContainerIsolation(t *testing.T) {
 		// The emptyDir reaches the host through virtiofsd: what a root
 		// container with MKNOD and FSETID can do there (virtiofsd's own
 		// capabilities are another matter).
-		out, _, _ := v.sh(t, `busybox mknod /ed/null c 1 3 2>&1 && echo mknod-ok; touch /ed/f && chmod u+s /ed/f 2>&1 && stat -c %A /ed/f`)
+		out, _, _ = v.sh(t, `busybox mknod /ed/null c 1 3 2>&1 && echo mknod-ok; touch /ed/f && chmod u+s /ed/f 2>&1 && stat -c %A /ed/f`)
 		t.Logf("root with default capabilities in the emptyDir share: %q", out)
 	})
 
