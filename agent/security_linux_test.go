@@ -130,3 +130,20 @@ mknod /tmp/kmsg c 1 11 && head -c1 /tmp/kmsg 2>&1; mknod /tmp/loop b 7 0 && head
 		t.Fatalf("%v %q (stderr %q), want %q", r.err, r.stdout, r.stderr, want)
 	}
 }
+
+// TestNamespacesFollowTheFirstProcess: processes started while the
+// first runs share its PID namespace; once it has exited, the next one
+// starts new namespaces (and is PID 1 there).
+func TestNamespacesFollowTheFirstProcess(t *testing.T) {
+	e := newEnv(t)
+	id := e.createContainer(t, "first")
+	r := e.run(t, id, client.ExecOptions{Args: sh(`echo $$`)})
+	if r.err != nil || r.stdout != "1\n" {
+		t.Fatalf("a lone process: %v %q, want PID 1", r.err, r.stdout)
+	}
+	e.startFirst(t, id, "sleep", "100")
+	r = e.run(t, id, client.ExecOptions{Args: sh(`echo $$; tr '\0' ' ' </proc/1/cmdline`)})
+	if r.err != nil || r.stdout == "1\nsleep 100 " || !strings.HasSuffix(r.stdout, "\nsleep 100 ") {
+		t.Fatalf("next to the first: %v %q", r.err, r.stdout)
+	}
+}
