@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"unsafe"
@@ -35,6 +36,9 @@ const (
 	devTypeChar = 2 // BPF_DEVCG_DEV_CHAR
 	accMknod    = 1 // BPF_DEVCG_ACC_MKNOD
 )
+
+// errNoDeviceFilter: the kernel cannot filter devices by cgroup.
+var errNoDeviceFilter = errors.New("the guest kernel has no cgroup device filter (CONFIG_CGROUP_BPF)")
 
 type bpfInsn struct {
 	code uint8
@@ -105,6 +109,10 @@ func limitDevices(cgroupFD int) error {
 	fd, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&load)), unsafe.Sizeof(load))
 	runtime.KeepAlive(raw)
 	runtime.KeepAlive(license)
+	if e == unix.ENOSYS || (e == unix.EINVAL && cString(logBuf[:]) == "") {
+		// A kernel without CONFIG_BPF_SYSCALL or CONFIG_CGROUP_BPF.
+		return fmt.Errorf("load the device filter: %w: %w", e, errNoDeviceFilter)
+	}
 	if e != 0 {
 		return fmt.Errorf("load the device filter: %w (verifier: %s)", e, cString(logBuf[:]))
 	}
