@@ -17,7 +17,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/vm"
 )
 
-// suidBusyboxLayer holds /bin/suid-busybox, busybox setuid root.
+// suidBusyboxLayer holds /bin/busybox-suid, busybox setuid root.
 func suidBusyboxLayer(ctx context.Context) (v1.Layer, error) {
 	p, err := imagetest.FindBusybox(ctx, imagetest.DefaultCacheDir())
 	if err != nil {
@@ -27,7 +27,7 @@ func suidBusyboxLayer(ctx context.Context) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return imagetest.Layer([]imagetest.File{{Path: "bin/suid-busybox", Mode: 0o755 | fs.ModeSetuid, Data: bb}})
+	return imagetest.Layer([]imagetest.File{{Path: "bin/busybox-suid", Mode: 0o755 | fs.ModeSetuid, Data: bb}})
 }
 
 // TestContainerIsolation: the container inside its VM is a container. A
@@ -79,7 +79,7 @@ t=c; case $f in /sys/block/*) t=b;; esac; mknod /tmp/n$ma-$mi $t $ma $mi && head
 		}
 		// Through the setuid binary a user becomes root: without
 		// no_new_privs, setuid works (the control for the locked case).
-		if out, errOut, _ := v.shIn(t, "c", "1000", `/bin/suid-busybox stat -c %u /proc/self/status`); out != "0\n" {
+		if out, errOut, _ := v.shIn(t, "c", "1000", `/bin/busybox-suid stat -c %u /proc/self/status`); out != "0\n" {
 			t.Errorf("setuid without no_new_privs: %q %q, want 0 (root)", out, errOut)
 		}
 		// The emptyDir reaches the host through virtiofsd: what a root
@@ -93,7 +93,7 @@ t=c; case $f in /sys/block/*) t=b;; esac; mknod /tmp/n$ma-$mi $t $ma $mi && head
 	v.create(t, &api.CreateContainerRequest{ContainerId: "locked", Hostname: "pod-a", Mounts: []*api.Mount{emptyDir},
 		Security: &api.Security{Capabilities: []string{}, NoNewPrivileges: &yes, ReadOnlyRoot: true, Seccomp: "runtime/default"}})
 	t.Run("drop ALL, no_new_privs, read-only root, runtime/default seccomp", func(t *testing.T) {
-		if out, errOut, _ := v.shIn(t, "locked", "1000", `/bin/suid-busybox stat -c %u /proc/self/status`); out != "1000\n" {
+		if out, errOut, _ := v.shIn(t, "locked", "1000", `/bin/busybox-suid stat -c %u /proc/self/status`); out != "1000\n" {
 			t.Errorf("setuid under no_new_privs: %q %q, want 1000 (no privilege gained)", out, errOut)
 		}
 		for _, c := range []struct{ script, want string }{
