@@ -194,7 +194,7 @@ func (s *Server) start(p *process) error {
 	}()
 	// The first process of the container (none of it running) gets new
 	// namespaces; the others join the first one's.
-	var initPidfd int = -1
+	initPidfd := -1
 	if first := p.c.first; first != nil && first != p {
 		initPidfd = first.dupPidfd()
 	}
