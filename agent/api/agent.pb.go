@@ -139,9 +139,14 @@ type InfoResponse struct {
 	SetupDone bool `protobuf:"varint,7,opt,name=setup_done,json=setupDone,proto3" json:"setup_done,omitempty"`
 	// Whether every module of the list has been tried; CreateContainer waits
 	// for this.
-	ModulesDone   bool `protobuf:"varint,8,opt,name=modules_done,json=modulesDone,proto3" json:"modules_done,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ModulesDone bool `protobuf:"varint,8,opt,name=modules_done,json=modulesDone,proto3" json:"modules_done,omitempty"`
+	// agent_rss_bytes split: anonymous memory, and the pages of files and
+	// shared memory (the binary, in the initramfs). Containers cannot see
+	// the agent's /proc entry.
+	AgentRssAnonBytes uint64 `protobuf:"varint,9,opt,name=agent_rss_anon_bytes,json=agentRssAnonBytes,proto3" json:"agent_rss_anon_bytes,omitempty"`
+	AgentRssFileBytes uint64 `protobuf:"varint,10,opt,name=agent_rss_file_bytes,json=agentRssFileBytes,proto3" json:"agent_rss_file_bytes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -228,6 +233,20 @@ func (x *InfoResponse) GetModulesDone() bool {
 		return x.ModulesDone
 	}
 	return false
+}
+
+func (x *InfoResponse) GetAgentRssAnonBytes() uint64 {
+	if x != nil {
+		return x.AgentRssAnonBytes
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetAgentRssFileBytes() uint64 {
+	if x != nil {
+		return x.AgentRssFileBytes
+	}
+	return 0
 }
 
 type SetupRequest struct {
@@ -2634,7 +2653,7 @@ var File_agent_proto protoreflect.FileDescriptor
 const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"\vagent.proto\x12\rvkav.agent.v1\"\r\n" +
-	"\vInfoRequest\"\x98\x02\n" +
+	"\vInfoRequest\"\xfa\x02\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12%\n" +
 	"\x0ekernel_release\x18\x02 \x01(\tR\rkernelRelease\x12&\n" +
@@ -2644,7 +2663,10 @@ const file_agent_proto_rawDesc = "" +
 	"\amodules\x18\x06 \x03(\tR\amodules\x12\x1d\n" +
 	"\n" +
 	"setup_done\x18\a \x01(\bR\tsetupDone\x12!\n" +
-	"\fmodules_done\x18\b \x01(\bR\vmodulesDone\"\xa4\x03\n" +
+	"\fmodules_done\x18\b \x01(\bR\vmodulesDone\x12/\n" +
+	"\x14agent_rss_anon_bytes\x18\t \x01(\x04R\x11agentRssAnonBytes\x12/\n" +
+	"\x14agent_rss_file_bytes\x18\n" +
+	" \x01(\x04R\x11agentRssFileBytes\"\xa4\x03\n" +
 	"\fSetupRequest\x12 \n" +
 	"\ftime_unix_ns\x18\x01 \x01(\x03R\n" +
 	"timeUnixNs\x12\x1a\n" +
