@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
@@ -40,4 +42,18 @@ func renderResolvConf(dns *api.DNS) string {
 		fmt.Fprintf(&b, "options %s\n", strings.Join(o, " "))
 	}
 	return b.String()
+}
+
+// writeEtcFiles writes the hosts and resolv.conf files containers see, in
+// place (not renamed) so containers' bind mounts follow a later Setup.
+func writeEtcFiles(dir string, req *api.SetupRequest) error {
+	for _, f := range []struct{ name, content string }{
+		{"hosts", renderHosts(req.GetHosts())},
+		{"resolv.conf", renderResolvConf(req.GetDns())},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(f.content), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
+	return nil
 }

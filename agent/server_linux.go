@@ -40,6 +40,8 @@ type Config struct {
 	// InitPath is the agent binary, executed again to start each container
 	// process (MaybeContainerInit); default /proc/self/exe.
 	InitPath string
+	// ProcNetDir is where Listeners reads sockets (default /proc/net).
+	ProcNetDir string
 	// Reaper starts and waits for every process; required.
 	Reaper *Reaper
 	// Modules reports kernel module loading; CreateContainer waits for it.
@@ -107,6 +109,9 @@ func (c *Config) setDefaults() {
 	if c.ProcSysDir == "" {
 		c.ProcSysDir = "/proc/sys"
 	}
+	if c.ProcNetDir == "" {
+		c.ProcNetDir = "/proc/net"
+	}
 	if c.LogQueueBytes == 0 {
 		c.LogQueueBytes = DefaultLogQueueBytes
 	}
@@ -146,11 +151,11 @@ type Server struct {
 	shuttingDown atomic.Bool
 	createMu     sync.Mutex // serialises CreateContainer and teardown
 
+	relays *relaySet
+
 	mu         sync.Mutex
 	hostname   string
 	containers map[string]*container
-	// leases renew DHCP leases (dhcp_linux.go).
-	leases *keepers
 }
 
 // New returns a server; it starts writing the log sink at once.
@@ -178,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 		readyUptime: uptime(),
 		trim:        newIdleTrimmer(cfg.MemoryTrimDelay, debug.FreeOSMemory),
 		containers:  map[string]*container{},
-		leases:      &keepers{m: map[string]*keeper{}},
+		relays:      &relaySet{log: cfg.Log, ln: map[uint16]net.Listener{}},
 	}
 	sink := cfg.LogSink
 	if sink == nil {
@@ -223,6 +228,7 @@ func (s *Server) register(gs *grpcserver.Server) {
 	grpcserver.HandleUnary(gs, agentService+"Setup", s.Setup)
 	grpcserver.HandleUnary(gs, agentService+"CreateContainer", s.CreateContainer)
 	grpcserver.HandleUnary(gs, agentService+"WriteFiles", s.WriteFiles)
+	grpcserver.HandleUnary(gs, agentService+"ReadFile", s.ReadFile)
 	grpcserver.HandleUnary(gs, agentService+"CreateProcess", s.CreateProcess)
 	grpcserver.HandleUnary(gs, agentService+"StartProcess", s.StartProcess)
 	grpcserver.HandleBidi(gs, agentService+"Attach", s.Attach)
@@ -233,6 +239,8 @@ func (s *Server) register(gs *grpcserver.Server) {
 	grpcserver.HandleUnary(gs, agentService+"DeleteProcess", s.DeleteProcess)
 	grpcserver.HandleUnary(gs, agentService+"Stats", s.Stats)
 	grpcserver.HandleBidi(gs, agentService+"Forward", s.Forward)
+	grpcserver.HandleUnary(gs, agentService+"Listeners", s.Listeners)
+	grpcserver.HandleUnary(gs, agentService+"SetRelays", s.SetRelays)
 	grpcserver.HandleUnary(gs, agentService+"Shutdown", s.Shutdown)
 }
 

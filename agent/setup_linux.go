@@ -17,7 +17,7 @@ import (
 )
 
 // Setup configures the guest: clock, hostname, sysctls, Rosetta, network
-// (static or by DHCP), DNS and hosts files.
+// (static addresses and routes), DNS and hosts files.
 func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupResponse, error) {
 	if ns := req.GetTimeUnixNs(); ns != 0 {
 		if err := s.cfg.SetClock(time.Unix(0, ns)); err != nil {
@@ -48,17 +48,15 @@ func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupRe
 			return nil, err
 		}
 	}
-	dh := s.newDHCPSetup(ctx, req)
-	addrs, err := configureNetwork(req.GetInterfaces(), req.GetRoutes(), dh.lease)
+	addrs, err := configureNetwork(req.GetInterfaces(), req.GetRoutes())
 	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, ErrNotFound) && time.Now().Before(deadline) && ctx.Err() == nil; {
 		time.Sleep(20 * time.Millisecond)
-		addrs, err = configureNetwork(req.GetInterfaces(), req.GetRoutes(), dh.lease)
+		addrs, err = configureNetwork(req.GetInterfaces(), req.GetRoutes())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
-	// hosts and resolv.conf, with what the leases added.
-	if err := dh.files.write(); err != nil {
+	if err := writeEtcFiles(filepath.Join(s.cfg.StateDir, "etc"), req); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	s.setupDone.Store(true)
@@ -79,9 +77,8 @@ func writeSysctl(procSys, key, value string) error {
 }
 
 // configureNetwork sets up the interfaces (matched by MAC) and routes and
-// returns the addresses assigned. lease runs for interfaces with dhcp=true
-// once they are up, before the routes.
-func configureNetwork(ifaces []*api.Interface, routes []*api.Route, lease leaseFunc) ([]string, error) {
+// returns the addresses assigned.
+func configureNetwork(ifaces []*api.Interface, routes []*api.Route) ([]string, error) {
 	if len(ifaces) == 0 && len(routes) == 0 {
 		return nil, nil
 	}
@@ -96,7 +93,7 @@ func configureNetwork(ifaces []*api.Interface, routes []*api.Route, lease leaseF
 	}
 	var addrs []string
 	for _, iface := range ifaces {
-		got, err := configureInterface(nl, links, iface, lease)
+		got, err := configureInterface(nl, links, iface)
 		if err != nil {
 			return nil, err
 		}
@@ -116,7 +113,7 @@ func configureNetwork(ifaces []*api.Interface, routes []*api.Route, lease leaseF
 	return addrs, nil
 }
 
-func configureInterface(nl *rtnl, links []nlLink, iface *api.Interface, lease leaseFunc) ([]string, error) {
+func configureInterface(nl *rtnl, links []nlLink, iface *api.Interface) ([]string, error) {
 	mac, err := net.ParseMAC(iface.GetMac())
 	if err != nil {
 		return nil, fmt.Errorf("interface mac %q: %w", iface.GetMac(), ErrInvalidArgument)
@@ -166,13 +163,6 @@ func configureInterface(nl *rtnl, links []nlLink, iface *api.Interface, lease le
 	}
 	if err := nl.setLinkUp(link.index, true); err != nil {
 		return nil, err
-	}
-	if iface.GetDhcp() {
-		got, err := lease(nl, *link, iface, name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, got...)
 	}
 	return out, nil
 }

@@ -67,10 +67,6 @@ func TestSetupNetworkClockAndSysctls(t *testing.T) {
 	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "1" {
 		t.Fatalf("ip_forward = %q", b)
 	}
-	// DHCP itself: dhcp_linux_test.go.
-	if _, err := e.cl.Setup(ctxT(t), &api.SetupRequest{Interfaces: []*api.Interface{{Mac: "02:00:00:aa:bb:01", Dhcp: true, Addresses: []string{"10.77.0.2/24"}}}}); status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("dhcp with a static address: %v, want InvalidArgument", err)
-	}
 	if _, err := e.cl.Setup(ctxT(t), &api.SetupRequest{Interfaces: []*api.Interface{{Mac: "02:00:00:00:00:99", Addresses: []string{"10.1.0.2/24"}}}}); status.Code(err) != codes.NotFound {
 		t.Fatalf("unknown mac: %v, want NotFound", err)
 	}

@@ -9,13 +9,13 @@ import (
 
 // Attach connects to a running process's streams until it exits (kubectl
 // attach; `vk-applevm run` re-attaching to a detached container).
-func (s *Sandbox) Attach(ctx context.Context, processID string, stdio IO) error {
+func (s *VM) Attach(ctx context.Context, processID string, stdio IO) error {
 	_, err := s.AttachWait(ctx, processID, stdio)
 	return err
 }
 
 // AttachWait is Attach that also returns the exit status.
-func (s *Sandbox) AttachWait(ctx context.Context, processID string, stdio IO) (ExitStatus, error) {
+func (s *VM) AttachWait(ctx context.Context, processID string, stdio IO) (ExitStatus, error) {
 	ag, err := s.agentClient()
 	if err != nil {
 		return ExitStatus{}, err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/image/ext4"
 	"github.com/vk-applevm/vk-applevm/network"
+	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
 )
 
@@ -46,7 +48,7 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
-// Runtime creates and finds sandboxes.
+// Runtime creates and finds VMs.
 type Runtime struct {
 	cfg Config
 	log *slog.Logger
@@ -85,7 +87,7 @@ func (r *Runtime) vmDir(id string) string { return filepath.Join(r.cfg.Root, "vm
 
 var idPattern = regexp.MustCompile(`^[0-9a-f]{12}$`)
 
-// NewID returns a random sandbox id.
+// NewID returns a random VM id.
 func NewID() string {
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -94,9 +96,9 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// record is the sandbox's own metadata, next to the shim's files.
+// record is the VM's own metadata, next to the shim's files.
 type record struct {
-	Config SandboxConfig `json:"config"`
+	Config VMConfig `json:"config"`
 	// Image is repository@digest; ImageDigest the platform manifest digest
 	// (what the image store's Prune is told is in use).
 	Image       string            `json:"image"`
@@ -109,6 +111,8 @@ type record struct {
 	// empty and the caller rewrites them.
 }
 
+// recordFile keeps its name from when a VM was called a sandbox, so VMs of
+// an earlier node version are still found.
 const recordFile = "sandbox.json"
 
 func writeRecord(dir string, rec record) error {
@@ -118,7 +122,7 @@ func writeRecord(dir string, rec record) error {
 	}
 	tmp := filepath.Join(dir, recordFile+".tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write sandbox record: %w", err)
+		return fmt.Errorf("write VM record: %w", err)
 	}
 	return os.Rename(tmp, filepath.Join(dir, recordFile))
 }
@@ -140,13 +144,13 @@ func readRecord(dir string) (record, error) {
 // container's root filesystem and mounts inside the guest. On failure
 // everything it made is removed and the error carries the guest's console
 // tail.
-func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, retErr error) {
+func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error) {
 	id := cfg.ID
 	if id == "" {
 		id = NewID()
 	}
 	if !idPattern.MatchString(id) {
-		return nil, fmt.Errorf("sandbox id %q must be 12 lower-case hex characters", id)
+		return nil, fmt.Errorf("VM id %q must be 12 lower-case hex characters", id)
 	}
 	cfg.ID = id
 	if err := cfg.Security.Check(); err != nil {
@@ -167,9 +171,9 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 	dir := r.vmDir(id)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("sandbox %s already exists", id)
+			return nil, fmt.Errorf("VM %s already exists", id)
 		}
-		return nil, fmt.Errorf("create sandbox directory: %w", err)
+		return nil, fmt.Errorf("create VM directory: %w", err)
 	}
 	var sc *shim.Client
 	attached := false
@@ -183,7 +187,13 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 			_ = sc.Delete(cctx)
 		}
 		if attached {
+			if pub, ok := r.cfg.Network.(network.Publisher); ok && len(cfg.Publish) > 0 {
+				_ = pub.Publish(cctx, id, netip.Addr{}, nil)
+			}
 			_ = r.cfg.Network.Detach(cctx, id)
+			if cfg.Network.Pod == "" {
+				_ = r.cfg.Network.ReleasePod(cctx, id)
+			}
 		}
 		_ = os.RemoveAll(dir)
 	}()
@@ -203,11 +213,20 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 			}
 		}
 	}
-	ep, err := r.cfg.Network.Attach(ctx, id)
+	ep, err := r.cfg.Network.Attach(ctx, id, cfg.Network)
 	if err != nil {
 		return nil, fmt.Errorf("attach to the VM network: %w", err)
 	}
 	attached = true
+	if len(cfg.Publish) > 0 {
+		pub, ok := r.cfg.Network.(network.Publisher)
+		if !ok {
+			return nil, fmt.Errorf("publish ports: %w by this network", vm.ErrNotSupported)
+		}
+		if err := pub.Publish(ctx, id, ep.IP, cfg.Publish); err != nil {
+			return nil, fmt.Errorf("publish ports: %w", err)
+		}
+	}
 	rec := record{Config: cfg, Image: img.DigestRef(), ImageDigest: img.Digest, Endpoint: ep, Rosetta: rosetta, Created: time.Now().UTC()}
 	if err := writeRecord(dir, rec); err != nil {
 		return nil, err
@@ -230,17 +249,17 @@ func (r *Runtime) Create(ctx context.Context, cfg SandboxConfig) (_ *Sandbox, re
 	if err != nil {
 		return nil, fmt.Errorf("start VM: %w", err)
 	}
-	sb := &Sandbox{rt: r, id: id, dir: dir, rec: rec, shim: sc}
+	sb := &VM{rt: r, id: id, dir: dir, rec: rec, shim: sc}
 	if err := sb.boot(ctx); err != nil {
 		sb.closeAgent()
 		return nil, fmt.Errorf("%w%s", err, consoleTail(dir))
 	}
-	r.log.Debug("sandbox created", "id", id, "name", cfg.Name, "image", cfg.ImageRef, "ip", sb.IP())
+	r.log.Debug("VM created", "id", id, "name", cfg.Name, "image", cfg.ImageRef, "ip", sb.IP())
 	return sb, nil
 }
 
 // boot waits for the agent and configures the guest and the container.
-func (s *Sandbox) boot(ctx context.Context) error {
+func (s *VM) boot(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, s.rt.cfg.BootTimeout)
 	defer cancel()
 	ag, err := s.agentClient()
@@ -252,12 +271,8 @@ func (s *Sandbox) boot(ctx context.Context) error {
 	}
 	setup := setupRequest(s.rec.Config, s.rec.Endpoint, time.Now())
 	setup.Rosetta = s.rec.Rosetta
-	resp, err := ag.Setup(bctx, setup)
-	if err != nil {
+	if _, err := ag.Setup(bctx, setup); err != nil {
 		return fmt.Errorf("configure the guest: %w", err)
-	}
-	if err := s.recordLease(resp.GetAddresses()); err != nil {
-		return err
 	}
 	req, err := createContainerRequest(s.id, s.rec.Config)
 	if err != nil {
@@ -281,44 +296,44 @@ func consoleTail(dir string) string {
 	return "\nguest console (last lines):\n" + string(b)
 }
 
-// Get finds an existing sandbox.
-func (r *Runtime) Get(ctx context.Context, id string) (*Sandbox, error) {
+// Get finds an existing VM.
+func (r *Runtime) Get(ctx context.Context, id string) (*VM, error) {
 	if !idPattern.MatchString(id) {
-		return nil, fmt.Errorf("sandbox %q: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("VM %q: %w", id, ErrNotFound)
 	}
 	dir := r.vmDir(id)
 	rec, err := readRecord(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("sandbox %s: %w", id, ErrNotFound)
+			return nil, fmt.Errorf("VM %s: %w", id, ErrNotFound)
 		}
 		return nil, err
 	}
 	sc, err := shim.Connect(dir)
 	if err != nil && !errors.Is(err, shim.ErrShimDead) {
-		return nil, fmt.Errorf("sandbox %s: %w", id, err)
+		return nil, fmt.Errorf("VM %s: %w", id, err)
 	}
 	if sc == nil {
-		return nil, fmt.Errorf("sandbox %s: no shim client: %w", id, err)
+		return nil, fmt.Errorf("VM %s: no shim client: %w", id, err)
 	}
-	return &Sandbox{rt: r, id: id, dir: dir, rec: rec, shim: sc}, nil
+	return &VM{rt: r, id: id, dir: dir, rec: rec, shim: sc}, nil
 }
 
-// List returns every sandbox, oldest first. Directories that are not
-// sandboxes (a crash between mkdir and the record) are removed.
-func (r *Runtime) List(ctx context.Context) ([]*Sandbox, error) {
+// List returns every VM, oldest first. Directories that are not
+// VMs (a crash between mkdir and the record) are removed.
+func (r *Runtime) List(ctx context.Context) ([]*VM, error) {
 	entries, err := os.ReadDir(filepath.Join(r.cfg.Root, "vms"))
 	if err != nil {
-		return nil, fmt.Errorf("list sandboxes: %w", err)
+		return nil, fmt.Errorf("list VMs: %w", err)
 	}
-	var out []*Sandbox
+	var out []*VM
 	for _, e := range entries {
 		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
 			continue
 		}
 		sb, err := r.Get(ctx, e.Name())
 		if err != nil {
-			r.log.Warn("skip unreadable sandbox", "id", e.Name(), "err", err)
+			r.log.Warn("skip unreadable VM", "id", e.Name(), "err", err)
 			continue
 		}
 		out = append(out, sb)

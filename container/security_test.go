@@ -8,7 +8,7 @@ import (
 func TestSecurityToTheAgent(t *testing.T) {
 	yes := true
 	g := uint32(7)
-	req, err := createContainerRequest("c1", SandboxConfig{Security: Security{
+	req, err := createContainerRequest("c1", VMConfig{Security: Security{
 		CapDrop: []string{"ALL"}, CapAdd: []string{"net_bind_service"}, NoNewPrivileges: &yes, ReadOnlyRootfs: true,
 		Seccomp: SeccompRuntimeDefault, Sysctls: map[string]string{"net/ipv4/tcp_syncookies": "1"}, UnmaskedProc: true, FSGroup: &g,
 	}})
@@ -22,7 +22,7 @@ func TestSecurityToTheAgent(t *testing.T) {
 	}
 	// The zero value: containerd's default set, no_new_privs left to the
 	// agent (set for non-root), no seccomp.
-	req, err = createContainerRequest("c2", SandboxConfig{})
+	req, err = createContainerRequest("c2", VMConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestSecurityToTheAgent(t *testing.T) {
 		{Seccomp: SeccompLocalhost},
 		{Seccomp: "strict"},
 	} {
-		if _, err := createContainerRequest("c3", SandboxConfig{Security: bad}); err == nil {
+		if _, err := createContainerRequest("c3", VMConfig{Security: bad}); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
 	}

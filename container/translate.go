@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"net/netip"
 	"path"
 	"strconv"
 	"time"
@@ -29,13 +30,13 @@ const (
 // shareTag names the virtio-fs tag of a container's n-th shared mount.
 func shareTag(n int) string { return "vkav-share" + strconv.Itoa(n) }
 
-// machineSpec turns a sandbox into the VM description backends boot.
+// machineSpec turns a VM into the VM description backends boot.
 type machineInputs struct {
 	ID, Arch, Kernel, Initrd string
 	Dir                      string
 	Rootfs, Scratch          string
 	Endpoint                 *network.Endpoint
-	Cfg                      SandboxConfig
+	Cfg                      VMConfig
 	Overhead                 uint64
 	// Rosetta shares Rosetta with the guest (needsRosetta said so).
 	Rosetta bool
@@ -80,17 +81,24 @@ func machineSpec(in machineInputs) vm.Spec {
 }
 
 // setupRequest is the guest configuration pushed once after boot.
-func setupRequest(cfg SandboxConfig, ep *network.Endpoint, now time.Time) *api.SetupRequest {
+func setupRequest(cfg VMConfig, ep *network.Endpoint, now time.Time) *api.SetupRequest {
 	req := &api.SetupRequest{TimeUnixNs: now.UnixNano(), Hostname: cfg.Hostname}
 	if ep != nil {
 		g := ep.Guest
-		iface := &api.Interface{Mac: g.MAC, Mtu: uint32(g.MTU), Name: "eth0", Dhcp: g.DHCP}
+		iface := &api.Interface{Mac: g.MAC, Mtu: uint32(g.MTU), Name: "eth0"}
 		if g.Address.IsValid() {
 			iface.Addresses = []string{g.Address.String()}
 		}
 		req.Interfaces = []*api.Interface{iface}
 		if g.Gateway.IsValid() {
-			req.Routes = []*api.Route{{Destination: "0.0.0.0/0", Gateway: g.Gateway.String(), InterfaceName: "eth0"}}
+			if g.OnLinkGateway {
+				// A /32 address: the gateway is reached by a link route.
+				req.Routes = append(req.Routes, &api.Route{Destination: netip.PrefixFrom(g.Gateway, 32).String(), InterfaceName: "eth0"})
+			}
+			req.Routes = append(req.Routes, &api.Route{Destination: "0.0.0.0/0", Gateway: g.Gateway.String(), InterfaceName: "eth0"})
+		}
+		if g.PortRange != "" {
+			req.Sysctls = map[string]string{"net.ipv4.ip_local_port_range": g.PortRange}
 		}
 		dns := &api.DNS{}
 		for _, a := range g.DNS {
@@ -112,7 +120,7 @@ func setupRequest(cfg SandboxConfig, ep *network.Endpoint, now time.Time) *api.S
 
 // createContainerRequest describes the container's root filesystem and
 // mounts to the agent.
-func createContainerRequest(id string, cfg SandboxConfig) (*api.CreateContainerRequest, error) {
+func createContainerRequest(id string, cfg VMConfig) (*api.CreateContainerRequest, error) {
 	req := &api.CreateContainerRequest{
 		ContainerId: id,
 		RootfsDisk:  vm.DiskRootfs,

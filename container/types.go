@@ -3,26 +3,29 @@
 // endpoint, boots the VM through its shim, and drives the guest agent. The
 // CLI (`vk-applevm run`) and the Kubernetes provider both sit on it.
 //
-// A Sandbox is the VM of one container. A container restart (the kubelet's
-// notion: a new process with a fresh writable layer) happens inside the same
-// VM, so the IP and the VM stay while the process is replaced.
+// A VM is the virtual machine of one container (not a CRI or containerd
+// sandbox, which is a pod). A container restart (the kubelet's notion: a new
+// process with a fresh writable layer) happens inside the same VM, so the IP
+// and the VM stay while the process is replaced.
 package container
 
 import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/network"
 )
 
-// SandboxConfig describes the VM of one container.
-type SandboxConfig struct {
+// VMConfig describes the VM of one container.
+type VMConfig struct {
 	// ID is the VM id (see vm.Spec.ID). Empty: a random one. The provider
 	// derives it from the pod UID and container name so a restarted node
 	// finds the VM again.
 	ID string `json:"id"`
 	// Name is a human name (CLI --name, or <ns>/<pod>/<container>).
 	Name string `json:"name"`
-	// Labels are free-form metadata kept with the sandbox; the provider
+	// Labels are free-form metadata kept with the VM; the provider
 	// records the pod it belongs to.
 	Labels map[string]string `json:"labels,omitempty"`
 	// ImageRef is the image as the user wrote it; the runtime resolves it
@@ -50,6 +53,11 @@ type SandboxConfig struct {
 	Hosts []HostEntry `json:"hosts,omitempty"`
 	// Mounts are the container's volumes.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// Network places the VM on the pod network; zero: a pod of its own.
+	Network network.AttachOptions `json:"network,omitzero"`
+	// Publish reaches the VM's ports at host addresses (`run -p`); the
+	// runtime withdraws them when the VM is deleted.
+	Publish []network.PublishedPort `json:"publish,omitempty"`
 	// LogDir receives the container's logs (<LogDir>/<LogName>.log).
 	LogDir string `json:"logDir"`
 	// Security is the isolation of the container's processes in the VM.
@@ -105,9 +113,9 @@ type File struct {
 	Mode    uint32
 }
 
-// ProcessConfig describes a process to run in a sandbox.
+// ProcessConfig describes a process to run in a VM.
 type ProcessConfig struct {
-	// ID names the process within the sandbox ("main-3", an exec id).
+	// ID names the process within the VM ("main-3", an exec id).
 	ID   string
 	Args []string
 	Env  []string
@@ -150,7 +158,7 @@ type ExitStatus struct {
 	FinishedAt time.Time
 }
 
-// Stats is a sample of a sandbox's resource use.
+// Stats is a sample of a VM's resource use.
 type Stats struct {
 	Time time.Time
 	// Container cgroup.
@@ -172,12 +180,12 @@ type Stats struct {
 
 // Errors a caller can test for with errors.Is.
 var (
-	// ErrNotFound: no such sandbox or process.
+	// ErrNotFound: no such VM or process.
 	ErrNotFound = errors.New("not found")
 	// ErrCommandNotFound: the executable does not exist in the image (exit 127).
 	ErrCommandNotFound = errors.New("executable file not found")
 	// ErrCommandNotExecutable: the executable cannot be run (exit 126).
 	ErrCommandNotExecutable = errors.New("permission denied")
-	// ErrStopped: the sandbox's VM is not running.
-	ErrStopped = errors.New("sandbox VM is not running")
+	// ErrStopped: the VM's VM is not running.
+	ErrStopped = errors.New("VM is not running")
 )

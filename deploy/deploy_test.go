@@ -208,6 +208,7 @@ func TestRBACManifests(t *testing.T) {
 			"kubeadm:node-autoapprove-certificate-rotation": "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
 		},
 		"rbac/node-without-node-authorizer.yaml": {"vk-applevm:system-node": "system:node"},
+		"rbac/node-proxier.yaml":                 {"vk-applevm:node-proxier": "system:node-proxier"},
 	}
 	for file, bindings := range want {
 		b, err := os.ReadFile(file)

@@ -9,7 +9,8 @@ package e2e
 //
 //	vkav(t, stdin, args...) result    run the CLI to completion
 //	vkavCommand(args...) *exec.Cmd    the CLI as a command to start (a real terminal)
-//	vmAddress(t, name) string         a container's VM address, as the host reaches it
+//	vmAddress(t, name) string         a container's VM address (its pod address)
+//	publishAddress(t) (ip, port)      a host address and free port for -p
 //	httpGetFromHost(url) (string, error)
 //	listenForVM(t, name) net.Listener a server address on the host side the VM reaches
 //	foreignPlatform(t) foreignCase    an image of another architecture than the VMs'
@@ -239,29 +240,40 @@ func TestDetachedContainer(t *testing.T) {
 // NAT gateway).
 func TestNetwork(t *testing.T) {
 	name := "web"
-	r := vkav(t, "", "run", "-d", "--name", name, env.busybox, "sh", "-c", "echo served-by-vm > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
+	hostIP, hostPort := publishAddress(t)
+	publish := fmt.Sprintf("%s:%d:8080", hostIP, hostPort)
+	r := vkav(t, "", "run", "-d", "--name", name, "-p", publish, env.busybox, "sh", "-c", "echo served-by-vm > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
 	if r.code != 0 {
 		t.Fatalf("run -d: %d %s", r.code, r.stderr)
 	}
 	t.Cleanup(func() { vkav(t, "", "rm", "-f", name) })
 	ip := vmAddress(t, name)
+	if ps := vkav(t, "", "ps"); !strings.Contains(ps.stdout, fmt.Sprintf("%s:%d->8080/tcp", hostIP, hostPort)) {
+		t.Errorf("ps does not show the published port:\n%s", ps.stdout)
+	}
 
-	// Host → VM.
+	// Host → VM, through the published port.
 	var body string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var err error
-		body, err = httpGetFromHost("http://" + net.JoinHostPort(ip, "8080") + "/index.html")
+		body, err = httpGetFromHost("http://" + net.JoinHostPort(hostIP, fmt.Sprint(hostPort)) + "/index.html")
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET from the host to the VM at %s: %v", ip, err)
+			t.Fatalf("GET from the host through -p %s: %v", publish, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	if body != "200 OK served-by-vm\n" {
 		t.Fatalf("body %q", body)
+	}
+
+	// VM → VM: another container reaches it at its address.
+	r = vkav(t, "", "run", "--rm", env.busybox, "wget", "-q", "-O-", "http://"+net.JoinHostPort(ip, "8080")+"/index.html")
+	if r.code != 0 || r.stdout != "served-by-vm\n" {
+		t.Fatalf("VM → VM at %s: code %d stdout %q stderr %q", ip, r.code, r.stdout, r.stderr)
 	}
 
 	// VM → host.
@@ -274,6 +286,12 @@ func TestNetwork(t *testing.T) {
 	r = vkav(t, "", "exec", name, "wget", "-q", "-O-", "http://"+ln.Addr().String()+"/")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "hello ") {
 		t.Fatalf("VM → host: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	// Removing the container withdraws the published port.
+	vkav(t, "", "rm", "-f", name)
+	if _, err := httpGetFromHost("http://" + net.JoinHostPort(hostIP, fmt.Sprint(hostPort)) + "/index.html"); err == nil {
+		t.Error("the published port still answers after rm")
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
 	"io"
 	"io/fs"
 	"net"
@@ -53,6 +54,9 @@ const rosettaRuntime = "/Library/Apple/usr/libexec/oah/libRosettaRuntime"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if testenv.SkipPackage("vz VMs on a real Mac (the end-to-end suite)") {
+		return
+	}
 	code, err := setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
@@ -250,40 +254,48 @@ func vkavCommand(args ...string) *exec.Cmd {
 	return exec.Command(env.bin, append([]string{"--root", env.root, "--guest", env.guestDir}, args...)...)
 }
 
-// vmAddress is the VM's address on the vz NAT subnet: from `ps`, or, when
-// the host has not learnt the DHCP lease, from the guest's eth0.
+// vmAddress is the VM's address on the pod network, from `ps`.
 func vmAddress(t *testing.T, name string) string {
 	t.Helper()
 	if ip := psAddress(t, name); ip != "" {
 		return ip
 	}
-	r := vkav(t, "", "exec", name, "ip", "-o", "-4", "addr", "show", "eth0")
-	for _, f := range strings.Fields(r.stdout) {
-		if prefix, _, ok := strings.Cut(f, "/"); ok {
-			if ip := net.ParseIP(prefix); ip != nil && ip.To4() != nil {
-				return prefix
-			}
-		}
-	}
-	t.Fatalf("no IPv4 address on the VM's eth0: %q", r.stdout)
+	t.Fatalf("no address for %s in ps", name)
 	return ""
 }
 
-// listenForVM listens on the vz NAT gateway, the host's address on the
-// VMs' subnet (the guest's default route).
-func listenForVM(t *testing.T, name string) net.Listener {
+// publishAddress is the Mac's loopback and a free port there, for -p.
+func publishAddress(t *testing.T) (string, int) {
 	t.Helper()
-	r := vkav(t, "", "exec", name, "ip", "route", "show", "default")
-	f := strings.Fields(r.stdout)
-	if len(f) < 3 || f[0] != "default" || f[1] != "via" || net.ParseIP(f[2]) == nil {
-		t.Fatalf("no default route in the VM: %q", r.stdout)
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(f[2], "0"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("listen on the NAT gateway %s: %v", f[2], err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
+	defer ln.Close()
+	return "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
+}
+
+// listenForVM listens on one of the Mac's own non-loopback addresses,
+// which pods reach through the switch's gateway (its loopback stays
+// private to pods).
+func listenForVM(t *testing.T, _ string) net.Listener {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			ln, err := net.Listen("tcp", net.JoinHostPort(n.IP.String(), "0"))
+			if err != nil {
+				t.Fatalf("listen on %s: %v", n.IP, err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			return ln
+		}
+	}
+	t.Fatal("the Mac has no non-loopback IPv4 address for a VM to reach: join a network (Wi-Fi or Ethernet)")
+	return nil
 }
 
 // httpGetFromHost GETs url and returns "<status> <body>".

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -23,8 +24,8 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
-	"github.com/vk-applevm/vk-applevm/network/bridge"
 	"github.com/vk-applevm/vk-applevm/network/netns"
+	"github.com/vk-applevm/vk-applevm/network/switchnet"
 )
 
 // env is shared by the tests of one run: a network namespace standing in
@@ -49,6 +50,9 @@ var env struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if testenv.SkipPackage("root, VMs and a control plane (the end-to-end suite)") {
+		return
+	}
 	code, err := setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
@@ -162,8 +166,8 @@ func teardown() {
 				_ = exec.Command("nsenter", inNamespace("rm", "-f", f[0])...).Run()
 			}
 		}
-		if err := bridge.Cleanup(ctx, bridge.Config{StateDir: env.root, NodeNetns: env.nsPath}); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e teardown: VM network:", err)
+		if err := switchnet.Stop(ctx, env.root); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e teardown: pod network:", err)
 		}
 	}
 	if env.nsName != "" {
@@ -223,8 +227,26 @@ func vmAddress(t *testing.T, name string) string {
 	return ip
 }
 
-// listenForVM listens on the namespace's veth address: "outside" the VM
-// network, reached through its NAT.
+// publishAddress is the namespace's veth address (the machine's address)
+// and a port free there, for -p.
+func publishAddress(t *testing.T) (string, int) {
+	t.Helper()
+	var port int
+	if err := netns.Do(env.nsPath, func() error {
+		ln, err := net.Listen("tcp", env.nsIP+":0")
+		if err != nil {
+			return err
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		return ln.Close()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return env.nsIP, port
+}
+
+// listenForVM listens on the namespace's veth address: "outside" the pod
+// network, reached through the switch's gateway.
 func listenForVM(t *testing.T, _ string) net.Listener {
 	t.Helper()
 	var ln net.Listener

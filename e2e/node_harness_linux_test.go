@@ -20,8 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
 	"github.com/vk-applevm/vk-applevm/internal/localcluster"
-	"github.com/vk-applevm/vk-applevm/network/bridge"
 	"github.com/vk-applevm/vk-applevm/network/netns"
+	"github.com/vk-applevm/vk-applevm/network/switchnet"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -198,7 +198,7 @@ func stopClusterNode() {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		_ = bridge.Cleanup(ctx, bridge.Config{StateDir: ne.root, NodeNetns: filepath.Join(netns.Dir, ne.c.NetNS)})
+		_ = switchnet.Stop(ctx, ne.root)
 		if err := ne.c.Down(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e teardown:", err)
 		}

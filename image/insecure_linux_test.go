@@ -1,6 +1,8 @@
 package image_test
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 // any address outside the test.
 func listenInNetns(t *testing.T) net.Listener {
 	t.Helper()
+	testenv.Needs(t, "root (a network namespace)")
 	if os.Geteuid() != 0 {
 		t.Fatal("this test creates a network namespace: run it as root")
 	}

@@ -3,11 +3,11 @@
 // guest must configure itself (GuestConfig, pushed by the agent's Setup).
 //
 // The package itself is platform-neutral: the Network interface, the
-// identities derived from a VM id (MAC, tap name) and a file-backed address
-// allocator shared by every process using one state root. Implementations
-// live in subpackages: network/bridge (Linux: a bridge and one tap per VM in
-// a private network namespace) and network/vznat (macOS: vz's built-in NAT,
-// addresses from DHCP). network/platform picks the one for this OS.
+// identities derived from a VM id (MAC) and a file-backed address allocator
+// shared by every process using one state root. The implementation is
+// network/switchnet: every VM plugs into the node's user-space switch
+// (network/vswitch), on Linux and macOS alike. network/bridge (a kernel
+// bridge and taps, root only) stays for the benchmark that compares them.
 package network
 
 import (
@@ -25,13 +25,16 @@ import (
 // new instance on the same state root re-attaches to what exists. Teardown
 // removes everything.
 type Network interface {
-	// Attach returns the endpoint of VM id, creating it if needed. It is
-	// idempotent: the same id gets the same address and MAC, also from
-	// another process or after a restart.
-	Attach(ctx context.Context, id string) (*Endpoint, error)
-	// Detach removes the VM's host-side device and frees its address.
-	// Detaching an unknown id is not an error.
+	// Attach returns the endpoint of VM id in pod opts.Pod, creating it if
+	// needed. It is idempotent: the same id gets the same MAC, and every VM
+	// of a pod the pod's address, also from another process or after a
+	// restart.
+	Attach(ctx context.Context, id string, opts AttachOptions) (*Endpoint, error)
+	// Detach unplugs VM id. Detaching an unknown id is not an error. The
+	// pod keeps its address until ReleasePod.
 	Detach(ctx context.Context, id string) error
+	// ReleasePod frees a pod's address once none of its VMs is left.
+	ReleasePod(ctx context.Context, pod string) error
 	// Check reports whether the network is in working order; the node's
 	// health (Ping) and `doctor` call it.
 	Check(ctx context.Context) error
@@ -39,6 +42,42 @@ type Network interface {
 	Close(ctx context.Context) error
 	// Teardown removes the network and every endpoint, then closes.
 	Teardown(ctx context.Context) error
+}
+
+// AttachOptions place a VM in its pod.
+type AttachOptions struct {
+	// Pod names the group of VMs that share one address (a Kubernetes pod;
+	// a CLI container is a pod of its own: empty means the VM's id). It
+	// must be a valid id.
+	Pod string `json:"pod,omitempty"`
+	// Slot numbers the VM among the pod's Slots VMs (its containers, init
+	// containers included): each gets its own share of the ephemeral port
+	// range.
+	Slot  int `json:"slot,omitempty"`
+	Slots int `json:"slots,omitempty"`
+	// Ports are the container's declared ports.
+	Ports []Port `json:"ports,omitempty"`
+}
+
+// Publisher publishes a pod's ports on the host (`run -p`, hostPort).
+type Publisher interface {
+	// Publish replaces the ports owner publishes for the pod at podIP;
+	// nil withdraws them. A port another owner holds is refused.
+	Publish(ctx context.Context, owner string, podIP netip.Addr, ports []PublishedPort) error
+}
+
+// PublishedPort is a pod's port reached at a host address.
+type PublishedPort struct {
+	HostIP   netip.Addr `json:"hostIP"`
+	HostPort uint16     `json:"hostPort"`
+	Protocol string     `json:"protocol"` // TCP or UDP
+	Port     uint16     `json:"port"`
+}
+
+// Port is one port a container serves.
+type Port struct {
+	Protocol string `json:"protocol"` // TCP or UDP
+	Port     uint16 `json:"port"`
 }
 
 // Endpoint is one VM's place on the network.
@@ -50,8 +89,7 @@ type Endpoint struct {
 	// Guest is what the guest agent configures (SetupRequest.interfaces,
 	// routes and dns).
 	Guest GuestConfig `json:"guest"`
-	// IP is the VM's address; invalid (zero) when the guest obtains it
-	// by DHCP and the host learns it only from the agent.
+	// IP is the VM's address: its pod's.
 	IP netip.Addr `json:"ip,omitzero"`
 }
 
@@ -59,17 +97,20 @@ type Endpoint struct {
 type GuestConfig struct {
 	// MAC selects the guest's device; it equals NIC.MAC.
 	MAC string `json:"mac"`
-	// Address is the interface address in CIDR form (e.g. 10.213.0.5/22);
-	// invalid with DHCP.
+	// Address is the interface address in CIDR form (10.213.0.5/32).
 	Address netip.Prefix `json:"address,omitzero"`
-	// Gateway is the default route's next hop; invalid with DHCP.
+	// Gateway is the default route's next hop.
 	Gateway netip.Addr `json:"gateway,omitzero"`
 	// MTU of the guest interface.
 	MTU int `json:"mtu"`
-	// DNS lists nameservers; empty with DHCP means "use what DHCP says".
+	// DNS lists the default nameservers (the gateway's cluster DNS).
 	DNS []netip.Addr `json:"dns,omitempty"`
-	// DHCP asks the guest to obtain its address from a DHCP server.
-	DHCP bool `json:"dhcp,omitempty"`
+	// PortRange is the guest's net.ipv4.ip_local_port_range ("first
+	// last"); empty keeps the kernel's.
+	PortRange string `json:"portRange,omitempty"`
+	// OnLinkGateway: the address is a /32 and the gateway is reached
+	// through a link route (as Calico and Cilium configure pods).
+	OnLinkGateway bool `json:"onLinkGateway,omitempty"`
 }
 
 // DefaultMTU is the MTU of bridge, taps and guests: plain Ethernet.

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/provider"
+	"github.com/vk-applevm/vk-applevm/provider/podnet"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
@@ -71,6 +72,9 @@ type Config struct {
 	// Run fills NodeName, NodeIP, Objects, Client, Recorder, Allocatable
 	// and Logger.
 	Provider provider.Config
+	// PodNetwork receives the cluster's Services (cluster DNS, Service
+	// addresses) and the pods' host ports; nil leaves pods without them.
+	PodNetwork podnet.Switch
 	// Health reports whether new VMs can run (hypervisor usable); nil uses
 	// Provider.Runtime.Check.
 	Health func(ctx context.Context) error

@@ -10,6 +10,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	"github.com/vk-applevm/vk-applevm/provider"
+	"github.com/vk-applevm/vk-applevm/provider/podnet"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,11 +92,13 @@ func Run(ctx context.Context, cfg Config) error {
 	// The auth wrapper goes around the mux now; routes are added to the
 	// same mux once the provider exists.
 	mux := http.NewServeMux()
+	netSync, startNetSync := podNetworkSync(&cfg, client, log)
 	newProvider := func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
-		p, err := buildProvider(ctx, &cfg, pc, client, recorder, facts, initial)
+		p, err := buildProvider(ctx, &cfg, pc, client, recorder, facts, initial, netSync)
 		if err != nil {
 			return nil, nil, err
 		}
+		startNetSync(ctx, p)
 		attachRoutes(mux, p, pc.Pods, streamTimeouts{idle: cfg.StreamIdleTimeout, creation: cfg.StreamCreationTimeout})
 		return p, status, nil
 	}
@@ -136,10 +139,14 @@ func Run(ctx context.Context, cfg Config) error {
 // buildProvider completes the provider's config with what the node owns
 // and re-attaches the VMs of an earlier run before pods are synced.
 func buildProvider(ctx context.Context, cfg *Config, pc nodeutil.ProviderConfig, client kubernetes.Interface,
-	recorder record.EventRecorder, facts hostFacts, initial *corev1.Node) (*provider.Provider, error) {
+	recorder record.EventRecorder, facts hostFacts, initial *corev1.Node, netSync *podnet.Sync) (*provider.Provider, error) {
 	c := cfg.Provider
 	c.NodeName = cfg.NodeName
 	c.NodeIP = facts.IPs[0].String()
+	if netSync != nil {
+		netSync.NodeIP = c.NodeIP
+		c.OnStatus = netSync.Kick
+	}
 	c.Objects = newAPIObjects(client, pc.Services)
 	c.Client = client
 	c.Recorder = recorder

@@ -4,15 +4,14 @@ import (
 	"context"
 	"sync"
 
-	"github.com/vk-applevm/vk-applevm/container"
-	"github.com/vk-applevm/vk-applevm/provider"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 )
 
-// stubRuntime is a provider.Runtime with no VMs whose health is scripted.
+// stubRuntime is a vmruntime.Runtime with no VMs whose health is scripted.
 // The node's tests run no pods, so image and VM creation are left to the
 // embedded nil interface (a call would panic and show up at once).
 type stubRuntime struct {
-	provider.Runtime
+	vmruntime.Runtime
 	mu       sync.Mutex
 	checkErr error
 }
@@ -29,8 +28,4 @@ func (r *stubRuntime) Check(context.Context) error {
 	return r.checkErr
 }
 
-func (r *stubRuntime) Sandbox(context.Context, string) (provider.Sandbox, error) {
-	return nil, container.ErrNotFound
-}
-
-func (r *stubRuntime) Sandboxes(context.Context) ([]provider.Sandbox, error) { return nil, nil }
+func (r *stubRuntime) VMs(context.Context) ([]vmruntime.VM, error) { return nil, nil }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/vk-applevm/vk-applevm/provider/podnet"
+	"github.com/vk-applevm/vk-applevm/provider/podworker"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -12,14 +14,8 @@ import (
 // an event rather than waiting forever.
 const reasonUnsupported = "UnsupportedByNode"
 
-// rejection is why a pod is refused, in the kubelet's admission terms
-// (phase Failed, a reason, a message, a Warning event with the same reason).
-type rejection struct {
-	Reason, Message string
-}
-
 // unsupported lists what a VM-per-container node cannot offer.
-func unsupported(pod *corev1.Pod) *rejection {
+func unsupported(pod *corev1.Pod) *podworker.Rejection {
 	var why []string
 	if pod.Spec.HostNetwork {
 		why = append(why, "hostNetwork (every container runs in its own VM with its own network)")
@@ -40,8 +36,8 @@ func unsupported(pod *corev1.Pod) *rejection {
 			why = append(why, fmt.Sprintf("privileged container %q", c.Name))
 		}
 		for _, p := range c.Ports {
-			if p.HostPort != 0 {
-				why = append(why, fmt.Sprintf("hostPort %d of container %q", p.HostPort, c.Name))
+			if p.HostPort != 0 && p.Protocol == corev1.ProtocolSCTP {
+				why = append(why, fmt.Sprintf("SCTP hostPort %d of container %q (the pod network carries TCP and UDP)", p.HostPort, c.Name))
 			}
 		}
 	}
@@ -55,7 +51,7 @@ func unsupported(pod *corev1.Pod) *rejection {
 	if len(why) == 0 {
 		return nil
 	}
-	return &rejection{Reason: reasonUnsupported, Message: "Pod uses features this vk-applevm node does not support: " + strings.Join(why, "; ")}
+	return &podworker.Rejection{Reason: reasonUnsupported, Message: "Pod uses features this vk-applevm node does not support: " + strings.Join(why, "; ")}
 }
 
 func allContainers(pod *corev1.Pod) []*corev1.Container {
@@ -87,6 +83,36 @@ func volumeType(v corev1.Volume) string {
 	return "other"
 }
 
+// admitLocked decides whether the node can run the pod, as the kubelet's
+// admission does, before any VM exists. Pods that already have VMs (a node
+// restart) are always admitted.
+func (p *Provider) admitLocked(pod *corev1.Pod, hasVMs bool) *podworker.Rejection {
+	if hasVMs {
+		return nil
+	}
+	if r := unsupported(pod); r != nil {
+		return r
+	}
+	var used podCost
+	n := 0
+	var holding []*corev1.Pod
+	for _, o := range p.workers {
+		if !o.HoldsResources() {
+			continue
+		}
+		holding = append(holding, o.Pod())
+		c := costOf(p.sizing, o.Pod(), p.cfg.VMOverheadBytes)
+		used.cpuMillis += c.cpuMillis
+		used.memoryBytes += c.memoryBytes
+		n++
+	}
+	if port, taken := podnet.HostPortConflict(pod, holding); taken {
+		// The kubelet's NodePorts predicate (pkg/kubelet/lifecycle).
+		return &podworker.Rejection{Reason: "NodePorts", Message: fmt.Sprintf("Predicate NodePorts failed: host port %s is taken by another pod on the node", port)}
+	}
+	return admitResources(costOf(p.sizing, pod, p.cfg.VMOverheadBytes), used, n, p.cfg.Allocatable)
+}
+
 // podCost is what a pod takes from the node's allocatable: CPU by request
 // (as the scheduler counts it) and memory by what its VMs really get.
 type podCost struct {
@@ -94,7 +120,7 @@ type podCost struct {
 	memoryBytes uint64
 }
 
-func (s sizing) costOf(pod *corev1.Pod, overhead uint64) podCost {
+func costOf(s podworker.Sizing, pod *corev1.Pod, overhead uint64) podCost {
 	var c podCost
 	// Init containers run one at a time before the app containers; count
 	// the largest of them against the sum of the app containers.
@@ -102,7 +128,7 @@ func (s sizing) costOf(pod *corev1.Pod, overhead uint64) podCost {
 	var initMem uint64
 	for i := range pod.Spec.InitContainers {
 		ic := &pod.Spec.InitContainers[i]
-		sz := s.vmSizeFor(ic)
+		sz := s.VMSizeFor(ic)
 		if ic.RestartPolicy != nil && *ic.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			c.cpuMillis += requestMillis(ic)
 			c.memoryBytes += sz.MemoryBytes + overhead
@@ -114,7 +140,7 @@ func (s sizing) costOf(pod *corev1.Pod, overhead uint64) podCost {
 	for i := range pod.Spec.Containers {
 		ac := &pod.Spec.Containers[i]
 		c.cpuMillis += requestMillis(ac)
-		c.memoryBytes += s.vmSizeFor(ac).MemoryBytes + overhead
+		c.memoryBytes += s.VMSizeFor(ac).MemoryBytes + overhead
 	}
 	c.cpuMillis = max(c.cpuMillis, initCPU)
 	c.memoryBytes = max(c.memoryBytes, initMem)
@@ -130,15 +156,15 @@ func requestMillis(c *corev1.Container) int64 {
 
 // admitResources checks a pod's cost against what is left, as the kubelet's
 // admission does (reasons OutOfcpu, OutOfmemory, OutOfpods).
-func admitResources(cost, used podCost, podsUsed int, alloc corev1.ResourceList) *rejection {
+func admitResources(cost, used podCost, podsUsed int, alloc corev1.ResourceList) *podworker.Rejection {
 	if maxPods, ok := alloc[corev1.ResourcePods]; ok && int64(podsUsed+1) > maxPods.Value() {
-		return &rejection{Reason: "OutOfpods", Message: fmt.Sprintf("Node didn't have enough resource: pods, used: %d, capacity: %d", podsUsed, maxPods.Value())}
+		return &podworker.Rejection{Reason: "OutOfpods", Message: fmt.Sprintf("Node didn't have enough resource: pods, used: %d, capacity: %d", podsUsed, maxPods.Value())}
 	}
 	if cpu, ok := alloc[corev1.ResourceCPU]; ok && cost.cpuMillis+used.cpuMillis > cpu.MilliValue() {
-		return &rejection{Reason: "OutOfcpu", Message: fmt.Sprintf("Node didn't have enough resource: cpu, requested: %d, used: %d, capacity: %d", cost.cpuMillis, used.cpuMillis, cpu.MilliValue())}
+		return &podworker.Rejection{Reason: "OutOfcpu", Message: fmt.Sprintf("Node didn't have enough resource: cpu, requested: %d, used: %d, capacity: %d", cost.cpuMillis, used.cpuMillis, cpu.MilliValue())}
 	}
 	if mem, ok := alloc[corev1.ResourceMemory]; ok && cost.memoryBytes+used.memoryBytes > uint64(mem.Value()) {
-		return &rejection{Reason: "OutOfmemory", Message: fmt.Sprintf("Node didn't have enough resource: memory (VM memory including the per-VM overhead), requested: %s, used: %s, capacity: %s",
+		return &podworker.Rejection{Reason: "OutOfmemory", Message: fmt.Sprintf("Node didn't have enough resource: memory (VM memory including the per-VM overhead), requested: %s, used: %s, capacity: %s",
 			bytesQ(cost.memoryBytes), bytesQ(used.memoryBytes), mem.String())}
 	}
 	return nil

@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,10 +19,8 @@ func TestPostStartFailureKillsAndRestarts(t *testing.T) {
 	h := newHarness(t)
 	c := ctr("app", "run")
 	c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}}}
-	if err := h.p.CreatePod(context.Background(), testPod("hook", c)); err != nil {
-		t.Fatal(err)
-	}
-	h.waitFor("hook", "restarted after the failed postStart hook", func(p *corev1.Pod) bool {
+	h.create(testPod("hook", c))
+	h.stepUntil("hook", "restarted after the failed postStart hook", time.Second, func(p *corev1.Pod) bool {
 		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 1
 	})
 	if !hasEvent(h.events(), "Warning FailedPostStartHook") {
@@ -36,16 +33,12 @@ func TestPreStopRunsOnDelete(t *testing.T) {
 	c := ctr("app", "run")
 	c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"setflag", "prestop"}}}}
 	pod := testPod("pre", c)
-	if err := h.p.CreatePod(context.Background(), pod); err != nil {
-		t.Fatal(err)
-	}
+	h.create(pod)
 	h.waitFor("pre", "running", running)
 	if err := h.p.DeletePod(context.Background(), pod); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("pre", "terminated", func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
-	})
+	h.stepUntil("pre", "terminated", 100*time.Millisecond, terminal)
 	if !h.rt.flag("prestop") {
 		t.Fatal("the preStop hook did not run before the container was stopped")
 	}
@@ -66,11 +59,12 @@ func TestServiceAccountTokenRotates(t *testing.T) {
 			t.Errorf("token request %+v", req.Spec)
 		}
 		n := issued.Add(1)
-		// Expires in 500 ms: the node must renew at 80 % of that.
-		req.Status = authv1.TokenRequestStatus{Token: fmt.Sprintf("token-%d", n), ExpirationTimestamp: metav1.NewTime(time.Now().Add(500 * time.Millisecond))}
+		// Expires in 10 min of the fake clock: the node must renew at 80 %
+		// of that.
+		req.Status = authv1.TokenRequestStatus{Token: fmt.Sprintf("token-%d", n), ExpirationTimestamp: metav1.NewTime(h.clock.Now().Add(10 * time.Minute))}
 		return true, req, nil
 	})
-	h.p.cfg.Client = client
+	h.p.wcfg.Client = client
 	exp := int64(3600)
 	c := ctr("app", "run")
 	c.VolumeMounts = []corev1.VolumeMount{{Name: "token", MountPath: "/var/run/secrets/tokens"}}
@@ -78,29 +72,35 @@ func TestServiceAccountTokenRotates(t *testing.T) {
 	pod.Spec.Volumes = []corev1.Volume{{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: "api", ExpirationSeconds: &exp, Path: "token"}}},
 	}}}}
-	if err := h.p.CreatePod(context.Background(), pod); err != nil {
-		t.Fatal(err)
-	}
+	h.create(pod)
 	h.waitFor("tok", "running", running)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		h.rt.mu.Lock()
-		sb := h.rt.sandboxes[sandboxID(string(pod.UID), "app")]
-		h.rt.mu.Unlock()
+	vm := h.rt.vm(string(pod.UID), "app")
+	token := func() string {
 		var got string
-		if sb != nil {
-			sb.mu.Lock()
-			for _, f := range sb.files["token"] {
-				got = string(f.Content)
-			}
-			sb.mu.Unlock()
+		for _, f := range vm.volume("token") {
+			got = string(f.Content)
 		}
-		if strings.HasPrefix(got, "token-") && got != "token-1" {
-			break // a renewed token reached the VM
+		return got
+	}
+	// Created with the first token; the volume manager syncs every minute.
+	if got := string(vm.cfg.Mounts[0].Files[0].Content); got != "token-1" {
+		t.Fatalf("the VM was created with %q", got)
+	}
+	for range 7 {
+		h.clock.Step(time.Minute)
+	}
+	if issued.Load() != 1 {
+		t.Fatalf("%d tokens requested before 80 %% of the first one's life", issued.Load())
+	}
+	guard := time.Now().Add(waitTimeout)
+	for token() != "token-2" {
+		if time.Now().After(guard) {
+			t.Fatalf("token in the VM %q after %d requests; want a renewed one", token(), issued.Load())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("token in the VM %q after %d requests; want a renewed one", got, issued.Load())
-		}
-		time.Sleep(20 * time.Millisecond)
+		h.clock.Step(time.Minute)
+		time.Sleep(time.Millisecond)
+	}
+	if took := h.clock.Since(t0); took < 8*time.Minute {
+		t.Fatalf("renewed after %v, before 80 %% of the token's 10 min", took)
 	}
 }

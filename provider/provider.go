@@ -1,15 +1,41 @@
 // Package provider is the virtual-kubelet provider of vk-applevm: it runs
-// every container of every pod bound to the node in its own VM (through a
-// Runtime, implemented by package container) and reports the kubelet's view
-// of them back: pod phase and conditions, container states and reasons,
-// events, logs, exec, port-forward and stats.
+// every container of every pod bound to the node in its own VM and reports
+// the kubelet's view of them back. Its parts follow the kubelet's seams:
 //
-// Each pod has a worker goroutine (worker.go); each container a runner
-// (runner.go) that pulls, creates the VM, starts the process, probes it and
-// restarts it with the kubelet's back-off. Every change is pushed through
-// NotifyPods. CreatePod and DeletePod only hand work to the pod's worker:
-// virtual-kubelet calls them from a small pool of sync workers that must not
-// wait for VMs to boot or stop.
+//   - Provider (this package): virtual-kubelet's surface — CreatePod,
+//     UpdatePod, DeletePod, GetPod(s), NotifyPods, logs, exec, attach,
+//     port-forward, stats — plus admission and, at start, the VMs an
+//     earlier run of the node left (Reconcile). It keeps one pod worker
+//     per pod and only hands work to it: virtual-kubelet calls from a
+//     small pool of sync workers that must not wait for VMs.
+//   - podworker: one Worker per pod drives each container through
+//     ctrstate's states: pull, plan, VM, start, watch, exit, restart.
+//   - ctrstate: a container's record, a state machine with named
+//     transitions (an invalid one is an error).
+//   - status: computes the pod's status from the records and is the one
+//     place statuses are pushed from (NotifyPods).
+//   - prober: the probe workers of running instances; results go back to
+//     the pod worker.
+//   - volume: the files volumes (configMap, secret, projected,
+//     downwardAPI, tokens), kept up to date inside the VMs.
+//   - env: environment and downward API resolution.
+//   - vmruntime: the container runtime behind two small interfaces
+//     (Runtime, VM); package container implements them.
+//
+// How a pod flows through them: CreatePod admits the pod and starts its
+// Worker; the Worker runs the init containers in order, then the app
+// containers side by side. For each start a container's spec and its
+// pulled image become one plan (VM configuration, volumes' files from
+// volume, environment from env, the main process); the plan creates or
+// resets the container's VM through vmruntime and starts the process; the
+// record goes Waiting → Running; prober reports Started/Ready and liveness
+// failures; the exit (with its termination message) makes the record
+// Exited, and the restart policy and CrashLoopBackOff decide what is next.
+// Each change reaches status, which pushes the pod's status to
+// virtual-kubelet. DeletePod (or the pod's active deadline) stops the
+// Worker: preStop, SIGTERM, SIGKILL after the grace period, VMs deleted,
+// the terminal status pushed and the pod object removed. Every wait is on
+// an injected clock (k8s.io/utils/clock), so tests run on a fake one.
 package provider
 
 import (
@@ -21,11 +47,17 @@ import (
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	"github.com/vk-applevm/vk-applevm/provider/env"
+	"github.com/vk-applevm/vk-applevm/provider/podnet"
+	"github.com/vk-applevm/vk-applevm/provider/podworker"
+	"github.com/vk-applevm/vk-applevm/provider/status"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 )
 
 // Config configures a Provider.
@@ -36,11 +68,11 @@ type Config struct {
 	// Root is the node's state directory; pod logs and emptyDir volumes
 	// live under Root/pods/<namespace>_<name>_<uid>/.
 	Root    string
-	Runtime Runtime
+	Runtime vmruntime.Runtime
 	// Objects reads configMaps, secrets and services (listers).
-	Objects objectSource
-	// Client requests service account tokens (may be nil in tests: token
-	// volumes then fail with a clear error).
+	Objects env.Objects
+	// Client requests service account tokens and removes terminated pod
+	// objects (may be nil in tests).
 	Client   kubernetes.Interface
 	Recorder record.EventRecorder
 	// Allocatable is what pods may use (admission checks against it).
@@ -54,23 +86,32 @@ type Config struct {
 	// ClusterDNS and ClusterDomain configure dnsPolicy ClusterFirst.
 	ClusterDNS    []string
 	ClusterDomain string
+	// Network is the pod network (network/switchnet); nil in unit tests.
+	Network vmruntime.PodNetwork
+	// OnStatus, if set, is called after every pod status push (the node's
+	// pod network sync follows pods' addresses and host ports with it).
+	OnStatus func()
 	// BackoffInitial and BackoffMax shape CrashLoopBackOff and
 	// ImagePullBackOff (kubelet: 10 s and 5 min).
 	BackoffInitial, BackoffMax time.Duration
 	// VolumeSyncPeriod is how often files volumes are refreshed.
 	VolumeSyncPeriod time.Duration
-	Logger           *slog.Logger
+	// Clock is what every wait of the provider goes through (default: the
+	// real clock).
+	Clock  clock.WithTicker
+	Logger *slog.Logger
 }
 
 // Provider implements nodeutil.Provider and node.PodNotifier.
 type Provider struct {
 	cfg    Config
 	log    *slog.Logger
-	sizing sizing
+	sizing podworker.Sizing
+	status *status.Manager
+	wcfg   *podworker.Config
 
 	mu      sync.Mutex
-	workers map[string]*podWorker // key: namespace/name
-	notify  func(*corev1.Pod)
+	workers map[string]*podworker.Worker // key: namespace/name
 	// orphans are VMs found at start whose pod the node is not (yet) told
 	// about; GetPods reports them so virtual-kubelet's dangling-pod sweep
 	// deletes those Kubernetes no longer has.
@@ -80,8 +121,8 @@ type Provider struct {
 }
 
 type orphanPod struct {
-	pod       *corev1.Pod
-	sandboxes []Sandbox
+	pod *corev1.Pod
+	vms []vmruntime.VM
 }
 
 // New returns a provider; call Reconcile before the node starts serving.
@@ -107,51 +148,63 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.ClusterDomain == "" {
 		cfg.ClusterDomain = "cluster.local"
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Provider{
+	p := &Provider{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		sizing:     sizing{DefaultMemory: cfg.DefaultMemoryBytes, MaxCPUs: cfg.MaxCPUs},
-		workers:    map[string]*podWorker{},
+		sizing:     podworker.Sizing{DefaultMemory: cfg.DefaultMemoryBytes, MaxCPUs: cfg.MaxCPUs},
+		status:     status.NewManager(cfg.Clock),
+		workers:    map[string]*podworker.Worker{},
 		orphans:    map[types.UID]*orphanPod{},
-		statsState: newStatsState(),
-	}, nil
+		statsState: newStatsState(cfg.Clock),
+	}
+	p.wcfg = &podworker.Config{
+		NodeIP: cfg.NodeIP, Root: cfg.Root, Runtime: cfg.Runtime, Objects: cfg.Objects, Client: cfg.Client,
+		Recorder: cfg.Recorder, Allocatable: cfg.Allocatable, Sizing: p.sizing,
+		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, Network: cfg.Network,
+		BackoffInitial: cfg.BackoffInitial, BackoffMax: cfg.BackoffMax, VolumeSyncPeriod: cfg.VolumeSyncPeriod,
+		Clock: cfg.Clock, Status: p.status, Log: cfg.Logger,
+	}
+	return p, nil
 }
 
 func podKey(namespace, name string) string { return namespace + "/" + name }
 
 func (p *Provider) podDir(pod *corev1.Pod) string {
-	return filepath.Join(p.cfg.Root, "pods", podDirName(pod))
+	return filepath.Join(p.cfg.Root, "pods", podworker.PodDirName(pod))
 }
 
 // Reconcile finds the VMs left by an earlier run of the node. VMs of pods
 // that come back through CreatePod are re-attached by their workers; the
 // rest are reported by GetPods until virtual-kubelet deletes them.
 func (p *Provider) Reconcile(ctx context.Context) error {
-	sbs, err := p.cfg.Runtime.Sandboxes(ctx)
+	vms, err := p.cfg.Runtime.VMs(ctx)
 	if err != nil {
 		return fmt.Errorf("list VMs left by an earlier run: %w", err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, sb := range sbs {
-		l := sb.Labels()
-		uid := types.UID(l[labelPodUID])
+	for _, vm := range vms {
+		l := vm.Labels()
+		uid := types.UID(l[podworker.LabelPodUID])
 		if uid == "" {
 			continue // not a pod's VM (a CLI container)
 		}
 		o := p.orphans[uid]
 		if o == nil {
-			o = &orphanPod{pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: l[labelNamespace], Name: l[labelPodName], UID: uid}}}
+			o = &orphanPod{pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: l[podworker.LabelNamespace], Name: l[podworker.LabelPodName], UID: uid}}}
 			p.orphans[uid] = o
 		}
-		o.pod.Spec.Containers = append(o.pod.Spec.Containers, corev1.Container{Name: l[labelContainer]})
-		o.sandboxes = append(o.sandboxes, sb)
+		o.pod.Spec.Containers = append(o.pod.Spec.Containers, corev1.Container{Name: l[podworker.LabelContainer]})
+		o.vms = append(o.vms, vm)
 	}
 	if len(p.orphans) > 0 {
-		p.log.Info("found VMs of pods from an earlier run", "pods", len(p.orphans), "vms", len(sbs))
+		p.log.Info("found VMs of pods from an earlier run", "pods", len(p.orphans), "vms", len(vms))
 	}
 	return nil
 }
@@ -161,74 +214,45 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := podKey(pod.Namespace, pod.Name)
-	if w, ok := p.workers[key]; ok {
-		if w.uid == pod.UID {
-			w.update(pod)
-			return nil
-		}
-		// A pod of the same name but a new UID: the old one is still
-		// terminating; the new one starts once it is gone.
-		old := w
-		nw := newPodWorker(p, pod.DeepCopy(), p.takeOrphan(pod.UID))
-		p.admitLocked(nw)
-		p.workers[key] = nw
-		go func() {
-			<-old.done
-			nw.start()
-		}()
+	old, exists := p.workers[key]
+	if exists && old.UID() == pod.UID {
+		old.Update(pod)
 		return nil
 	}
-	w := newPodWorker(p, pod.DeepCopy(), p.takeOrphan(pod.UID))
-	p.admitLocked(w)
+	adopted := p.takeOrphan(pod.UID)
+	w := podworker.New(p.wcfg, pod, adopted, p.admitLocked(pod, len(adopted) > 0))
 	p.workers[key] = w
-	w.start()
+	go p.removeWhenDone(w)
+	if !exists {
+		w.Start()
+		return nil
+	}
+	// A pod of the same name but a new UID: the old one is still
+	// terminating; the new one starts once it is gone.
+	go func() {
+		<-old.Done()
+		w.Start()
+	}()
 	return nil
 }
 
-// admitLocked decides whether the node can run the pod, as the kubelet's
-// admission does, before any VM exists. Pods that already have VMs (a node
-// restart) are always admitted.
-func (p *Provider) admitLocked(w *podWorker) {
-	if len(w.adopted) > 0 {
-		return
-	}
-	pod := w.pod
-	if r := unsupported(pod); r != nil {
-		w.rejected = r
-		return
-	}
-	var used podCost
-	n := 0
-	for _, o := range p.workers {
-		if !o.holdsResources() {
-			continue
-		}
-		used.cpuMillis += o.cost.cpuMillis
-		used.memoryBytes += o.cost.memoryBytes
-		n++
-	}
-	w.rejected = admitResources(w.cost, used, n, p.cfg.Allocatable)
-}
-
-func (p *Provider) takeOrphan(uid types.UID) []Sandbox {
+func (p *Provider) takeOrphan(uid types.UID) []vmruntime.VM {
 	o := p.orphans[uid]
 	delete(p.orphans, uid)
 	if o == nil {
 		return nil
 	}
-	return o.sandboxes
+	return o.vms
 }
 
 // UpdatePod applies the mutable parts of a pod (images, labels and
 // annotations for the downward API, activeDeadlineSeconds).
 func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
-	p.mu.Lock()
-	w, ok := p.workers[podKey(pod.Namespace, pod.Name)]
-	p.mu.Unlock()
-	if !ok || w.uid != pod.UID {
+	w, err := p.worker(pod.Namespace, pod.Name)
+	if err != nil || w.UID() != pod.UID {
 		return errdefs.NotFoundf("pod %s/%s is not on this node", pod.Namespace, pod.Name)
 	}
-	w.update(pod)
+	w.Update(pod)
 	return nil
 }
 
@@ -237,7 +261,7 @@ func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	w, ok := p.workers[podKey(pod.Namespace, pod.Name)]
-	if ok && w.uid != pod.UID {
+	if ok && w.UID() != pod.UID {
 		ok = false
 	}
 	o := p.orphans[pod.UID]
@@ -252,16 +276,21 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 		}
 		return errdefs.NotFoundf("pod %s/%s is not on this node", pod.Namespace, pod.Name)
 	}
-	w.terminate(gracePeriod(pod), pod)
+	w.Terminate(gracePeriod(pod), pod)
 	return nil
 }
 
 func (p *Provider) deleteOrphan(o *orphanPod) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, sb := range o.sandboxes {
-		if err := sb.Delete(ctx); err != nil {
-			p.log.Error("delete VM of a pod Kubernetes no longer has", "pod", o.pod.Namespace+"/"+o.pod.Name, "vm", sb.ID(), "err", err)
+	for _, vm := range o.vms {
+		if err := vm.Delete(ctx); err != nil {
+			p.log.Error("delete VM of a pod Kubernetes no longer has", "pod", o.pod.Namespace+"/"+o.pod.Name, "vm", vm.ID(), "err", err)
+		}
+	}
+	if p.cfg.Network != nil {
+		if err := p.cfg.Network.ReleasePod(ctx, podnet.PodKey(o.pod.UID)); err != nil {
+			p.log.Warn("release the address of a pod Kubernetes no longer has", "pod", o.pod.Namespace+"/"+o.pod.Name, "err", err)
 		}
 	}
 }
@@ -276,17 +305,26 @@ func gracePeriod(pod *corev1.Pod) time.Duration {
 	return 30 * time.Second
 }
 
-// removeWorker forgets a finished worker (if it is still the current one).
-func (p *Provider) removeWorker(w *podWorker) {
+// workerLinger is how long a finished worker stays: GetPod still answers
+// virtual-kubelet's last status sync for the pod.
+const workerLinger = 30 * time.Second
+
+// removeWhenDone forgets a worker a little after it finished (if it is
+// still the pod's current one).
+func (p *Provider) removeWhenDone(w *podworker.Worker) {
+	<-w.Done()
+	<-p.cfg.Clock.After(workerLinger)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	key := podKey(w.namespace, w.name)
+	pod := w.Pod()
+	key := podKey(pod.Namespace, pod.Name)
 	if p.workers[key] == w {
 		delete(p.workers, key)
+		p.status.Forget(w.UID())
 	}
 }
 
-func (p *Provider) worker(namespace, name string) (*podWorker, error) {
+func (p *Provider) worker(namespace, name string) (*podworker.Worker, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w, ok := p.workers[podKey(namespace, name)]
@@ -296,13 +334,27 @@ func (p *Provider) worker(namespace, name string) (*podWorker, error) {
 	return w, nil
 }
 
+func (p *Provider) allWorkers() []*podworker.Worker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*podworker.Worker, 0, len(p.workers))
+	for _, w := range p.workers {
+		out = append(out, w)
+	}
+	return out
+}
+
 // GetPod returns the pod with its current status.
 func (p *Provider) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
 	w, err := p.worker(namespace, name)
 	if err != nil {
 		return nil, err
 	}
-	return w.snapshot(), nil
+	if pod, ok := p.status.Pod(w.UID()); ok {
+		return pod, nil
+	}
+	// Not started yet (waiting for an older pod of the same name).
+	return w.Pod().DeepCopy(), nil
 }
 
 // GetPodStatus returns the pod's current status.
@@ -318,44 +370,55 @@ func (p *Provider) GetPodStatus(ctx context.Context, namespace, name string) (*c
 // "running pods"): live workers that have not finished terminating, and
 // VMs of pods from an earlier run not claimed yet.
 func (p *Provider) GetPods(ctx context.Context) ([]*corev1.Pod, error) {
-	p.mu.Lock()
-	workers := make([]*podWorker, 0, len(p.workers))
-	for _, w := range p.workers {
-		workers = append(workers, w)
-	}
 	var out []*corev1.Pod
+	p.mu.Lock()
 	for _, o := range p.orphans {
 		out = append(out, o.pod.DeepCopy())
 	}
 	p.mu.Unlock()
-	for _, w := range workers {
-		if w.hasVMs() {
-			out = append(out, w.snapshot())
+	for _, w := range p.allWorkers() {
+		if !w.HasVMs() {
+			continue
+		}
+		if pod, ok := p.status.Pod(w.UID()); ok {
+			out = append(out, pod)
 		}
 	}
 	return out, nil
 }
 
-// NotifyPods registers the status callback.
+// NotifyPods registers the status callback; statuses computed before it
+// existed are sent now.
 func (p *Provider) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) {
-	p.mu.Lock()
-	p.notify = cb
-	workers := make([]*podWorker, 0, len(p.workers))
-	for _, w := range p.workers {
-		workers = append(workers, w)
+	if hook := p.cfg.OnStatus; hook != nil {
+		p.status.SetNotify(func(pod *corev1.Pod) { cb(pod); hook() })
+		return
 	}
-	p.mu.Unlock()
-	// Statuses computed before the callback existed are sent now.
-	for _, w := range workers {
-		w.publish()
-	}
+	p.status.SetNotify(cb)
 }
 
-func (p *Provider) push(pod *corev1.Pod) {
-	p.mu.Lock()
-	cb := p.notify
-	p.mu.Unlock()
-	if cb != nil {
-		cb(pod)
+// runningContainer is one container with a live VM, for stats.
+type runningContainer struct {
+	Namespace, Pod string
+	UID            types.UID
+	Container      string
+	VM             vmruntime.VM
+	// StartedAt is when the current instance started; PodStart when the
+	// pod was first acknowledged.
+	StartedAt, PodStart time.Time
+}
+
+// runningContainers lists the containers that currently run in a VM.
+func (p *Provider) runningContainers() []runningContainer {
+	var out []runningContainer
+	for _, w := range p.allWorkers() {
+		pod := w.Pod()
+		for _, r := range w.Running() {
+			out = append(out, runningContainer{
+				Namespace: pod.Namespace, Pod: pod.Name, UID: pod.UID, Container: r.Container, VM: r.VM,
+				StartedAt: r.StartedAt, PodStart: w.StartTime(),
+			})
+		}
 	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+	"k8s.io/utils/clock"
 )
 
 const (
@@ -58,8 +59,8 @@ type cpuSample struct {
 	nanoCores *uint64
 }
 
-func newStatsState() *statsState {
-	return &statsState{host: realHost{}, now: time.Now, callTimeout: statsCallTimeout, parallel: statsParallel, prev: map[string]cpuSample{}}
+func newStatsState(clk clock.PassiveClock) *statsState {
+	return &statsState{host: realHost{}, now: clk.Now, callTimeout: statsCallTimeout, parallel: statsParallel, prev: map[string]cpuSample{}}
 }
 
 func (p *Provider) stats() *statsState { return p.statsState }
@@ -113,7 +114,7 @@ func (p *Provider) sampleContainers(ctx context.Context, s *statsState, rcs []ru
 			defer func() { <-sem }()
 			cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 			defer cancel()
-			st, err := rc.Sandbox.Stats(cctx)
+			st, err := rc.VM.Stats(cctx)
 			if err == nil && st.Time.IsZero() {
 				st.Time = s.now()
 			}
@@ -163,7 +164,7 @@ func (p *Provider) summary(ctx context.Context) (*statsv1alpha1.Summary, int) {
 		rc := cs.rc
 		if cs.err != nil {
 			failed++
-			p.log.Warn("read VM stats; leaving the container out of this scrape", "pod", rc.Namespace+"/"+rc.Pod, "container", rc.Container, "vm", rc.Sandbox.ID(), "err", cs.err)
+			p.log.Warn("read VM stats; leaving the container out of this scrape", "pod", rc.Namespace+"/"+rc.Pod, "container", rc.Container, "vm", rc.VM.ID(), "err", cs.err)
 			continue
 		}
 		key := string(rc.UID) + "/" + rc.Container + "/" + rc.StartedAt.Format(time.RFC3339Nano)

@@ -20,14 +20,17 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/internal/hostinfo"
+	"github.com/vk-applevm/vk-applevm/provider/podworker"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/tools/record"
+	testingclock "k8s.io/utils/clock/testing"
 )
 
 var _ nodeutil.Provider = (*Provider)(nil)
 
-// statsRuntime is the fake runtime whose sandboxes report scripted stats
+// statsRuntime is the fake runtime whose VMs report scripted stats
 // per container name.
 type statsRuntime struct {
 	*fakeRuntime
@@ -35,18 +38,18 @@ type statsRuntime struct {
 	script map[string]func(ctx context.Context) (container.Stats, error)
 }
 
-type statsSandbox struct {
-	Sandbox
+type statsVM struct {
+	vmruntime.VM
 	rt   *statsRuntime
 	name string
 }
 
-func (r *statsRuntime) CreateSandbox(ctx context.Context, cfg container.SandboxConfig) (Sandbox, error) {
-	sb, err := r.fakeRuntime.CreateSandbox(ctx, cfg)
+func (r *statsRuntime) CreateVM(ctx context.Context, cfg container.VMConfig) (vmruntime.VM, error) {
+	vm, err := r.fakeRuntime.CreateVM(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &statsSandbox{Sandbox: sb, rt: r, name: cfg.Labels[labelContainer]}, nil
+	return &statsVM{VM: vm, rt: r, name: cfg.Labels[podworker.LabelContainer]}, nil
 }
 
 func (r *statsRuntime) set(name string, f func(ctx context.Context) (container.Stats, error)) {
@@ -55,7 +58,7 @@ func (r *statsRuntime) set(name string, f func(ctx context.Context) (container.S
 	r.script[name] = f
 }
 
-func (s *statsSandbox) Stats(ctx context.Context) (container.Stats, error) {
+func (s *statsVM) Stats(ctx context.Context) (container.Stats, error) {
 	s.rt.mu.Lock()
 	f := s.rt.script[s.name]
 	s.rt.mu.Unlock()
@@ -93,7 +96,7 @@ var statsT0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 // has a running VM.
 func newStatsProvider(t testing.TB, containers ...string) (*Provider, *statsRuntime, *fakeHost, func(time.Time)) {
 	t.Helper()
-	rt := &statsRuntime{fakeRuntime: newFakeRuntime(), script: map[string]func(context.Context) (container.Stats, error){}}
+	rt := &statsRuntime{fakeRuntime: newFakeRuntime(testingclock.NewFakeClock(time.Now())), script: map[string]func(context.Context) (container.Stats, error){}}
 	p, err := New(Config{
 		NodeName: "mac", Root: t.TempDir(), Runtime: rt, Recorder: record.NewFakeRecorder(1000),
 		Objects: &fakeObjects{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}},
@@ -294,7 +297,7 @@ func TestMetricsResourceExposition(t *testing.T) {
 	}
 }
 
-func TestFailingSandboxDoesNotFailScrape(t *testing.T) {
+func TestFailingVMDoesNotFailScrape(t *testing.T) {
 	p, rt, _, _ := newStatsProvider(t, "good", "broken", "stuck")
 	rt.set("good", fixedStats(container.Stats{Time: statsT0, CPUUsageNanos: 1e9, MemoryWorkingSet: 1 << 20}))
 	rt.set("broken", func(context.Context) (container.Stats, error) { return container.Stats{}, container.ErrStopped })

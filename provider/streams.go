@@ -6,16 +6,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/internal/crilog"
-	corev1 "k8s.io/api/core/v1"
+	"github.com/vk-applevm/vk-applevm/provider/ctrstate"
+	"github.com/vk-applevm/vk-applevm/provider/podworker"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	utilexec "k8s.io/utils/exec"
 )
 
@@ -26,24 +26,19 @@ func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, con
 	if err != nil {
 		return nil, err
 	}
-	c := w.container(containerName)
-	if c == nil {
+	c, ok := w.Container(containerName)
+	if !ok {
 		return nil, errdefs.NotFoundf("container %q is not in pod %s/%s", containerName, namespace, podName)
 	}
-	w.mu.Lock()
-	restart := c.RestartCount
-	hasLast := c.LastState != nil
-	running := c.Running != nil
-	pod := w.pod
-	w.mu.Unlock()
-	instance := restart
+	running := c.State == ctrstate.Running || c.State == ctrstate.Unknown
+	instance := c.Instance
 	if opts.Previous {
-		if !hasLast || restart == 0 {
+		if !c.HasRun || instance == 0 {
 			return nil, errdefs.InvalidInputf("previous terminated container %q in pod %q not found", containerName, podName)
 		}
-		instance = restart - 1
+		instance--
 	}
-	dir := filepath.Join(p.podDir(pod), containerName)
+	dir := w.LogDir(containerName)
 	name := strconv.Itoa(int(instance))
 	ro := crilog.Options{Tail: -1, Timestamps: opts.Timestamps, LimitBytes: int64(opts.LimitBytes), Follow: opts.Follow && !opts.Previous}
 	if opts.Tail > 0 {
@@ -53,16 +48,12 @@ func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, con
 	case !opts.SinceTime.IsZero():
 		ro.Since = opts.SinceTime
 	case opts.SinceSeconds > 0:
-		ro.Since = time.Now().Add(-time.Duration(opts.SinceSeconds) * time.Second)
+		ro.Since = p.cfg.Clock.Now().Add(-time.Duration(opts.SinceSeconds) * time.Second)
 	}
 	if ro.Follow {
-		ro.Running = func() bool {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			return c.Running != nil && c.RestartCount == instance
-		}
+		ro.Running = func() bool { return w.ContainerRunning(containerName, instance) }
 	}
-	if !running && !hasLast && !opts.Follow {
+	if !running && !c.HasRun && !opts.Follow {
 		// Never started: say why rather than returning nothing.
 		if _, err := crilog.Segments(dir, name); err != nil {
 			return nil, errdefs.InvalidInputf("container %q in pod %q is waiting to start: %s", containerName, podName, waitingReason(c))
@@ -71,7 +62,7 @@ func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, con
 	pr, pw := io.Pipe()
 	go func() {
 		err := crilog.Read(ctx, dir, name, pw, ro)
-		if errors.Is(err, os.ErrNotExist) && (running || hasLast) {
+		if errors.Is(err, os.ErrNotExist) && (running || c.HasRun) {
 			err = nil // started, has written nothing yet
 		}
 		pw.CloseWithError(err)
@@ -79,63 +70,42 @@ func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, con
 	return pr, nil
 }
 
-func waitingReason(c *ctrState) string {
-	if c.Waiting != nil && c.Waiting.Reason != "" {
-		return c.Waiting.Reason
+func waitingReason(c ctrstate.Snapshot) string {
+	if w := c.Status.State.Waiting; w != nil && w.Reason != "" {
+		return w.Reason
 	}
-	return reasonContainerCreating
+	return ctrstate.ReasonContainerCreating
 }
 
-func (w *podWorker) container(name string) *ctrState {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, c := range append(append([]*ctrState{}, w.inits...), w.apps...) {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-// runningSandbox finds the VM of a running container.
-func (p *Provider) runningSandbox(namespace, podName, containerName string) (*podWorker, *ctrState, Sandbox, error) {
+// runningVM finds the VM of a running container ("" names the first app
+// container).
+func (p *Provider) runningVM(namespace, podName, containerName string) (*podworker.Worker, ctrstate.Snapshot, vmruntime.VM, error) {
 	w, err := p.worker(namespace, podName)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, ctrstate.Snapshot{}, nil, err
 	}
 	if containerName == "" {
-		w.mu.Lock()
-		if len(w.apps) > 0 {
-			containerName = w.apps[0].Name
-		}
-		w.mu.Unlock()
+		containerName = w.FirstApp()
 	}
-	c := w.container(containerName)
-	if c == nil {
-		return nil, nil, nil, errdefs.NotFoundf("container %q is not in pod %s/%s", containerName, namespace, podName)
+	if _, ok := w.Container(containerName); !ok {
+		return nil, ctrstate.Snapshot{}, nil, errdefs.NotFoundf("container %q is not in pod %s/%s", containerName, namespace, podName)
 	}
-	w.mu.Lock()
-	running := c.Running != nil
-	sb := w.sandboxes[containerName]
-	w.mu.Unlock()
-	if !running || sb == nil {
-		return nil, nil, nil, errdefs.InvalidInputf("container %q in pod %s/%s is not running", containerName, namespace, podName)
+	vm, c, ok := w.RunningVM(containerName)
+	if !ok {
+		return nil, ctrstate.Snapshot{}, nil, errdefs.InvalidInputf("container %q in pod %s/%s is not running", containerName, namespace, podName)
 	}
-	return w, c, sb, nil
+	return w, c, vm, nil
 }
-
-var execSeq atomic.Uint64
 
 // RunInContainer serves `kubectl exec`: a new process in the container's
 // VM with the container's environment and identity. A non-zero exit is
 // returned as an exec.ExitError so the client gets the code.
 func (p *Provider) RunInContainer(ctx context.Context, namespace, podName, containerName string, cmd []string, attach api.AttachIO) error {
-	w, c, sb, err := p.runningSandbox(namespace, podName, containerName)
+	w, c, vm, err := p.runningVM(namespace, podName, containerName)
 	if err != nil {
 		return err
 	}
-	proc := w.execConfig(c.Name, cmd)
-	proc.ID = fmt.Sprintf("exec-%d", execSeq.Add(1))
+	proc := w.ExecConfig(c.Name, cmd)
 	proc.TTY = attach.TTY()
 	proc.Stdin = attach.Stdin() != nil
 	stdio := container.IO{Stdin: attach.Stdin()}
@@ -148,7 +118,7 @@ func (p *Provider) RunInContainer(ctx context.Context, namespace, podName, conta
 	if proc.TTY {
 		stdio.Resize = termSizes(ctx, attach.Resize())
 	}
-	exit, err := sb.Exec(ctx, proc, stdio)
+	exit, err := vm.Exec(ctx, proc, stdio)
 	if err != nil {
 		switch {
 		case errors.Is(err, container.ErrCommandNotFound):
@@ -166,19 +136,17 @@ func (p *Provider) RunInContainer(ctx context.Context, namespace, podName, conta
 
 // AttachToContainer serves `kubectl attach`: the container's main process.
 func (p *Provider) AttachToContainer(ctx context.Context, namespace, podName, containerName string, attach api.AttachIO) error {
-	w, c, sb, err := p.runningSandbox(namespace, podName, containerName)
+	_, c, vm, err := p.runningVM(namespace, podName, containerName)
 	if err != nil {
 		return err
 	}
-	w.mu.Lock()
-	procID := processID(c.RestartCount)
-	w.mu.Unlock()
+	procID := podworker.MainProcessID(c.Instance)
 	stdio := container.IO{Stdin: attach.Stdin(), Stdout: attach.Stdout(), Stderr: attach.Stderr()}
 	if attach.TTY() {
 		stdio.Stderr = nil
 		stdio.Resize = termSizes(ctx, attach.Resize())
 	}
-	return sb.Attach(ctx, procID, stdio)
+	return vm.Attach(ctx, procID, stdio)
 }
 
 func termSizes(ctx context.Context, in <-chan api.TermSize) <-chan container.TermSize {
@@ -216,33 +184,15 @@ func (p *Provider) PortForward(ctx context.Context, namespace, podName string, p
 	if err != nil {
 		return err
 	}
-	pod := w.spec()
-	target := ""
-	for _, c := range pod.Spec.Containers {
-		for _, cp := range c.Ports {
-			if cp.ContainerPort == port && (cp.Protocol == "" || cp.Protocol == corev1.ProtocolTCP) {
-				target = c.Name
-			}
-		}
-	}
-	_, _, sb, err := p.runningSandbox(namespace, podName, target)
-	if err != nil {
-		return err
-	}
 	if port <= 0 || port > 65535 {
 		return errdefs.InvalidInputf("invalid port %d", port)
 	}
-	return sb.Forward(ctx, uint16(port), stream)
-}
-
-// execConfig is a process like the container's main one (environment,
-// user, working directory) running args.
-func (w *podWorker) execConfig(name string, args []string) container.ProcessConfig {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	base := w.mainProc[name]
-	return container.ProcessConfig{
-		Args: args, Env: base.Env, Cwd: base.Cwd, User: base.User, UID: base.UID, GID: base.GID,
-		AdditionalGIDs: base.AdditionalGIDs,
+	// The container that serves the port, chosen as the pod network
+	// chooses it for the pod's address; else the first container.
+	target := w.ServingContainer(uint16(port))
+	_, _, vm, err := p.runningVM(namespace, podName, target)
+	if err != nil {
+		return err
 	}
+	return vm.Forward(ctx, uint16(port), stream)
 }

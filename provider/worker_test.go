@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vk-applevm/vk-applevm/provider/podworker"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -27,19 +28,29 @@ func running(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Running != nil
 }
 
-func hasEvent(events []string, substr string) bool {
-	return slices.ContainsFunc(events, func(e string) bool { return strings.Contains(e, substr) })
+func terminal(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
 }
+
+func waiting(reason string) func(*corev1.Pod) bool {
+	return func(p *corev1.Pod) bool {
+		w := p.Status.ContainerStatuses[0].State.Waiting
+		return w != nil && w.Reason == reason
+	}
+}
+
+func hasEvent(events []string, substr string) bool { return hasEventIn(events, substr) }
 
 func TestPodRunsAndBecomesReady(t *testing.T) {
 	h := newHarness(t)
-	if err := h.p.CreatePod(context.Background(), testPod("web", ctr("app", "run"))); err != nil {
-		t.Fatal(err)
-	}
+	h.create(testPod("web", ctr("app", "run")))
 	p := h.waitFor("web", "ready", func(p *corev1.Pod) bool { return running(p) && cond(p, corev1.PodReady) == corev1.ConditionTrue })
 	cs := p.Status.ContainerStatuses[0]
-	if p.Status.PodIP == "" || p.Status.HostIP != "10.201.0.2" || !cs.Ready || cs.ImageID == "" || !strings.HasPrefix(cs.ContainerID, "applevm://") {
+	if p.Status.PodIP != "10.89.0.2" || p.Status.HostIP != "10.201.0.2" || !cs.Ready || cs.ImageID == "" || !strings.HasPrefix(cs.ContainerID, "applevm://") {
 		t.Fatalf("status = %+v", p.Status)
+	}
+	if !p.Status.StartTime.Time.Equal(t0) || !cs.State.Running.StartedAt.Time.Equal(t0) {
+		t.Fatalf("times are not the fake clock's: start %v, started %v", p.Status.StartTime, cs.State.Running.StartedAt)
 	}
 	for _, c := range []corev1.PodConditionType{corev1.PodInitialized, corev1.ContainersReady, corev1.PodReadyToStartContainers} {
 		if cond(p, c) != corev1.ConditionTrue {
@@ -57,29 +68,47 @@ func TestPodRunsAndBecomesReady(t *testing.T) {
 	if len(pods) != 1 {
 		t.Fatalf("GetPods = %d pods, want 1", len(pods))
 	}
+	got, err := h.p.GetPod(context.Background(), "ns", "web")
+	if err != nil || got.Status.Phase != corev1.PodRunning {
+		t.Fatalf("GetPod = %v, %v", got, err)
+	}
 }
 
+// TestCrashLoopBackOffGrows: on the fake clock, restarts wait 10 s, 20 s,
+// 40 s, 80 s, capped at 160 s, and the count rises as each new instance
+// starts.
 func TestCrashLoopBackOffGrows(t *testing.T) {
 	h := newHarness(t)
-	if err := h.p.CreatePod(context.Background(), testPod("crash", ctr("app", "exit", "3"))); err != nil {
-		t.Fatal(err)
+	h.create(testPod("crash", ctr("app", "exit", "3")))
+	var delays []string
+	for restart := int32(0); restart < 6; restart++ {
+		p := h.waitFor("crash", "in CrashLoopBackOff", func(p *corev1.Pod) bool {
+			cs := p.Status.ContainerStatuses[0]
+			return cs.RestartCount == restart && cs.State.Waiting != nil && cs.State.Waiting.Reason == podworker.ReasonCrashLoopBackOff
+		})
+		cs := p.Status.ContainerStatuses[0]
+		if lt := cs.LastTerminationState.Terminated; lt == nil || lt.ExitCode != 3 || lt.Reason != "Error" {
+			t.Fatalf("lastState = %+v", cs.LastTerminationState)
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			t.Fatalf("a crash-looping pod under restartPolicy Always is Running, got %s", p.Status.Phase)
+		}
+		msg := cs.State.Waiting.Message
+		delays = append(delays, msg[len("back-off "):strings.Index(msg, " restarting")])
+		before := len(h.rt.startOrder())
+		// Just short of the back-off: no restart.
+		d, _ := time.ParseDuration(delays[len(delays)-1])
+		h.clock.Step(d - time.Second)
+		if n := len(h.rt.startOrder()); n != before {
+			t.Fatalf("restarted %d instances before the back-off of %s ran out", n-before, d)
+		}
+		h.clock.Step(time.Second)
 	}
-	p := h.waitFor("crash", "restarted 4 times", func(p *corev1.Pod) bool {
-		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 4
-	})
-	cs := p.Status.ContainerStatuses[0]
-	if cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != 3 || cs.LastTerminationState.Terminated.Reason != reasonError {
-		t.Fatalf("lastState = %+v", cs.LastTerminationState)
+	if want := []string{"10s", "20s", "40s", "1m20s", "2m40s", "2m40s"}; !slices.Equal(delays, want) {
+		t.Fatalf("back-offs = %v, want %v", delays, want)
 	}
-	h.waitFor("crash", "in CrashLoopBackOff", func(p *corev1.Pod) bool {
-		w := p.Status.ContainerStatuses[0].State.Waiting
-		return w != nil && w.Reason == reasonCrashLoopBackOff && strings.Contains(w.Message, "back-off")
-	})
-	// Restart gaps grow: 20, 40, 80, 160 ms.
-	h.rt.mu.Lock()
-	starts := slices.Clone(h.rt.starts)
-	h.rt.mu.Unlock()
-	if len(starts) < 5 || starts[0] != "app/main-0" || starts[4] != "app/main-4" {
+	starts := h.rt.startOrder()
+	if starts[0] != "app/main-0" || starts[4] != "app/main-4" {
 		t.Fatalf("starts = %v", starts)
 	}
 	if !hasEvent(h.events(), "Warning BackOff Back-off restarting failed container app") {
@@ -88,26 +117,8 @@ func TestCrashLoopBackOffGrows(t *testing.T) {
 	if h.rt.live() != 1 {
 		t.Fatalf("restarts created new VMs: %d live", h.rt.live())
 	}
-	h.rt.mu.Lock()
-	sb := h.rt.sandboxes[sandboxID("uid--crash", "app")]
-	h.rt.mu.Unlock()
-	if sb == nil || sb.resets < 4 {
-		t.Fatalf("restarts must reset the writable layer: %+v", sb)
-	}
-}
-
-func TestBackoffDelaysDouble(t *testing.T) {
-	b := newCrashBackoff(10*time.Second, 5*time.Minute)
-	var got []time.Duration
-	for range 7 {
-		got = append(got, b.delay(time.Second))
-	}
-	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 300 * time.Second, 300 * time.Second}
-	if !slices.Equal(got, want) {
-		t.Fatalf("delays = %v, want %v", got, want)
-	}
-	if d := b.delay(11 * time.Minute); d != 10*time.Second {
-		t.Fatalf("after a long run the back-off must reset, got %v", d)
+	if vm := h.rt.vm("uid--crash", "app"); vm == nil || vm.resetCount() < 4 {
+		t.Fatalf("restarts must reset the writable layer: %+v", vm)
 	}
 }
 
@@ -115,27 +126,46 @@ func TestInitContainersRunInOrder(t *testing.T) {
 	h := newHarness(t)
 	pod := testPod("init", ctr("app", "run"))
 	pod.Spec.InitContainers = []corev1.Container{ctr("first", "exit", "0", "20"), ctr("second", "exit", "0")}
-	if err := h.p.CreatePod(context.Background(), pod); err != nil {
-		t.Fatal(err)
+	h.create(pod)
+	p := h.waitFor("init", "initializing", func(p *corev1.Pod) bool {
+		s := p.Status.InitContainerStatuses[0]
+		return s.State.Running != nil && p.Status.Phase == corev1.PodPending
+	})
+	if cond(p, corev1.PodInitialized) != corev1.ConditionFalse || p.Status.ContainerStatuses[0].State.Waiting.Reason != "PodInitializing" {
+		t.Fatalf("while the first init container runs: %+v", p.Status)
 	}
-	p := h.waitFor("init", "running", running)
-	h.rt.mu.Lock()
-	starts := slices.Clone(h.rt.starts)
-	h.rt.mu.Unlock()
-	if !slices.Equal(starts, []string{"first/main-0", "second/main-0", "app/main-0"}) {
-		t.Fatalf("start order = %v", starts)
+	// The first init container takes 20 s of the fake clock.
+	p = h.stepUntil("init", "running", time.Second, running)
+	if !slices.Equal(h.rt.startOrder(), []string{"first/main-0", "second/main-0", "app/main-0"}) {
+		t.Fatalf("start order = %v", h.rt.startOrder())
 	}
-	for _, s := range p.Status.InitContainerStatuses {
-		if s.State.Terminated == nil || s.State.Terminated.Reason != reasonCompleted {
-			t.Fatalf("init status = %+v", s)
-		}
+	first := p.Status.InitContainerStatuses[0].State.Terminated
+	if first == nil || first.Reason != "Completed" || first.FinishedAt.Sub(first.StartedAt.Time) < 20*time.Second {
+		t.Fatalf("first init container = %+v", first)
 	}
 	if cond(p, corev1.PodInitialized) != corev1.ConditionTrue {
 		t.Fatal("not Initialized")
 	}
 	// Finished init containers give their VMs back.
-	if n := h.rt.live(); n != 1 {
-		t.Fatalf("%d VMs live, want only the app's", n)
+	h.eventually("init VMs deleted", func() bool { return h.rt.live() == 1 })
+}
+
+func TestSidecarInitContainerRunsAlongside(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("side", ctr("app", "run"))
+	always := corev1.ContainerRestartPolicyAlways
+	side := ctr("proxy", "run")
+	side.RestartPolicy = &always
+	pod.Spec.InitContainers = []corev1.Container{side}
+	h.create(pod)
+	p := h.waitFor("side", "running with its sidecar", func(p *corev1.Pod) bool {
+		return running(p) && p.Status.InitContainerStatuses[0].State.Running != nil && cond(p, corev1.PodReady) == corev1.ConditionTrue
+	})
+	if cond(p, corev1.PodInitialized) != corev1.ConditionTrue {
+		t.Fatal("a started sidecar counts as initialized")
+	}
+	if h.rt.live() != 2 {
+		t.Fatalf("%d VMs, want the sidecar's and the app's", h.rt.live())
 	}
 }
 
@@ -144,12 +174,13 @@ func TestFailedInitContainerUnderNeverFailsPod(t *testing.T) {
 	pod := testPod("initfail", ctr("app", "run"))
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
 	pod.Spec.InitContainers = []corev1.Container{ctr("setup", "exit", "2")}
-	if err := h.p.CreatePod(context.Background(), pod); err != nil {
-		t.Fatal(err)
-	}
+	h.create(pod)
 	p := h.waitFor("initfail", "failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if p.Status.ContainerStatuses[0].State.Waiting == nil {
 		t.Fatalf("app container must never start: %+v", p.Status.ContainerStatuses[0])
+	}
+	if cond(p, corev1.PodInitialized) != corev1.ConditionFalse {
+		t.Fatal("a pod whose init container failed is not Initialized")
 	}
 }
 
@@ -159,42 +190,61 @@ func TestRestartPolicyNeverPhases(t *testing.T) {
 	ok.Spec.RestartPolicy = corev1.RestartPolicyNever
 	bad := testPod("bad", ctr("app", "exit", "1"))
 	bad.Spec.RestartPolicy = corev1.RestartPolicyNever
-	for _, p := range []*corev1.Pod{ok, bad} {
-		if err := h.p.CreatePod(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
+	h.create(ok)
+	h.create(bad)
+	p := h.waitFor("ok", "succeeded", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+	if cond(p, corev1.PodReady) != corev1.ConditionFalse || cond(p, corev1.PodReadyToStartContainers) != corev1.ConditionFalse {
+		t.Fatalf("a finished pod is neither ready nor ready to start containers: %+v", p.Status.Conditions)
 	}
-	h.waitFor("ok", "succeeded", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
-	p := h.waitFor("bad", "failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	p = h.waitFor("bad", "failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if t0 := p.Status.ContainerStatuses[0].State.Terminated; t0 == nil || t0.ExitCode != 1 {
 		t.Fatalf("state = %+v", p.Status.ContainerStatuses[0].State)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for h.rt.live() != 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	h.eventually("VMs of finished pods freed", func() bool { return h.rt.live() == 0 })
+}
+
+func TestRestartPolicyOnFailure(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("onf", ctr("ok", "exit", "0"), ctr("bad", "exit", "1"))
+	pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	h.create(pod)
+	p := h.waitFor("onf", "bad backing off", func(p *corev1.Pod) bool {
+		w := p.Status.ContainerStatuses[1].State.Waiting
+		return p.Status.ContainerStatuses[0].State.Terminated != nil && w != nil && w.Reason == podworker.ReasonCrashLoopBackOff
+	})
+	if p.Status.Phase != corev1.PodRunning {
+		t.Fatalf("phase = %s, want Running while a failed container restarts", p.Status.Phase)
 	}
-	if h.rt.live() != 0 {
-		t.Fatal("VMs of finished pods must be freed")
+	if p.Status.ContainerStatuses[0].RestartCount != 0 {
+		t.Fatal("a container that exited 0 must not restart under OnFailure")
 	}
 }
 
 func TestReadinessProbeFlipsReady(t *testing.T) {
 	h := newHarness(t)
 	c := ctr("app", "run")
-	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"flag", "ready"}}}, PeriodSeconds: 1, FailureThreshold: 1}
-	if err := h.p.CreatePod(context.Background(), testPod("probe", c)); err != nil {
-		t.Fatal(err)
-	}
+	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"flag", "ready"}}}, PeriodSeconds: 5, FailureThreshold: 1}
+	h.create(testPod("probe", c))
 	h.waitFor("probe", "running but not ready", func(p *corev1.Pod) bool {
 		return running(p) && cond(p, corev1.PodReady) == corev1.ConditionFalse && hasStarted(p)
 	})
+	h.waitEvent("Readiness probe failed") // the first probe, at once
 	h.rt.setFlag("ready", true)
-	h.waitFor("probe", "ready", func(p *corev1.Pod) bool { return cond(p, corev1.PodReady) == corev1.ConditionTrue })
-	h.rt.setFlag("ready", false)
-	h.waitFor("probe", "unready again", func(p *corev1.Pod) bool { return cond(p, corev1.PodReady) == corev1.ConditionFalse })
-	if !hasEvent(h.events(), "Warning Unhealthy Readiness probe failed") {
-		t.Error("no Unhealthy event")
+	p := h.stepUntil("probe", "ready", time.Second, func(p *corev1.Pod) bool { return cond(p, corev1.PodReady) == corev1.ConditionTrue })
+	if r := readyCond(p); r.LastTransitionTime.Time.Sub(t0) < 5*time.Second {
+		t.Fatalf("ready at %v, before the next probe period", r.LastTransitionTime)
 	}
+	h.rt.setFlag("ready", false)
+	h.stepUntil("probe", "unready again", time.Second, func(p *corev1.Pod) bool { return cond(p, corev1.PodReady) == corev1.ConditionFalse })
+}
+
+func readyCond(p *corev1.Pod) corev1.PodCondition {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c
+		}
+	}
+	return corev1.PodCondition{}
 }
 
 func hasStarted(p *corev1.Pod) bool {
@@ -205,54 +255,85 @@ func hasStarted(p *corev1.Pod) bool {
 func TestLivenessFailureRestarts(t *testing.T) {
 	h := newHarness(t)
 	c := ctr("app", "run")
-	c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}}, PeriodSeconds: 1, FailureThreshold: 1}
-	if err := h.p.CreatePod(context.Background(), testPod("live", c)); err != nil {
-		t.Fatal(err)
-	}
-	h.waitFor("live", "restarted", func(p *corev1.Pod) bool {
-		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 1
+	c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}}, PeriodSeconds: 1, FailureThreshold: 2}
+	h.create(testPod("live", c))
+	p := h.stepUntil("live", "restarted", time.Second, func(p *corev1.Pod) bool {
+		return p.Status.ContainerStatuses[0].RestartCount >= 1
 	})
+	if lt := p.Status.ContainerStatuses[0].LastTerminationState.Terminated; lt == nil || lt.ExitCode != 143 {
+		t.Fatalf("the killed instance: %+v", lt)
+	}
 	if ev := h.events(); !hasEvent(ev, "failed liveness probe, will be restarted") {
 		t.Errorf("no Killing event for the liveness failure: %q", ev)
+	}
+}
+
+func TestStartupProbeGatesReadinessAndLiveness(t *testing.T) {
+	h := newHarness(t)
+	c := ctr("app", "run")
+	c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"flag", "up"}}}, PeriodSeconds: 1, FailureThreshold: 100}
+	c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}}, PeriodSeconds: 1, FailureThreshold: 1}
+	h.create(testPod("startup", c))
+	p := h.waitFor("startup", "running", running)
+	if hasStarted(p) || cond(p, corev1.PodReady) == corev1.ConditionTrue {
+		t.Fatal("started and ready before the startup probe passed")
+	}
+	for range 5 {
+		h.clock.Step(time.Second)
+	}
+	if p, _ := h.pod("startup"); p.Status.ContainerStatuses[0].RestartCount != 0 {
+		t.Fatal("the liveness probe ran before the startup probe passed")
+	}
+	h.rt.setFlag("up", true)
+	// Once started, the failing liveness probe restarts it.
+	h.stepUntil("startup", "restarted by liveness", time.Second, func(p *corev1.Pod) bool {
+		return p.Status.ContainerStatuses[0].RestartCount >= 1
+	})
+}
+
+func TestStartupProbeFailureRestarts(t *testing.T) {
+	h := newHarness(t)
+	c := ctr("app", "run")
+	c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}}, PeriodSeconds: 1, FailureThreshold: 3}
+	h.create(testPod("nostart", c))
+	h.stepUntil("nostart", "restarted", time.Second, func(p *corev1.Pod) bool { return p.Status.ContainerStatuses[0].RestartCount >= 1 })
+	if !hasEvent(h.events(), "failed startup probe, will be restarted") {
+		t.Fatal("no Killing event for the startup failure")
 	}
 }
 
 func TestGracefulDeleteThenKill(t *testing.T) {
 	h := newHarness(t)
 	pod := testPod("del", ctr("polite", "run"), ctr("stubborn", "ignoreterm"))
-	if err := h.p.CreatePod(context.Background(), pod); err != nil {
-		t.Fatal(err)
-	}
+	grace := int64(5)
+	pod.Spec.TerminationGracePeriodSeconds = &grace
+	h.create(pod)
 	h.waitFor("del", "running", func(p *corev1.Pod) bool {
 		return running(p) && p.Status.ContainerStatuses[1].State.Running != nil
 	})
-	start := time.Now()
-	grace := int64(1)
 	pod.DeletionGracePeriodSeconds = &grace
-	now := metav1.Now()
+	now := metav1.NewTime(h.clock.Now())
 	pod.DeletionTimestamp = &now
 	client := fake.NewSimpleClientset(pod.DeepCopy())
-	h.p.cfg.Client = client
+	h.p.wcfg.Client = client
 	if err := h.p.DeletePod(context.Background(), pod); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.p.DeletePod(context.Background(), pod); err != nil {
 		t.Fatalf("DeletePod must be idempotent: %v", err)
 	}
-	p := h.waitFor("del", "terminated", func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded
-	})
-	took := time.Since(start)
+	p := h.stepUntil("del", "terminated", 100*time.Millisecond, terminal)
 	polite, stubborn := p.Status.ContainerStatuses[0].State.Terminated, p.Status.ContainerStatuses[1].State.Terminated
 	if polite == nil || polite.ExitCode != 143 || stubborn == nil || stubborn.ExitCode != 137 {
 		t.Fatalf("terminated states: %+v / %+v", polite, stubborn)
 	}
-	if took < time.Second {
-		t.Fatalf("the stubborn container was killed after %v, before its 1 s grace period", took)
+	if took := stubborn.FinishedAt.Sub(now.Time); took < 5*time.Second {
+		t.Fatalf("the stubborn container was killed %v after deletion, before its 5 s grace period", took)
 	}
-	if h.rt.live() != 0 {
-		t.Fatal("VMs remain after deletion")
+	if took := polite.FinishedAt.Sub(now.Time); took >= 5*time.Second {
+		t.Fatalf("the polite container took %v: SIGTERM did not reach it", took)
 	}
+	h.eventually("VMs deleted", func() bool { return h.rt.live() == 0 })
 	if pods, _ := h.p.GetPods(context.Background()); len(pods) != 0 {
 		t.Fatalf("GetPods lists a terminated pod: %d", len(pods))
 	}
@@ -260,17 +341,19 @@ func TestGracefulDeleteThenKill(t *testing.T) {
 		t.Error("no Killing event")
 	}
 	// As the kubelet, the node deletes the object once the containers are
-	// gone rather than waiting out the grace period.
-	deadline := time.Now().Add(10 * time.Second)
+	// gone rather than waiting out the grace period (it first gives
+	// virtual-kubelet up to 3 s of the clock to write the terminal status).
+	guard := time.Now().Add(waitTimeout)
 	for {
 		_, err := client.CoreV1().Pods("ns").Get(context.Background(), "del", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			break
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(guard) {
 			t.Fatalf("the pod object was not deleted: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		h.clock.Step(100 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -279,52 +362,79 @@ func TestMissingConfigMapThenAppears(t *testing.T) {
 	c := ctr("app", "run")
 	c.Env = []corev1.EnvVar{{Name: "X", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
 		LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Key: "x"}}}}
-	if err := h.p.CreatePod(context.Background(), testPod("cfg", c)); err != nil {
-		t.Fatal(err)
-	}
+	h.create(testPod("cfg", c))
 	h.waitFor("cfg", "CreateContainerConfigError", func(p *corev1.Pod) bool {
 		w := p.Status.ContainerStatuses[0].State.Waiting
-		return w != nil && w.Reason == reasonCreateConfigError && strings.Contains(w.Message, `configmap "cfg" not found`)
+		return w != nil && w.Reason == podworker.ReasonCreateConfigError && strings.Contains(w.Message, `configmap "cfg" not found`)
 	})
-	if ev := h.events(); !hasEvent(ev, reasonMandatoryConfigMapNotFound) {
-		t.Fatalf("events %q lack %s", ev, reasonMandatoryConfigMapNotFound)
+	if ev := h.events(); !hasEvent(ev, "MandatoryConfigMapNotFound") {
+		t.Fatalf("events %q lack MandatoryConfigMapNotFound", ev)
 	}
-	h.rt.mu.Lock()
-	h.objects.configMaps["ns/cfg"] = &corev1.ConfigMap{Data: map[string]string{"x": "1"}}
-	h.rt.mu.Unlock()
-	h.waitFor("cfg", "running", running)
+	if h.rt.live() != 0 {
+		t.Fatal("a configuration error cost a VM")
+	}
+	h.objects.setConfigMap("ns", "cfg", &corev1.ConfigMap{Data: map[string]string{"x": "1"}})
+	h.stepUntil("cfg", "running", time.Second, running)
 }
 
 func TestImagePullFailureBacksOff(t *testing.T) {
 	h := newHarness(t)
 	c := ctr("app", "run")
 	c.Image = "nosuchimage"
-	if err := h.p.CreatePod(context.Background(), testPod("pull", c)); err != nil {
-		t.Fatal(err)
-	}
-	h.waitFor("pull", "ImagePullBackOff", func(p *corev1.Pod) bool {
-		w := p.Status.ContainerStatuses[0].State.Waiting
-		return w != nil && w.Reason == reasonImagePullBackOff
-	})
+	h.create(testPod("pull", c))
+	h.waitFor("pull", "ImagePullBackOff", waiting(podworker.ReasonImagePullBackOff))
 	ev := h.events()
-	if !hasEvent(ev, `Failed to pull image "nosuchimage"`) || !hasEvent(ev, "Error: ErrImagePull") {
+	if !hasEvent(ev, `Failed to pull image "nosuchimage"`) || !hasEvent(ev, "Error: ErrImagePull") || !hasEvent(ev, `Back-off pulling image "nosuchimage"`) {
 		t.Fatalf("events = %q", ev)
 	}
 	if h.rt.live() != 0 {
 		t.Fatal("a VM was created for an image that does not exist")
 	}
+	// The image appears; the next attempt after the back-off pulls it.
+	h.rt.mu.Lock()
+	h.rt.images["nosuchimage"] = h.rt.images["busybox"]
+	h.rt.mu.Unlock()
+	h.stepUntil("pull", "running", time.Second, running)
+}
+
+func TestNeverPullPolicy(t *testing.T) {
+	h := newHarness(t)
+	c := ctr("app", "run")
+	c.Image, c.ImagePullPolicy = "absent", corev1.PullNever
+	h.create(testPod("never", c))
+	p := h.waitFor("never", "ErrImageNeverPull", waiting(podworker.ReasonErrImageNeverPull))
+	if !strings.Contains(p.Status.ContainerStatuses[0].State.Waiting.Message, "is not present with pull policy of Never") {
+		t.Fatalf("message = %q", p.Status.ContainerStatuses[0].State.Waiting.Message)
+	}
+}
+
+func TestCreateVMFailureIsCreateContainerError(t *testing.T) {
+	h := newHarness(t)
+	h.rt.mu.Lock()
+	h.rt.createErr = context.DeadlineExceeded
+	h.rt.mu.Unlock()
+	h.create(testPod("nocreate", ctr("app", "run")))
+	p := h.waitFor("nocreate", "CreateContainerError", waiting(podworker.ReasonCreateError))
+	if !strings.Contains(p.Status.ContainerStatuses[0].State.Waiting.Message, "create VM") {
+		t.Fatalf("message = %q", p.Status.ContainerStatuses[0].State.Waiting.Message)
+	}
+	h.rt.mu.Lock()
+	h.rt.createErr = nil
+	h.rt.mu.Unlock()
+	h.stepUntil("nocreate", "running", time.Second, running)
 }
 
 func TestUnsupportedPodFailsFast(t *testing.T) {
 	h := newHarness(t)
 	pod := testPod("hostnet", ctr("app", "run"))
 	pod.Spec.HostNetwork = true
-	if err := h.p.CreatePod(context.Background(), pod); err != nil {
-		t.Fatal(err)
-	}
+	h.create(pod)
 	p := h.waitFor("hostnet", "failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if p.Status.Reason != reasonUnsupported || !strings.Contains(p.Status.Message, "hostNetwork") {
 		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
+	}
+	if w := p.Status.ContainerStatuses[0].State.Waiting; w == nil || w.Reason != reasonUnsupported {
+		t.Fatalf("container state = %+v", p.Status.ContainerStatuses[0].State)
 	}
 	if !hasEvent(h.events(), "Warning "+reasonUnsupported) {
 		t.Fatal("no event")
@@ -335,13 +445,9 @@ func TestAdmissionOutOfMemory(t *testing.T) {
 	h := newHarness(t)
 	big := ctr("app", "run")
 	big.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("6Gi")}
-	if err := h.p.CreatePod(context.Background(), testPod("big1", big)); err != nil {
-		t.Fatal(err)
-	}
+	h.create(testPod("big1", big))
 	h.waitFor("big1", "running", running)
-	if err := h.p.CreatePod(context.Background(), testPod("big2", big)); err != nil {
-		t.Fatal(err)
-	}
+	h.create(testPod("big2", big))
 	p := h.waitFor("big2", "rejected", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if p.Status.Reason != "OutOfmemory" {
 		t.Fatalf("reason = %q (%s)", p.Status.Reason, p.Status.Message)
@@ -352,29 +458,55 @@ func TestCommandNotFoundIsStartError(t *testing.T) {
 	h := newHarness(t)
 	pod := testPod("nf", ctr("app", "notfound"))
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
-	if err := h.p.CreatePod(context.Background(), pod); err != nil {
-		t.Fatal(err)
-	}
+	h.create(pod)
 	p := h.waitFor("nf", "failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	term := p.Status.ContainerStatuses[0].State.Terminated
-	if term == nil || term.Reason != "StartError" || !strings.Contains(term.Message, "executable file not found") {
+	if term == nil || term.Reason != "StartError" || term.ExitCode != 128 || !strings.Contains(term.Message, "executable file not found") {
 		t.Fatalf("terminated = %+v", term)
+	}
+}
+
+func TestImageChangeRestartsWithoutBackoff(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("img", ctr("app", "run"))
+	h.create(pod)
+	h.waitFor("img", "running", running)
+	h.rt.mu.Lock()
+	h.rt.images["busybox:2"] = h.rt.images["busybox"]
+	h.rt.mu.Unlock()
+	newer := pod.DeepCopy()
+	newer.Spec.Containers[0].Image = "busybox:2"
+	if err := h.p.UpdatePod(context.Background(), newer); err != nil {
+		t.Fatal(err)
+	}
+	// No clock step: a definition change restarts at once.
+	p := h.waitFor("img", "running the new image", func(p *corev1.Pod) bool {
+		cs := p.Status.ContainerStatuses[0]
+		return cs.RestartCount == 1 && cs.State.Running != nil && cs.Image == "busybox:2"
+	})
+	if lt := p.Status.ContainerStatuses[0].LastTerminationState.Terminated; lt == nil || lt.ExitCode != 143 {
+		t.Fatalf("last state = %+v", lt)
+	}
+	if !hasEvent(h.events(), "definition changed, will be restarted") {
+		t.Fatal("no Killing event for the image change")
+	}
+	other := pod.DeepCopy()
+	other.UID = "another"
+	if err := h.p.UpdatePod(context.Background(), other); err == nil {
+		t.Fatal("UpdatePod of a pod with another UID must fail")
 	}
 }
 
 func TestReattachAfterNodeRestart(t *testing.T) {
 	h := newHarness(t)
 	pod := testPod("keep", ctr("app", "run"))
-	if err := h.p.CreatePod(context.Background(), pod); err != nil {
-		t.Fatal(err)
-	}
+	h.create(pod)
 	p := h.waitFor("keep", "running", running)
 	started := p.Status.ContainerStatuses[0].State.Running.StartedAt
 
-	// A new node process over the same runtime: the old provider is gone.
-	h2 := newHarness(t)
-	h2.rt = h.rt
-	h2.p.cfg.Runtime = h.rt
+	// A new node process over the same runtime: the old one is gone.
+	h.sess.crash()
+	h2 := newHarnessOn(t, h.clock, h.rt)
 	if err := h2.p.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -383,14 +515,12 @@ func TestReattachAfterNodeRestart(t *testing.T) {
 	}
 	again := pod.DeepCopy()
 	again.Status = p.Status
-	if err := h2.p.CreatePod(context.Background(), again); err != nil {
-		t.Fatal(err)
-	}
+	h2.create(again)
 	p2 := h2.waitFor("keep", "running again", func(p *corev1.Pod) bool {
 		return running(p) && cond(p, corev1.PodReady) == corev1.ConditionTrue
 	})
 	cs := p2.Status.ContainerStatuses[0]
-	if cs.RestartCount != 0 || !cs.State.Running.StartedAt.Equal(&started) {
+	if cs.RestartCount != 0 || !cs.State.Running.StartedAt.Equal(&started) || p2.Status.PodIP != p.Status.PodIP {
 		t.Fatalf("re-attach restarted the container: %+v", cs)
 	}
 	h.rt.mu.Lock()
@@ -398,5 +528,81 @@ func TestReattachAfterNodeRestart(t *testing.T) {
 	h.rt.mu.Unlock()
 	if created != 1 || starts != 1 {
 		t.Fatalf("re-attach created %d VMs and started %d processes, want 1 and 1", created, starts)
+	}
+}
+
+func TestReattachFindsTheProcessEnded(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("ended", ctr("app", "exit", "7", "30"))
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	h.create(pod)
+	p := h.waitFor("ended", "running", running)
+	// The node goes away; the process ends while it is down.
+	h.sess.crash()
+	h.clock.Step(30 * time.Second)
+	h2 := newHarnessOn(t, h.clock, h.rt)
+	if err := h2.p.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again := pod.DeepCopy()
+	again.Status = p.Status
+	h2.create(again)
+	p2 := h2.waitFor("ended", "failed", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if term := p2.Status.ContainerStatuses[0].State.Terminated; term == nil || term.ExitCode != 7 || term.Reason != "Error" {
+		t.Fatalf("terminated = %+v", term)
+	}
+}
+
+func TestReattachWithoutVMStartsAgain(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("lost", ctr("app", "run"))
+	h.create(pod)
+	p := h.waitFor("lost", "running", running)
+	// The VM is gone when the node comes back.
+	clk := h.clock
+	h2 := newHarnessOn(t, clk, newFakeRuntime(clk))
+	again := pod.DeepCopy()
+	again.Status = p.Status
+	h2.create(again)
+	h2.eventually("a new VM", func() bool { return h2.rt.live() == 1 })
+	p2 := h2.waitFor("lost", "running in the new VM", func(p *corev1.Pod) bool { return running(p) && p.Status.PodIP == "10.89.0.2" })
+	if !slices.Equal(h2.rt.startOrder(), []string{"app/main-0"}) || p2.Status.ContainerStatuses[0].RestartCount != 0 {
+		t.Fatalf("starts = %v, status %+v", h2.rt.startOrder(), p2.Status.ContainerStatuses[0])
+	}
+}
+
+func TestOrphanVMsDeletedWithTheirPod(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("gone", ctr("app", "run"))
+	h.create(pod)
+	h.waitFor("gone", "running", running)
+	h.sess.crash()
+	h2 := newHarnessOn(t, h.clock, h.rt)
+	if err := h2.p.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.p.DeletePod(context.Background(), pod); err != nil {
+		t.Fatalf("DeletePod of an orphan: %v", err)
+	}
+	h.eventually("the orphan's VM deleted", func() bool { return h.rt.live() == 0 })
+	if err := h2.p.DeletePod(context.Background(), testPod("never-here")); err == nil {
+		t.Fatal("DeletePod of an unknown pod must be NotFound")
+	}
+}
+
+func TestSameNameNewUIDWaitsForTheOld(t *testing.T) {
+	h := newHarness(t)
+	old := testPod("same", ctr("app", "run"))
+	h.create(old)
+	h.waitFor("same", "running", running)
+	if err := h.p.DeletePod(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	newer := testPod("same", ctr("app", "run"))
+	newer.UID = "uid--same-2"
+	h.create(newer)
+	p := h.stepUntil("same", "the new pod running", 100*time.Millisecond, func(p *corev1.Pod) bool { return p.UID == newer.UID && running(p) })
+	if p.Status.ContainerStatuses[0].RestartCount != 0 {
+		t.Fatal("the new pod inherited the old one's restarts")
 	}
 }

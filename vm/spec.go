@@ -10,6 +10,7 @@ package vm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 )
@@ -89,6 +90,8 @@ type NIC struct {
 	MAC string `json:"mac"`
 	// Attachment says what the interface is plugged into on the host.
 	Attachment Attachment `json:"attachment"`
+	// MTU the device offers the guest; 0 keeps the hypervisor's (1500).
+	MTU int `json:"mtu,omitempty"`
 }
 
 // AttachmentKind selects how a NIC reaches the host network.
@@ -97,12 +100,12 @@ type AttachmentKind string
 const (
 	// AttachTap plugs the NIC into a Linux tap device (QEMU backend).
 	AttachTap AttachmentKind = "tap"
-	// AttachNAT uses the hypervisor's built-in NAT (vz's
-	// VZNATNetworkDeviceAttachment; addresses come from the host's DHCP).
-	AttachNAT AttachmentKind = "nat"
-	// AttachSocket connects the NIC to a user-space switch through a
-	// datagram unix socket carrying raw ethernet frames.
-	AttachSocket AttachmentKind = "socket"
+	// AttachSwitch plugs the NIC into the node's user-space switch
+	// (network/vswitch): the shim creates a pair of datagram sockets (one
+	// Ethernet frame per datagram), hands one end to the switch at Socket
+	// and the other to the hypervisor as File. QEMU (dgram netdev) and vz
+	// (VZFileHandleNetworkDeviceAttachment) take the same kind of socket.
+	AttachSwitch AttachmentKind = "switch"
 )
 
 // Attachment is the host end of a NIC.
@@ -113,8 +116,12 @@ type Attachment struct {
 	// Netns is the path of the network namespace holding Tap, e.g.
 	// /run/netns/vkav (AttachTap); empty means the shim's own namespace.
 	Netns string `json:"netns,omitempty"`
-	// Socket is the unix socket path of the switch (AttachSocket).
+	// Socket is the switch's ports socket (AttachSwitch).
 	Socket string `json:"socket,omitempty"`
+	// File is the hypervisor's end of the cable (AttachSwitch), set by the
+	// shim just before Driver.Start, which takes ownership of it. It is
+	// never persisted.
+	File *os.File `json:"-"`
 }
 
 // ErrInvalidSpec wraps every validation failure of a Spec.
@@ -185,6 +192,9 @@ func (s *Spec) Validate() error {
 		}
 	}
 	for i, n := range s.NICs {
+		if n.MTU != 0 && (n.MTU < 576 || n.MTU > 65535) {
+			bad("nic %d: mtu %d must be 576-65535", i, n.MTU)
+		}
 		if !macPattern.MatchString(n.MAC) {
 			bad("nic %d: mac %q must be six lower-case hex octets separated by ':'", i, n.MAC)
 		}
@@ -193,11 +203,10 @@ func (s *Spec) Validate() error {
 			if n.Attachment.Tap == "" {
 				bad("nic %d: tap attachment without a device name", i)
 			}
-		case AttachSocket:
+		case AttachSwitch:
 			if n.Attachment.Socket == "" {
-				bad("nic %d: socket attachment without a socket path", i)
+				bad("nic %d: switch attachment without the switch's socket", i)
 			}
-		case AttachNAT:
 		default:
 			bad("nic %d: unknown attachment kind %q", i, n.Attachment.Kind)
 		}

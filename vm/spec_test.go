@@ -39,7 +39,8 @@ func TestValidate(t *testing.T) {
 		{"bad mac", func(s *Spec) { s.NICs[0].MAC = "02:00:00:00:00" }, "mac"},
 		{"tap without name", func(s *Spec) { s.NICs[0].Attachment.Tap = "" }, "tap"},
 		{"unknown attachment", func(s *Spec) { s.NICs[0].Attachment.Kind = "vmnet" }, "unknown attachment"},
-		{"socket without path", func(s *Spec) { s.NICs[0].Attachment = Attachment{Kind: AttachSocket} }, "socket"},
+		{"switch without socket", func(s *Spec) { s.NICs[0].Attachment = Attachment{Kind: AttachSwitch} }, "switch"},
+		{"nat is gone", func(s *Spec) { s.NICs[0].Attachment = Attachment{Kind: "nat"} }, "unknown attachment"},
 		{"duplicate port", func(s *Spec) { s.Ports = append(s.Ports, AgentPort) }, "used twice"},
 		{"share tag", func(s *Spec) { s.Shares = []Share{{Tag: "a b", HostPath: "/x"}} }, "tag"},
 	}

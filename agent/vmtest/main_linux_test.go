@@ -1,6 +1,8 @@
 package vmtest
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -43,6 +45,9 @@ const bootTimeout = 90 * time.Second
 func TestMain(m *testing.M) {
 	if os.Getenv(envShim) == "1" {
 		os.Exit(runShim())
+	}
+	if testenv.SkipPackage("VMs (QEMU and the guest bundle)") {
+		return
 	}
 	code := m.Run()
 	if fixtures.dir != "" {

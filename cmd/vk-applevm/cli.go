@@ -4,17 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image"
-	"github.com/vk-applevm/vk-applevm/network"
-	"github.com/vk-applevm/vk-applevm/network/platform"
+	"github.com/vk-applevm/vk-applevm/network/switchnet"
 )
 
-// labelCLI marks sandboxes the CLI made (the node leaves them alone).
+// labelCLI marks VMs the CLI made (the node leaves them alone).
 const labelCLI = "vk-applevm.io/cli"
 
 // mainProcess is the id of a CLI container's process and its log name.
@@ -30,7 +30,7 @@ func (g *globals) openImages(extra ...image.Option) (*image.Store, error) {
 type cliEnv struct {
 	rt     *container.Runtime
 	images *image.Store
-	net    network.Network
+	net    *switchnet.Network
 }
 
 func (e *cliEnv) close(ctx context.Context) {
@@ -53,9 +53,9 @@ func (g *globals) openRuntime(ctx context.Context, insecure []string) (*cliEnv, 
 	if err != nil {
 		return nil, err
 	}
-	n, err := platform.Open(ctx, platform.Options{StateDir: g.root, EnableIPForward: true})
+	n, err := g.openNetwork(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("set up the VM network: %w", err)
+		return nil, err
 	}
 	rt, err := container.New(container.Config{
 		Root: g.root, Images: images, Network: n, Guest: b, Driver: defaultDriver, Rosetta: g.rosettaCheck(), Logger: g.log,
@@ -67,13 +67,31 @@ func (g *globals) openRuntime(ctx context.Context, insecure []string) (*cliEnv, 
 	return &cliEnv{rt: rt, images: images, net: n}, nil
 }
 
+// openNetwork opens the pod network of the state root, starting its switch
+// process (this binary's `switch` command) if none runs.
+func (g *globals) openNetwork(ctx context.Context) (*switchnet.Network, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this binary to start the switch: %w", err)
+	}
+	dir := switchnet.SwitchDir(g.root)
+	n, err := switchnet.Open(ctx, switchnet.Config{
+		StateDir: g.root, Log: g.log,
+		SwitchCommand: []string{exe, "switch", "--dir", dir},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up the pod network: %w", err)
+	}
+	return n, nil
+}
+
 // findSandbox resolves a container name or (a prefix of) an id.
-func (e *cliEnv) findSandbox(ctx context.Context, nameOrID string) (*container.Sandbox, error) {
+func (e *cliEnv) findSandbox(ctx context.Context, nameOrID string) (*container.VM, error) {
 	all, err := e.rt.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var byPrefix []*container.Sandbox
+	var byPrefix []*container.VM
 	for _, sb := range all {
 		if sb.Name() == nameOrID || sb.ID() == nameOrID {
 			return sb, nil

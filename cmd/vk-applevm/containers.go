@@ -28,7 +28,7 @@ func init() {
 }
 
 // mainState describes a container's main process for ps.
-func mainState(ctx context.Context, sb *container.Sandbox) (string, bool) {
+func mainState(ctx context.Context, sb *container.VM) (string, bool) {
 	st, err := sb.State(ctx)
 	if err != nil {
 		if errors.Is(err, shim.ErrShimDead) {
@@ -60,6 +60,7 @@ type psEntry struct {
 	Image   string    `json:"image"`
 	Status  string    `json:"status"`
 	IP      string    `json:"ip,omitempty"`
+	Ports   string    `json:"ports,omitempty"`
 	Created time.Time `json:"created"`
 	// Pod is namespace/pod/container for a pod's VM; empty for CLI ones.
 	Pod string `json:"pod,omitempty"`
@@ -99,7 +100,8 @@ func runPs(cmd *cobra.Command, g *globals, all bool, format string) error {
 	for _, sb := range sbs {
 		state, vmUp := mainState(ctx, sb)
 		if vmUp || all {
-			e := psEntry{ID: sb.ID(), Name: sb.Name(), Image: sb.Config().ImageRef, Status: state, IP: sb.IP(), Created: sb.Created()}
+			e := psEntry{ID: sb.ID(), Name: sb.Name(), Image: sb.Config().ImageRef, Status: state, IP: sb.IP(),
+				Ports: publishedString(sb.Config().Publish), Created: sb.Created()}
 			if sb.Labels()[labelCLI] == "" {
 				e.Pod = sb.Name()
 			}
@@ -112,13 +114,13 @@ func runPs(cmd *cobra.Command, g *globals, all bool, format string) error {
 		return writeJSON(out, entries)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATUS\tIP\tCREATED")
+	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tSTATUS\tIP\tPORTS\tCREATED")
 	for _, e := range entries {
 		name := e.Name
 		if e.Pod != "" {
 			name += " (pod)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s ago\n", e.ID, name, e.Image, e.Status, e.IP,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s ago\n", e.ID, name, e.Image, e.Status, e.IP, e.Ports,
 			time.Since(e.Created).Round(time.Second))
 	}
 	return tw.Flush()
@@ -252,7 +254,7 @@ func newStopCommand(g *globals) *cobra.Command {
 		Short: "Stop containers (SIGTERM, then SIGKILL after a grace period)",
 		Args:  minArgs(1, "at least one CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.eachContainer(cmd, args, "stop", func(sb *container.Sandbox) error {
+			return g.eachContainer(cmd, args, "stop", func(sb *container.VM) error {
 				return sb.Stop(cmd.Context(), time.Duration(grace)*time.Second)
 			})
 		},
@@ -269,7 +271,7 @@ func newRmCommand(g *globals) *cobra.Command {
 		Args:  minArgs(1, "at least one CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.eachContainer(cmd, args, "rm", func(sb *container.Sandbox) error {
+			return g.eachContainer(cmd, args, "rm", func(sb *container.VM) error {
 				if !force {
 					if sb.Labels()[labelCLI] == "" {
 						return fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
@@ -291,7 +293,7 @@ func newRmCommand(g *globals) *cobra.Command {
 
 // eachContainer applies fn to every container named in the arguments,
 // printing each name done and each failure; the last failure is returned.
-func (g *globals) eachContainer(cmd *cobra.Command, names []string, verb string, fn func(*container.Sandbox) error) error {
+func (g *globals) eachContainer(cmd *cobra.Command, names []string, verb string, fn func(*container.VM) error) error {
 	ctx := cmd.Context()
 	env, err := g.openRuntime(ctx, nil)
 	if err != nil {

@@ -56,7 +56,7 @@ func (g *globals) addFlags(root *cobra.Command) {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", defaultRoot(), "state directory (images, VMs, logs; $VKAV_ROOT)")
 	pf.StringVar(&g.guestDir, "guest", defaultGuestDir(), "directory holding the guest kernel and initrd (bundle.json; $VKAV_GUEST_DIR)")
-	pf.StringVar(&g.level, "log-level", "", "log level: debug, info, warn, error (default: info for the node and the shim, warn for the CLI)")
+	pf.StringVar(&g.level, "log-level", "", "log level: debug, info, warn, error (default: info for the node, the shim and the switch, warn for the CLI)")
 }
 
 // init sets up logging once the command is known.
@@ -64,7 +64,7 @@ func (g *globals) init(cmd *cobra.Command) error {
 	level := g.level
 	if level == "" {
 		level = "warn"
-		if name := cmd.Name(); name == "node" || name == "shim" {
+		if name := cmd.Name(); name == "node" || name == "shim" || name == "switch" {
 			level = "info"
 		}
 	}

@@ -17,18 +17,18 @@ func init() {
 
 // inspectEntry is what inspect prints for one container.
 type inspectEntry struct {
-	ID          string                  `json:"id"`
-	Name        string                  `json:"name"`
-	Image       string                  `json:"image"`
-	ImageDigest string                  `json:"imageDigest"`
-	Created     time.Time               `json:"created"`
-	Status      string                  `json:"status"`
-	IP          string                  `json:"ip,omitempty"`
-	Labels      map[string]string       `json:"labels,omitempty"`
-	Config      container.SandboxConfig `json:"config"`
-	VM          *shim.State             `json:"vm,omitempty"`
-	Dir         string                  `json:"dir"`
-	ConsoleLog  string                  `json:"consoleLog"`
+	ID          string             `json:"id"`
+	Name        string             `json:"name"`
+	Image       string             `json:"image"`
+	ImageDigest string             `json:"imageDigest"`
+	Created     time.Time          `json:"created"`
+	Status      string             `json:"status"`
+	IP          string             `json:"ip,omitempty"`
+	Labels      map[string]string  `json:"labels,omitempty"`
+	Config      container.VMConfig `json:"config"`
+	VM          *shim.State        `json:"vm,omitempty"`
+	Dir         string             `json:"dir"`
+	ConsoleLog  string             `json:"consoleLog"`
 }
 
 func newInspectCommand(g *globals) *cobra.Command {

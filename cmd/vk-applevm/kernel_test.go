@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"archive/tar"
 	"bytes"
 	"context"
@@ -182,6 +184,7 @@ func readNewc(t *testing.T, data []byte) map[string]cpioEntry {
 }
 
 func TestKernelFetchBuildsTheVZBundle(t *testing.T) {
+	testenv.Needs(t, "builds of the arm64 guest agent and initrd (about two minutes)")
 	agent := buildArm64Agent(t)
 	kernel := testKernel(1)
 	body := kataArchive(t, kernel)
@@ -241,6 +244,7 @@ func TestKernelFetchBuildsTheVZBundle(t *testing.T) {
 // nothing: an earlier bundle stays exactly as it was, and no temporary file
 // is left behind.
 func TestKernelFetchBadChecksumInstallsNothing(t *testing.T) {
+	testenv.Needs(t, "builds of the arm64 guest agent and initrd (about two minutes)")
 	agent := buildArm64Agent(t)
 	dir := filepath.Join(t.TempDir(), "arm64")
 
@@ -275,6 +279,7 @@ func TestKernelFetchBadChecksumInstallsNothing(t *testing.T) {
 
 // Local mistakes are reported before anything is downloaded.
 func TestKernelFetchChecksBeforeDownloading(t *testing.T) {
+	testenv.Needs(t, "builds of the arm64 guest agent and initrd (about two minutes)")
 	agent := buildArm64Agent(t)
 	body := kataArchive(t, testKernel(4))
 	url, hits := archiveServer(t, body)

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/node"
 	"github.com/vk-applevm/vk-applevm/provider"
+	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -118,12 +120,15 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 		return internal(err)
 	}
 	defer env.close(context.WithoutCancel(ctx))
+	// A crashed switch costs pods their network until it is back: look
+	// every second, not only at the lease's health check.
+	go env.net.Watch(ctx, time.Second)
 	drv := g.drivers()[defaultDriver]
 	cfg.Version = version
 	cfg.Logger = g.log
 	cfg.Provider = provider.Config{
 		Root: g.root,
-		Runtime: &provider.RuntimeAdapter{
+		Runtime: &vmruntime.Adapter{
 			Runtime: env.rt, Mirrors: o.mirrors, HypervisorCheck: drv.Check,
 		},
 		DefaultMemoryBytes: o.defaultMemory,
@@ -131,7 +136,9 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 		MaxCPUs:            runtime.NumCPU(),
 		ClusterDNS:         o.clusterDNS,
 		ClusterDomain:      o.clusterDomain,
+		Network:            env.net,
 	}
+	cfg.PodNetwork = env.net
 	g.log.Info("starting node", "name", cfg.NodeName, "version", version, "root", g.root, "hypervisor", drv.Name(),
 		"vmOverhead", resource.NewQuantity(int64(env.rt.Overhead()), resource.BinarySI).String(),
 		"bootstrap", cfg.BootstrapKubeconfig != "")

@@ -26,6 +26,7 @@ type runFlags struct {
 	env        []string
 	envFiles   []string
 	volumes    []string
+	publish    []string
 	workdir    string
 	user       string
 	entrypoint string
@@ -49,7 +50,7 @@ func newRunCommand(g *globals) *cobra.Command {
 		Short: "Run a command in a new container, in its own VM",
 		Example: `  vk-applevm run --rm busybox echo hello
   vk-applevm run -it --rm -e K=V -v $PWD:/work -w /work busybox sh
-  vk-applevm run -d --name web busybox httpd -f -p 8080`,
+  vk-applevm run -d --name web -p 8080:80 busybox httpd -f -p 80`,
 		Args: minArgs(1, "an IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRun(cmd, g, f, args[0], args[1:])
@@ -63,6 +64,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: its value here)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file (KEY=VALUE lines, # comments)")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "share a host directory: HOST:CONTAINER[:ro]")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVarP(&f.user, "user", "u", "", "user as USER[:GROUP] (names or numbers, as in the image's /etc/passwd)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
@@ -108,6 +110,10 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
+	published, err := parsePublish(f.publish)
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
 	if f.detach && f.rm {
 		return usagef(cmd, "-d and --rm together are not supported: a detached container is removed with `vk-applevm rm`")
 	}
@@ -128,7 +134,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 		return internal(err)
 	}
 
-	cfg := container.SandboxConfig{
+	cfg := container.VMConfig{
 		Name:        f.name,
 		Labels:      map[string]string{labelCLI: "true"},
 		ImageRef:    ref,
@@ -138,6 +144,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 		Hostname:    f.name,
 		Mounts:      mounts,
 		Security:    sec,
+		Publish:     published,
 	}
 	cfg.ID = container.NewID()
 	id := cfg.ID
@@ -197,7 +204,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 
 // runForeground runs the main process attached to this terminal and
 // returns its exit code.
-func runForeground(ctx context.Context, sb *container.Sandbox, proc container.ProcessConfig, f runFlags) (int, error) {
+func runForeground(ctx context.Context, sb *container.VM, proc container.ProcessConfig, f runFlags) (int, error) {
 	stdio := container.IO{Stdout: os.Stdout, Stderr: os.Stderr}
 	if f.stdin {
 		stdio.Stdin = os.Stdin
@@ -242,7 +249,7 @@ func runForeground(ctx context.Context, sb *container.Sandbox, proc container.Pr
 }
 
 // startFailed maps a failed start to the shell's exit codes.
-func startFailed(ctx context.Context, sb *container.Sandbox, err error) error {
+func startFailed(ctx context.Context, sb *container.VM, err error) error {
 	switch {
 	case errors.Is(err, container.ErrCommandNotFound):
 		return &exitError{code: exitNotFound, err: err}

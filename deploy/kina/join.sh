@@ -101,6 +101,8 @@ k -n kube-system create secret generic "bootstrap-token-$token_id" \
 	--from-literal=auth-extra-groups=system:bootstrappers:kubeadm:default-node-token \
 	--from-literal=description="vk-applevm node $node_name (deploy/kina/join.sh)" >/dev/null
 k apply -f "$repo/deploy/rbac/bootstrap.yaml" >/dev/null
+# Services and their endpoints for the node's pod network (kube-proxy's role).
+k apply -f "$repo/deploy/rbac/node-proxier.yaml" >/dev/null
 
 step "3. writing $dir/bootstrap.kubeconfig"
 mkdir -p "$dir"

@@ -9,7 +9,9 @@
 //   - image → ext4 conversion (rootfs.Build) against `mkfs.ext4 -d` on the
 //     same tree;
 //   - the guest agent's resident memory at ready and after a workload;
-//   - host memory per VM (QEMU and the shim, RSS and PSS).
+//   - host memory per VM (QEMU and the shim, RSS and PSS);
+//   - the pod network's TCP throughput through the user-space switch, next
+//     to a kernel bridge with taps and a guest's own loopback.
 //
 // Variants run interleaved (A B C, B C A, ...) so the load of a noisy host
 // hits them alike; medians are reported, with QEMU's CPU time next to wall
@@ -62,7 +64,7 @@ func main() {
 	flag.StringVar(&o.guestDir, "guest", filepath.Join("bin", "guest", runtime.GOARCH), "guest bundle directory (make guest)")
 	flag.StringVar(&o.binary, "vk-applevm", filepath.Join("bin", "vk-applevm"), "vk-applevm binary, run as the per-VM shim (make build)")
 	flag.Uint64Var(&o.memoryMiB, "memory", 640, "guest memory in MiB: a container's default 512 MiB plus the runtime's 128 MiB overhead")
-	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, convert")
+	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, convert, net")
 	flag.BoolVar(&o.verbose, "v", false, "log every sample")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (console logs of the last boots)")
 	flag.StringVar(&o.cmdline, "cmdline", "", "more kernel command line for every boot of the boot benchmark, e.g. GODEBUG=inittrace=1 with -keep to read Go's package init times in the console logs")
@@ -114,6 +116,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	if !o.skip["convert"] && ctx.Err() == nil {
 		sections = append(sections, runConvert(ctx, o, work, log))
+	}
+	if !o.skip["net"] && ctx.Err() == nil {
+		sections = append(sections, runNet(ctx, o, work, log))
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted: %w", err)

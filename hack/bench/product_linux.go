@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,8 +19,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
 	"github.com/vk-applevm/vk-applevm/network"
-	"github.com/vk-applevm/vk-applevm/network/netns"
-	"github.com/vk-applevm/vk-applevm/network/platform"
+	"github.com/vk-applevm/vk-applevm/network/switchnet"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
 )
 
@@ -32,16 +30,17 @@ const containerMemory = container.DefaultMemoryBytes
 // productBench creates busybox containers through container.Runtime: image
 // store, root disk, scratch disk, network endpoint, shim, QEMU, agent.
 type productBench struct {
-	rt     *container.Runtime
-	net    network.Network
-	nsPath string
-	reg    *imagetest.Registry
-	ref    string
-	root   string
-	work   string
-	keep   bool // copy each VM's console log into work
-	log    *slog.Logger
-	n      int
+	rt       *container.Runtime
+	images   *image.Store
+	shimArgv []string
+	net      network.Network
+	reg      *imagetest.Registry
+	ref      string
+	root     string
+	work     string
+	keep     bool // copy each VM's console log into work
+	log      *slog.Logger
+	n        int
 }
 
 // newProductBench pushes the busybox test image to a registry on
@@ -87,16 +86,15 @@ func newProductBench(ctx context.Context, o options, bundle guest.Bundle, work s
 	if _, err := images.Pull(ctx, p.ref, image.PullOptions{}); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", p.ref, err)
 	}
-	if p.nsPath, err = netns.Create("vkav-bench-" + strconv.Itoa(os.Getpid())); err != nil {
-		return nil, fmt.Errorf("create the node's network namespace: %w", err)
-	}
-	p.net, err = platform.Open(ctx, platform.Options{StateDir: p.root, NodeNetns: p.nsPath, DNS: []netip.Addr{}})
+	p.images = images
+	p.shimArgv = []string{bin, "--guest", guestDir, "--log-level", "warn", "shim"}
+	p.net, err = switchnet.Open(ctx, switchnet.Config{StateDir: p.root, Log: quiet})
 	if err != nil {
 		return nil, fmt.Errorf("open the VM network: %w", err)
 	}
 	p.rt, err = container.New(container.Config{
 		Root: p.root, Images: images, Network: p.net, Guest: bundle, Driver: "qemu",
-		ShimArgv: []string{bin, "--guest", guestDir, "--log-level", "warn", "shim"},
+		ShimArgv: p.shimArgv,
 		Logger:   quiet,
 	})
 	if err != nil {
@@ -110,7 +108,7 @@ func newProductBench(ctx context.Context, o options, bundle guest.Bundle, work s
 func (p *productBench) round(ctx context.Context, settle time.Duration) (s productSample, err error) {
 	p.n++
 	start := time.Now()
-	sb, err := p.rt.Create(ctx, container.SandboxConfig{
+	sb, err := p.rt.Create(ctx, container.VMConfig{
 		Name: "bench-" + strconv.Itoa(p.n), ImageRef: p.ref, MemoryBytes: containerMemory,
 		LogDir: filepath.Join(p.root, "logs"),
 	})
@@ -184,7 +182,7 @@ func agentRSS(ctx context.Context, ac *client.Client) (uint64, error) {
 // directory listing) is what an idle container's agent sees in its first minute: the
 // main process, a few execs with output (kubectl exec, probes) and stats
 // (the kubelet's summary API).
-func workload(ctx context.Context, sb *container.Sandbox) error {
+func workload(ctx context.Context, sb *container.VM) error {
 	if _, err := sb.Start(ctx, container.ProcessConfig{ID: "main", Args: []string{"sleep", "86400"}, LogName: "main"}); err != nil {
 		return fmt.Errorf("start the main process: %w", err)
 	}
@@ -226,11 +224,6 @@ func (p *productBench) close(ctx context.Context) {
 	if p.net != nil {
 		if err := p.net.Teardown(ctx); err != nil {
 			p.log.Warn("tear down the VM network", "err", err)
-		}
-	}
-	if p.nsPath != "" {
-		if err := netns.Remove(p.nsPath); err != nil {
-			p.log.Warn("remove the network namespace", "path", p.nsPath, "err", err)
 		}
 	}
 	if p.reg != nil {

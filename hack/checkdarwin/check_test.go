@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -72,6 +74,7 @@ var _ = syscall.SOCK_CLOEXEC
 `
 
 func TestCheckPassesOnCorrectVZCall(t *testing.T) {
+	testenv.Needs(t, "minutes of type-checking vz's cgo with go/packages (make check-darwin)")
 	dir := tempModule(t, map[string]string{
 		"call_darwin.go": callVZ(correctCall),
 		"other_linux.go": linuxFile,
@@ -97,6 +100,7 @@ func TestCheckPassesOnCorrectVZCall(t *testing.T) {
 }
 
 func TestCheckFailsOnWrongVZCall(t *testing.T) {
+	testenv.Needs(t, "minutes of type-checking vz's cgo with go/packages (make check-darwin)")
 	cases := []struct {
 		name, body string
 		want       []string // substrings of one problem
@@ -142,6 +146,7 @@ func TestCheckFailsOnWrongVZCall(t *testing.T) {
 
 // A darwin build also breaks on non-vz code that only exists on Linux.
 func TestCheckFailsOnLinuxOnlyCodeInDarwinBuild(t *testing.T) {
+	testenv.Needs(t, "minutes of type-checking vz's cgo with go/packages (make check-darwin)")
 	dir := tempModule(t, map[string]string{
 		"call_darwin.go": callVZ(correctCall),
 		"shared.go":      "package vzcall\n\nimport \"syscall\"\n\nvar _ = syscall.SOCK_CLOEXEC\n",
@@ -197,6 +202,7 @@ func TestSplitCompilerOutput(t *testing.T) {
 // Files behind a build tag are checked only when the tag is given, as
 // `make check-darwin` does for the vz boot tests.
 func TestCheckHonoursTags(t *testing.T) {
+	testenv.Needs(t, "minutes of type-checking vz's cgo with go/packages (make check-darwin)")
 	tagged := "//go:build darwin && vz_integration\n\npackage vzcall\n\nimport \"github.com/Code-Hex/vz/v3\"\n\nvar _ = vz.NoSuchFunction()\n"
 	dir := tempModule(t, map[string]string{
 		"call_darwin.go": callVZ(correctCall),

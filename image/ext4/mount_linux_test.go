@@ -1,6 +1,8 @@
 package ext4
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -25,6 +27,7 @@ import (
 // counts, device numbers, times, xattrs (POSIX ACLs as the kernel returns
 // them) and content.
 func TestTreesMounted(t *testing.T) {
+	testenv.NeedsRoot(t, "loop-device mounts")
 	for name, items := range testTrees() {
 		t.Run(name, func(t *testing.T) {
 			img := writeTree(t, items, Options{})
@@ -160,6 +163,7 @@ func listXattrs(t *testing.T, p string) map[string][]byte {
 // A read-only image stays read-only even when mounted read-write: the
 // kernel sees the read_only feature and mounts it ro.
 func TestImageStaysReadOnly(t *testing.T) {
+	testenv.NeedsRoot(t, "loop-device mounts")
 	img := writeTree(t, testTrees()["symlinks"], Options{})
 	mnt := ext4test.Mount(t, img, true)
 	err := os.WriteFile(filepath.Join(mnt, "new"), []byte("x"), 0o644)
@@ -171,6 +175,7 @@ func TestImageStaysReadOnly(t *testing.T) {
 // The kernel allocates in a CreateEmpty disk: write, delete, unmount,
 // and e2fsck finds it clean.
 func TestCreateEmptyMountedReadWrite(t *testing.T) {
+	testenv.NeedsRoot(t, "loop-device mounts")
 	p := filepath.Join(t.TempDir(), "scratch.ext4")
 	if err := CreateEmpty(p, 512<<20); err != nil {
 		t.Fatal(err)
@@ -227,6 +232,7 @@ func TestCreateEmptyMountedReadWrite(t *testing.T) {
 }
 
 func TestFixedSizeWithContentMountedReadWrite(t *testing.T) {
+	testenv.NeedsRoot(t, "loop-device mounts")
 	items := testTrees()["xattrs"]
 	img := writeTree(t, items, Options{Size: 32 << 20})
 	mnt := ext4test.Mount(t, img, true)

@@ -1,6 +1,8 @@
 package ext4
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -17,9 +19,15 @@ import (
 // TestTrees writes each test tree, has e2fsck check it, and reads every
 // name back with debugfs: type, permissions, owner, size, times, link
 // count, symlink target, device numbers, xattrs and content.
+// slowTrees are read back by TestTrees only in the full suite.
+var slowTrees = map[string]bool{"10k entries": true, "large and sparse": true}
+
 func TestTrees(t *testing.T) {
 	for name, items := range testTrees() {
 		t.Run(name, func(t *testing.T) {
+			if slowTrees[name] {
+				testenv.Needs(t, "about 10 s of debugfs reading back a large tree")
+			}
 			t.Parallel()
 			img := writeTree(t, items, Options{})
 			ext4test.Fsck(t, img)

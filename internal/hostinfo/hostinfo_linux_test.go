@@ -1,6 +1,8 @@
 package hostinfo
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"fmt"
 	"net"
 	"os"
@@ -160,6 +162,7 @@ var netnsSeq int
 // (ip commands run with -n <ns>) and runs fn on a thread inside it.
 func inNetns(t *testing.T, script [][]string, fn func()) {
 	t.Helper()
+	testenv.Needs(t, "root (network namespaces)")
 	if os.Geteuid() != 0 {
 		t.Fatal("this test creates network namespaces: run it as root (sudo go test)")
 	}

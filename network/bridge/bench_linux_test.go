@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"testing"
+
+	"github.com/vk-applevm/vk-applevm/network"
 )
 
 // benchNetwork is a network in a namespace of its own for a benchmark.
@@ -34,7 +36,7 @@ func BenchmarkAttachNewThenDetach(b *testing.B) {
 	n := benchNetwork(b, 50)
 	ctx := context.Background()
 	for b.Loop() {
-		if _, err := n.Attach(ctx, "benchvm"); err != nil {
+		if _, err := n.Attach(ctx, "benchvm", network.AttachOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		if err := n.Detach(ctx, "benchvm"); err != nil {
@@ -46,11 +48,11 @@ func BenchmarkAttachNewThenDetach(b *testing.B) {
 func BenchmarkAttachExisting(b *testing.B) {
 	n := benchNetwork(b, 51)
 	ctx := context.Background()
-	if _, err := n.Attach(ctx, "benchvm"); err != nil {
+	if _, err := n.Attach(ctx, "benchvm", network.AttachOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := n.Attach(ctx, "benchvm"); err != nil {
+		if _, err := n.Attach(ctx, "benchvm", network.AttachOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}

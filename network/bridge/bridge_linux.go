@@ -115,7 +115,7 @@ func (n *Network) usable() error {
 
 // Attach creates VM id's tap device on the bridge (if missing) and returns
 // its endpoint.
-func (n *Network) Attach(ctx context.Context, id string) (*network.Endpoint, error) {
+func (n *Network) Attach(ctx context.Context, id string, _ network.AttachOptions) (*network.Endpoint, error) {
 	if err := network.ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -304,6 +304,10 @@ func (n *Network) closeHandles() {
 	}
 	n.node, n.backend = nil, nil
 }
+
+// ReleasePod implements network.Network: every VM has its own address here,
+// freed by Detach.
+func (n *Network) ReleasePod(context.Context, string) error { return nil }
 
 // Teardown removes the network: NAT rules, veth, the backend namespace with
 // bridge and taps, and the leases.

@@ -71,11 +71,11 @@ func TestAttachCreatesBridgedTaps(t *testing.T) {
 	n := newNetwork(t, cfg)
 	ctx := testContext(t)
 
-	a, err := n.Attach(ctx, "aaaaaaaaaaaa")
+	a, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := n.Attach(ctx, "bbbbbbbbbbbb")
+	b, err := n.Attach(ctx, "bbbbbbbbbbbb", network.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestAttachCreatesBridgedTaps(t *testing.T) {
 			t.Errorf("%s leaked into the node namespace", ep.NIC.Attachment.Tap)
 		}
 	}
-	again, err := n.Attach(ctx, "aaaaaaaaaaaa")
+	again, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{})
 	if err != nil || !reflect.DeepEqual(again, a) {
 		t.Errorf("second Attach = %+v, %v; want %+v", again, err, a)
 	}
@@ -125,7 +125,7 @@ func TestAttachCreatesBridgedTaps(t *testing.T) {
 	if err := spec.Validate(); err != nil {
 		t.Errorf("VM spec with the endpoints' NICs: %v", err)
 	}
-	if _, err := n.Attach(ctx, "../etc"); !errors.Is(err, network.ErrInvalidID) {
+	if _, err := n.Attach(ctx, "../etc", network.AttachOptions{}); !errors.Is(err, network.ErrInvalidID) {
 		t.Errorf("Attach(../etc) = %v, want ErrInvalidID", err)
 	}
 }
@@ -135,7 +135,7 @@ func TestRestartReattaches(t *testing.T) {
 	cfg := testConfig(t, 3)
 	first := newNetwork(t, cfg)
 	ctx := testContext(t)
-	a, err := first.Attach(ctx, "aaaaaaaaaaaa")
+	a, err := first.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestRestartReattaches(t *testing.T) {
 	if err := first.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := first.Attach(ctx, "cccccccccccc"); !errors.Is(err, network.ErrClosed) {
+	if _, err := first.Attach(ctx, "cccccccccccc", network.AttachOptions{}); !errors.Is(err, network.ErrClosed) {
 		t.Errorf("Attach after Close = %v, want ErrClosed", err)
 	}
 	if ok, _ := netns.IsNamespace(first.Namespace()); !ok {
@@ -158,11 +158,11 @@ func TestRestartReattaches(t *testing.T) {
 	if got := linkIn(t, second.Namespace(), second.Bridge()).Attrs().Index; got != brIndex {
 		t.Errorf("bridge ifindex %d after restart, was %d: it was recreated", got, brIndex)
 	}
-	again, err := second.Attach(ctx, "aaaaaaaaaaaa")
+	again, err := second.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{})
 	if err != nil || !reflect.DeepEqual(again, a) {
 		t.Errorf("Attach after restart = %+v, %v; want %+v", again, err, a)
 	}
-	b, err := second.Attach(ctx, "bbbbbbbbbbbb")
+	b, err := second.Attach(ctx, "bbbbbbbbbbbb", network.AttachOptions{})
 	if err != nil || b.IP == a.IP {
 		t.Errorf("new VM after restart got %v (%v), must differ from %v", b, err, a.IP)
 	}
@@ -181,11 +181,11 @@ func TestDetachFrees(t *testing.T) {
 	n := newNetwork(t, cfg)
 	ctx := testContext(t)
 	for i := range 5 {
-		if _, err := n.Attach(ctx, fmt.Sprintf("vm%d", i)); err != nil {
+		if _, err := n.Attach(ctx, fmt.Sprintf("vm%d", i), network.AttachOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := n.Attach(ctx, "vm5"); !errors.Is(err, network.ErrExhausted) {
+	if _, err := n.Attach(ctx, "vm5", network.AttachOptions{}); !errors.Is(err, network.ErrExhausted) {
 		t.Fatalf("sixth Attach on a /29 = %v, want ErrExhausted", err)
 	}
 	if err := n.Detach(ctx, "vm2"); err != nil {
@@ -201,7 +201,7 @@ func TestDetachFrees(t *testing.T) {
 	if _, held := leases["vm2"]; err != nil || held || len(leases) != 4 {
 		t.Errorf("leases after Detach: %v, %v; want 4 without vm2", leases, err)
 	}
-	if _, err := n.Attach(ctx, "vm5"); err != nil {
+	if _, err := n.Attach(ctx, "vm5", network.AttachOptions{}); err != nil {
 		t.Errorf("Attach into the freed address: %v", err)
 	}
 }
@@ -211,11 +211,11 @@ func TestTrafficThroughTaps(t *testing.T) {
 	cfg := testConfig(t, 5)
 	n := newNetwork(t, cfg)
 	ctx := testContext(t)
-	a, err := n.Attach(ctx, "aaaaaaaaaaaa")
+	a, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := n.Attach(ctx, "bbbbbbbbbbbb")
+	b, err := n.Attach(ctx, "bbbbbbbbbbbb", network.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	cfg := testConfig(t, 8)
 	n := newNetwork(t, cfg)
 	ctx := testContext(t)
-	ep, err := n.Attach(ctx, "aaaaaaaaaaaa")
+	ep, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func TestConcurrentAttachAcrossInstances(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := range perWorker {
-				ep, err := nets[w%2].Attach(ctx, fmt.Sprintf("w%d-%d", w, i))
+				ep, err := nets[w%2].Attach(ctx, fmt.Sprintf("w%d-%d", w, i), network.AttachOptions{})
 				if err != nil {
 					t.Error(err)
 					return

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -25,6 +27,7 @@ import (
 // requirePrivileges fails (never skips) when the test cannot do its work.
 func requirePrivileges(t *testing.T) {
 	t.Helper()
+	testenv.Needs(t, "root (network namespaces, bridges, taps)")
 	if os.Geteuid() != 0 {
 		t.Fatal("bridge tests create network namespaces, bridges and taps: run them as root (sudo go test ./network/...)")
 	}

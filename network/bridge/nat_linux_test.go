@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/network"
 )
 
 func TestOutboundNAT(t *testing.T) {
@@ -26,7 +28,7 @@ func TestOutboundNAT(t *testing.T) {
 			if on, err := IPForward(cfg.NodeNetns); err != nil || !on {
 				t.Fatalf("EnableIPForward left ip_forward off in the node namespace (%v)", err)
 			}
-			ep, err := n.Attach(ctx, "aaaaaaaaaaaa")
+			ep, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

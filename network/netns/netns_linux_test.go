@@ -1,6 +1,8 @@
 package netns
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -12,6 +14,7 @@ import (
 
 func requireRoot(t *testing.T) {
 	t.Helper()
+	testenv.Needs(t, "root (network namespaces)")
 	if os.Geteuid() != 0 {
 		t.Fatal("creating network namespaces needs root: run go test as root")
 	}

@@ -1,6 +1,8 @@
 package tap
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -13,6 +15,7 @@ import (
 
 func testNamespace(t *testing.T) string {
 	t.Helper()
+	testenv.Needs(t, "root (tap devices)")
 	if os.Geteuid() != 0 {
 		t.Fatal("tap devices need root (CAP_NET_ADMIN): run go test as root")
 	}

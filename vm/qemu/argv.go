@@ -63,19 +63,19 @@ const guestMemoryID = "mem"
 // so paths stay short (sun_path is 108 bytes).
 func qmpSocket(dir string) string          { return filepath.Join(dir, "qmp.sock") }
 func portSocket(dir string, i int) string  { return filepath.Join(dir, "port"+strconv.Itoa(i)+".sock") }
-func nicSocket(dir string, i int) string   { return filepath.Join(dir, "nic"+strconv.Itoa(i)+".sock") }
 func fsSocket(dir string, i int) string    { return filepath.Join(dir, "fs"+strconv.Itoa(i)+".sock") }
 func binaryFor(arch string) (string, bool) { b, ok := binaries[arch]; return b, ok }
 
 var binaries = map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
 
-// firstTapFD is the fd number of the first tap in the child: ExtraFiles
-// start after stdin, stdout and stderr (os/exec).
-const firstTapFD = 3
+// firstNICFD is the fd number of the first NIC's descriptor in the child:
+// ExtraFiles start after stdin, stdout and stderr (os/exec), one per NIC in
+// spec order (a tap queue, or the switch cable's end).
+const firstNICFD = 3
 
 // Args translates spec into qemu-system arguments (without the binary).
-// Tap NICs expect their fds as ExtraFiles in NIC order: the k-th tap NIC is
-// fd 3+k.
+// NICs expect their descriptors as ExtraFiles in NIC order: NIC k is fd
+// 3+k.
 func Args(spec vm.Spec, cfg Config) ([]string, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -167,39 +167,30 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 			"-chardev", "socket,id="+id+",path="+escape(fsSocket(cfg.Dir, i)),
 			"-device", "vhost-user-fs-pci,chardev="+id+",tag="+sh.Tag)
 	}
-	taps := 0
 	for i, n := range spec.NICs {
 		id := "net" + strconv.Itoa(i)
+		fd := strconv.Itoa(firstNICFD + i)
 		var netdev string
 		switch n.Attachment.Kind {
 		case vm.AttachTap:
 			// QEMU reads IFF_VNET_HDR from the fd itself (TUNGETIFF);
 			// it refuses vnet_hdr= together with fd=.
-			netdev = "tap,id=" + id + ",fd=" + strconv.Itoa(firstTapFD+taps)
-			taps++
-		case vm.AttachSocket:
-			netdev = "dgram,id=" + id + ",local.type=unix,local.path=" + escape(nicSocket(cfg.Dir, i)) +
-				",remote.type=unix,remote.path=" + escape(n.Attachment.Socket)
-		case vm.AttachNAT:
-			netdev = "user,id=" + id
+			netdev = "tap,id=" + id + ",fd=" + fd
+		case vm.AttachSwitch:
+			// The shim's socket pair: one frame per datagram, as vz's
+			// file-handle attachment (QEMU >= 7.2).
+			netdev = "dgram,id=" + id + ",local.type=fd,local.str=" + fd
 		}
-		a = append(a, "-netdev", netdev, "-device", "virtio-net-pci,netdev="+id+",mac="+n.MAC)
+		dev := "virtio-net-pci,netdev=" + id + ",mac=" + n.MAC
+		if n.MTU != 0 {
+			dev += ",host_mtu=" + strconv.Itoa(n.MTU)
+		}
+		a = append(a, "-netdev", netdev, "-device", dev)
 	}
 	a = append(a,
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0")
 	return a, nil
-}
-
-// tapNICs returns the spec's tap NICs in the order Args numbers their fds.
-func tapNICs(spec vm.Spec) []vm.NIC {
-	var taps []vm.NIC
-	for _, n := range spec.NICs {
-		if n.Attachment.Kind == vm.AttachTap {
-			taps = append(taps, n)
-		}
-	}
-	return taps
 }
 
 // escape doubles commas, QEMU's escape inside an option value.

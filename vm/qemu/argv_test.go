@@ -84,21 +84,19 @@ func TestArgs(t *testing.T) {
 		want: strings.Replace(sharedRAM(common), "-machine q35,memory-backend=mem -accel tcg -cpu qemu64",
 			"-machine virt,memory-backend=mem -accel tcg -cpu max", 1) + " -append [console=ttyAMA0 panic=-1]" + consoleAndQMP + rng,
 	}, {
-		name: "nics: tap fds count taps only, socket, nat",
+		name: "nics: one descriptor per NIC in order, tap or switch cable",
 		edit: func(s *vm.Spec, _ *Config) {
 			s.NICs = []vm.NIC{
 				{MAC: "02:00:00:00:00:01", Attachment: vm.Attachment{Kind: vm.AttachTap, Tap: "tap0", Netns: "/run/netns/x"}},
-				{MAC: "02:00:00:00:00:02", Attachment: vm.Attachment{Kind: vm.AttachSocket, Socket: "/run/sw.sock"}},
+				{MAC: "02:00:00:00:00:02", MTU: 65520, Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/run/ports.sock"}},
 				{MAC: "02:00:00:00:00:03", Attachment: vm.Attachment{Kind: vm.AttachTap, Tap: "tap1"}},
-				{MAC: "02:00:00:00:00:04", Attachment: vm.Attachment{Kind: vm.AttachNAT}},
 			}
 		},
 		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
 			" -netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" +
-			" -netdev dgram,id=net1,local.type=unix,local.path=/d/nic1.sock,remote.type=unix,remote.path=/run/sw.sock" +
-			" -device virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02" +
-			" -netdev tap,id=net2,fd=4 -device virtio-net-pci,netdev=net2,mac=02:00:00:00:00:03" +
-			" -netdev user,id=net3 -device virtio-net-pci,netdev=net3,mac=02:00:00:00:00:04" + rng,
+			" -netdev dgram,id=net1,local.type=fd,local.str=4" +
+			" -device virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02,host_mtu=65520" +
+			" -netdev tap,id=net2,fd=5 -device virtio-net-pci,netdev=net2,mac=02:00:00:00:00:03" + rng,
 	}, {
 		name: "kvm uses the host cpu",
 		edit: func(_ *vm.Spec, c *Config) { c.Accel = AccelKVM },

@@ -121,18 +121,28 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 	for _, s := range stale {
 		os.Remove(s)
 	}
-	var taps []*os.File
+	// One descriptor per NIC, in order (Args numbers them); Start owns
+	// them, and QEMU holds its own copies once it runs.
+	var nicFiles []*os.File
 	defer func() {
-		for _, f := range taps {
-			f.Close() // QEMU holds its own copies
+		for _, f := range nicFiles {
+			f.Close()
 		}
 	}()
-	for _, n := range tapNICs(spec) {
-		f, err := openTap(n.Attachment.Netns, n.Attachment.Tap, !d.opts.NoVnetHdr)
-		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+	for _, n := range spec.NICs {
+		switch n.Attachment.Kind {
+		case vm.AttachTap:
+			f, err := openTap(n.Attachment.Netns, n.Attachment.Tap, !d.opts.NoVnetHdr)
+			if err != nil {
+				return nil, fmt.Errorf("start %s: %w", spec.ID, err)
+			}
+			nicFiles = append(nicFiles, f)
+		case vm.AttachSwitch:
+			if n.Attachment.File == nil {
+				return nil, fmt.Errorf("start %s: NIC %s: the shim gave no switch socket", spec.ID, n.MAC)
+			}
+			nicFiles = append(nicFiles, n.Attachment.File)
 		}
-		taps = append(taps, f)
 	}
 	fsds, err := d.startVirtiofsds(spec, dir)
 	if err != nil {
@@ -153,7 +163,7 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 	defer logFile.Close()
 
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = logFile, logFile, taps
+	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = logFile, logFile, nicFiles
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// QEMU dies with the shim (design.md). Setpgid keeps terminal
 		// signals meant for the shim's group away from QEMU.

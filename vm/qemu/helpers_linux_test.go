@@ -1,6 +1,8 @@
 package qemu
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"bufio"
 	"context"
 	"fmt"
@@ -45,6 +47,7 @@ func TestMain(m *testing.M) {
 
 // floorBundle builds the guest bundle (floor init as /init) once per run.
 func floorBundle(t testing.TB) guest.Bundle {
+	testenv.Needs(t, "VMs (QEMU and a guest bundle)")
 	t.Helper()
 	bundleOnce.Do(func() {
 		bundleDir, bundleErr = os.MkdirTemp("", "vkav-qemu-bundle-")

@@ -1,6 +1,8 @@
 package qemu
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"bufio"
 	"context"
 	"errors"
@@ -262,6 +264,7 @@ func alive(pid int) bool {
 // testNetns creates a named network namespace for one test.
 func testNetns(t testing.TB) string {
 	t.Helper()
+	testenv.NeedsRoot(t, "a network namespace")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatalf("iproute2 is needed: apt-get install iproute2 (%v)", err)
 	}

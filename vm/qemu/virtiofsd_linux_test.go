@@ -1,6 +1,8 @@
 package qemu
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"bufio"
 	"context"
 	"errors"
@@ -19,6 +21,7 @@ import (
 // needVirtiofsd fails the test when virtiofsd is not installed.
 func needVirtiofsd(t testing.TB) string {
 	t.Helper()
+	testenv.NeedsRoot(t, "virtiofsd's mount namespace")
 	bin, err := New(Options{Logger: testLogger}).virtiofsdBinary()
 	if err != nil {
 		t.Fatal(err)

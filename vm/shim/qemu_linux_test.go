@@ -1,6 +1,8 @@
 package shim
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"context"
 	"errors"
 	"os"
@@ -32,6 +34,7 @@ var (
 // agentBundle builds a guest bundle with cmd/vk-applevm-agent as /init once
 // per test run (the kernel download is cached by mkguest).
 func agentBundle(t *testing.T) guest.Bundle {
+	testenv.Needs(t, "VMs (QEMU and a guest bundle)")
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatalf("QEMU is needed: apt-get install qemu-system-x86 (%v)", err)

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vk-applevm/vk-applevm/internal/fdhygiene"
+
 	"github.com/vk-applevm/vk-applevm/agent/transport"
 	"github.com/vk-applevm/vk-applevm/vm"
 )
@@ -72,6 +74,10 @@ type server struct {
 func Run(ctx context.Context, dir string, drivers map[string]vm.Driver, opts ...RunOption) error {
 	ready := takeReadyPipe()
 	defer ready.close()
+	// The shim lives as long as its VM: descriptors it inherited by
+	// accident (a lock of a `flock` around whoever started it) must not
+	// stay held that long. The ready pipe is close-on-exec by now.
+	fdhygiene.CloseInherited()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("vm", filepath.Base(dir), "shimPid", os.Getpid())
 	s, drv, err := newServer(dir, drivers, log, opts)
 	if err != nil {
@@ -188,7 +194,12 @@ func (s *server) boot(ctx context.Context, drv vm.Driver) (vm.Machine, io.Closer
 	s.mu.Lock()
 	s.cancelStart = cancel
 	s.mu.Unlock()
-	m, err := drv.Start(startCtx, s.cfg.Spec, filepath.Join(s.dir, backendDir))
+	spec, err := s.cableNICs(startCtx, s.cfg.Spec)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, fmt.Errorf("start %s machine: %w", drv.Name(), err)
+	}
+	m, err := drv.Start(startCtx, spec, filepath.Join(s.dir, backendDir))
 	if err != nil {
 		cancel()
 		return nil, nil, nil, fmt.Errorf("start %s machine: %w", drv.Name(), err)

@@ -21,6 +21,8 @@
 // `make sign`); Check reports a clear error when it is missing.
 package vz
 
+import "os"
+
 // HostLimits is what this Mac allows a virtual machine, read from
 // Virtualization.framework on darwin (VZVirtualMachineConfiguration's
 // minimum/maximumAllowedCPUCount and minimum/maximumAllowedMemorySize) and
@@ -127,11 +129,11 @@ type ConsolePort struct {
 type NetworkKind string
 
 const (
-	// NetworkNAT is VZNATNetworkDeviceAttachment: macOS's own NAT and
-	// DHCP (bootpd).
-	NetworkNAT NetworkKind = "nat"
-	// NetworkFileHandle is VZFileHandleNetworkDeviceAttachment on a unix
-	// datagram socket connected to a user-space switch.
+	// NetworkFileHandle is VZFileHandleNetworkDeviceAttachment on the
+	// shim's end of a datagram socket pair into the node's switch (the same
+	// cable QEMU gets as a dgram netdev). vz's NAT attachment is not used:
+	// it isolates VMs from each other and leases addresses for a day
+	// (mac-pitfalls.md).
 	NetworkFileHandle NetworkKind = "file-handle"
 )
 
@@ -139,8 +141,11 @@ const (
 type NetworkDevice struct {
 	Kind NetworkKind `json:"kind"`
 	MAC  string      `json:"mac"`
-	// Switch is the unix datagram socket of the switch (NetworkFileHandle).
-	Switch string `json:"switch,omitempty"`
+	// File is the socket vz reads and writes frames on (NetworkFileHandle),
+	// from vm.Attachment.File; not part of the description's JSON.
+	File *os.File `json:"-"`
+	// MTU of the file-handle attachment (0: vz's default, 1500).
+	MTU int `json:"mtu,omitempty"`
 }
 
 // DirectoryShare is a VZVirtioFileSystemDeviceConfiguration with a single

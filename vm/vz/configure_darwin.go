@@ -5,7 +5,6 @@ package vz
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 
 	"github.com/Code-Hex/vz/v3"
 )
@@ -136,20 +135,21 @@ func attachNICs(c *vz.VirtualMachineConfiguration, cfg *Config, ends *hostEnds, 
 	for i, n := range cfg.NICs {
 		var attachment vz.NetworkDeviceAttachment
 		switch n.Kind {
-		case NetworkNAT:
-			nat, err := vz.NewNATNetworkDeviceAttachment()
-			if err != nil {
-				return fmt.Errorf("nic %d: %w", i, err)
-			}
-			attachment = nat
 		case NetworkFileHandle:
-			file, err := ends.addSwitchSocket(filepath.Join(dir, fmt.Sprintf("nic%d.sock", i)), n.Switch)
+			if n.File == nil {
+				return fmt.Errorf("nic %d: no socket from the shim", i)
+			}
+			ends.keep(n.File)
+			fh, err := vz.NewFileHandleNetworkDeviceAttachment(n.File)
 			if err != nil {
 				return fmt.Errorf("nic %d: %w", i, err)
 			}
-			fh, err := vz.NewFileHandleNetworkDeviceAttachment(file)
-			if err != nil {
-				return fmt.Errorf("nic %d: %w", i, err)
+			if n.MTU != 0 {
+				// macOS 13+ (which the console ports need anyway); the
+				// socket's buffers are sized for it (network/switchport).
+				if err := fh.SetMaximumTransmissionUnit(n.MTU); err != nil {
+					return fmt.Errorf("nic %d: MTU %d: %w", i, n.MTU, err)
+				}
 			}
 			attachment = fh
 		default:

@@ -4,11 +4,12 @@ package vz
 
 import (
 	"context"
-	"errors"
-	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/vk-applevm/vk-applevm/network/switchport"
 
 	"github.com/vk-applevm/vk-applevm/vm"
 )
@@ -37,8 +38,7 @@ func touch(t *testing.T, path string) string {
 // the entitlement nor virtualization hardware, so it runs on hosted CI.
 func TestConfigureBuildsEveryDevice(t *testing.T) {
 	dir := shortDir(t)
-	switchAddr := &net.UnixAddr{Name: filepath.Join(dir, "switch.sock"), Net: "unixgram"}
-	sw, err := net.ListenUnixgram("unixgram", switchAddr)
+	cable, sw, err := switchport.Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +51,7 @@ func TestConfigureBuildsEveryDevice(t *testing.T) {
 		{Serial: vm.DiskScratch, Path: touch(t, filepath.Join(dir, "scratch.ext4"))},
 	}
 	spec.NICs = []vm.NIC{
-		{MAC: "52:54:00:12:34:56", Attachment: vm.Attachment{Kind: vm.AttachSocket, Socket: switchAddr.Name}},
-		{MAC: "52:54:00:12:34:57", Attachment: vm.Attachment{Kind: vm.AttachNAT}},
+		{MAC: "52:54:00:12:34:56", Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/unused/ports.sock", File: cable}},
 	}
 	spec.Shares = []vm.Share{{Tag: "data", HostPath: dir, ReadOnly: true}}
 
@@ -78,25 +77,19 @@ func TestConfigureBuildsEveryDevice(t *testing.T) {
 
 	// The NIC's datagram socket is connected to the switch (the socket
 	// plumbing itself is tested on every platform in ends_test.go).
-	if _, err := os.Stat(filepath.Join(dir, "nic0.sock")); err != nil {
-		t.Errorf("NIC socket not bound: %v", err)
-	}
 }
 
-func TestConfigureFailsOnMissingSwitch(t *testing.T) {
+func TestConfigureNeedsTheShimsSocket(t *testing.T) {
 	dir := shortDir(t)
 	spec := baseSpec(t)
 	spec.Initrd = touch(t, filepath.Join(dir, "initrd"))
-	spec.NICs = []vm.NIC{{MAC: "52:54:00:12:34:56", Attachment: vm.Attachment{Kind: vm.AttachSocket, Socket: filepath.Join(dir, "absent.sock")}}}
+	spec.NICs = []vm.NIC{{MAC: "52:54:00:12:34:56", Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: filepath.Join(dir, "ports.sock")}}}
 	cfg, err := Describe(spec, hostLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := configure(cfg, dir); err == nil {
-		t.Fatal("configure connected to a switch that does not exist")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "nic0.sock")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("failed configure left nic0.sock behind: %v", err)
+	if _, _, err := configure(cfg, dir); err == nil || !strings.Contains(err.Error(), "no socket from the shim") {
+		t.Fatalf("configure without the NIC's socket: %v", err)
 	}
 }
 

@@ -4,23 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 )
 
 // The host-side descriptors a machine hands to Virtualization.framework.
 // Nothing here calls vz, so it is tested on every platform.
-
-// Socket buffer sizes for NIC datagram sockets. Apple asks for SO_RCVBUF of
-// at least twice SO_SNDBUF and recommends four times
-// (VZFileHandleNetworkDeviceAttachment.maximumTransmissionUnit docs).
-const (
-	nicSendBuffer    = 1 << 20
-	nicReceiveBuffer = 4 * nicSendBuffer
-	// maxUnixPath is sizeof(sockaddr_un.sun_path) on macOS (<sys/un.h>),
-	// four bytes less than Linux's; the path needs its NUL too.
-	maxUnixPath = 104
-)
 
 // hostEnds holds every descriptor handed to vz. They stay referenced until
 // the machine stops: an *os.File's finalizer would close a descriptor vz
@@ -65,40 +53,8 @@ func (h *hostEnds) addPort(name string) (guestIn, guestOut *os.File, err error) 
 	return guestIn, guestOut, nil
 }
 
-// addSwitchSocket binds a datagram socket at local, connects it to the
-// switch at remote (each ethernet frame is one datagram both ways) and
-// returns the descriptor for vz; the socket file is removed on release.
-func (h *hostEnds) addSwitchSocket(local, remote string) (*os.File, error) {
-	if len(local) >= maxUnixPath {
-		return nil, fmt.Errorf("socket path %s is %d bytes, macOS allows %d", local, len(local), maxUnixPath-1)
-	}
-	os.Remove(local) // a stale socket from an earlier run of this machine
-	conn, err := net.DialUnix("unixgram",
-		&net.UnixAddr{Name: local, Net: "unixgram"}, &net.UnixAddr{Name: remote, Net: "unixgram"})
-	if err != nil {
-		os.Remove(local) // bound before the connect failed
-		return nil, fmt.Errorf("connect to switch %s: %w", remote, err)
-	}
-	defer conn.Close() // File below holds a duplicate
-	h.vzSide = append(h.vzSide, removeOnClose(local))
-	if err := conn.SetWriteBuffer(nicSendBuffer); err != nil {
-		return nil, fmt.Errorf("switch socket send buffer: %w", err)
-	}
-	if err := conn.SetReadBuffer(nicReceiveBuffer); err != nil {
-		return nil, fmt.Errorf("switch socket receive buffer: %w", err)
-	}
-	file, err := conn.File()
-	if err != nil {
-		return nil, fmt.Errorf("switch socket descriptor: %w", err)
-	}
-	h.vzSide = append(h.vzSide, file)
-	return file, nil
-}
-
-// removeOnClose deletes a socket path when the machine's ends are released.
-type removeOnClose string
-
-func (p removeOnClose) Close() error { return os.Remove(string(p)) }
+// keep holds f (a NIC's socket) until the machine stops.
+func (h *hostEnds) keep(f *os.File) { h.vzSide = append(h.vzSide, f) }
 
 // closeVZSide releases what vz used, once the machine has stopped, so
 // readers of the ports see EOF. Descriptors go first, then socket files.

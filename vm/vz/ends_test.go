@@ -1,12 +1,8 @@
 package vz
 
 import (
-	"errors"
 	"io"
-	"net"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -78,65 +74,19 @@ func TestReleasingVZSideGivesEOF(t *testing.T) {
 	}
 }
 
-func TestSwitchSocket(t *testing.T) {
-	dir := shortTempDir(t)
-	switchAddr := &net.UnixAddr{Name: filepath.Join(dir, "switch.sock"), Net: "unixgram"}
-	sw, err := net.ListenUnixgram("unixgram", switchAddr)
+func TestNICSocketIsHeldUntilRelease(t *testing.T) {
+	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sw.Close()
-	sw.SetDeadline(time.Now().Add(10 * time.Second))
-
+	defer r.Close()
 	ends := newHostEnds()
-	local := filepath.Join(dir, "nic0.sock")
-	// A stale socket file from an earlier run is replaced.
-	if err := os.WriteFile(local, nil, 0o600); err != nil {
-		t.Fatal(err)
+	ends.keep(w)
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatalf("kept descriptor unusable: %v", err)
 	}
-	nic, err := ends.addSwitchSocket(local, switchAddr.Name)
-	if err != nil {
-		t.Fatalf("addSwitchSocket: %v", err)
-	}
-
-	// One write is one frame at the switch, sent from the NIC's address...
-	if _, err := nic.Write([]byte("frame to switch")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 2048)
-	n, from, err := sw.ReadFromUnix(buf)
-	if err != nil || string(buf[:n]) != "frame to switch" || from == nil || from.Name != local {
-		t.Fatalf("switch got %q from %v (%v), want the frame from %s", buf[:n], from, err, local)
-	}
-	// ...so the switch can answer it.
-	if _, err := sw.WriteToUnix([]byte("frame to nic"), from); err != nil {
-		t.Fatal(err)
-	}
-	n, err = nic.Read(buf)
-	if err != nil || string(buf[:n]) != "frame to nic" {
-		t.Fatalf("nic got %q (%v), want the switch's frame", buf[:n], err)
-	}
-
 	ends.closeVZSide()
-	if _, err := os.Stat(local); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("socket file left after release: %v", err)
-	}
-}
-
-func TestSwitchSocketErrors(t *testing.T) {
-	dir := shortTempDir(t)
-	ends := newHostEnds()
-	defer ends.closeAll()
-	if _, err := ends.addSwitchSocket(filepath.Join(dir, "nic0.sock"), filepath.Join(dir, "absent.sock")); err == nil ||
-		!strings.Contains(err.Error(), "connect to switch") {
-		t.Errorf("missing switch: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "nic0.sock")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("failed connect left its socket file: %v", err)
-	}
-	long := filepath.Join(dir, strings.Repeat("n", maxUnixPath))
-	if _, err := ends.addSwitchSocket(long, filepath.Join(dir, "switch.sock")); err == nil ||
-		!strings.Contains(err.Error(), "macOS allows 103") {
-		t.Errorf("over-long path: %v", err)
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Error("the NIC descriptor is still open after release")
 	}
 }

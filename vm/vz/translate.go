@@ -200,12 +200,10 @@ func describeDisk(d vm.Disk) BlockDevice {
 
 func describeNIC(i int, n vm.NIC) (NetworkDevice, error) {
 	switch n.Attachment.Kind {
-	case vm.AttachNAT:
-		return NetworkDevice{Kind: NetworkNAT, MAC: n.MAC}, nil
-	case vm.AttachSocket:
-		return NetworkDevice{Kind: NetworkFileHandle, MAC: n.MAC, Switch: n.Attachment.Socket}, nil
+	case vm.AttachSwitch:
+		return NetworkDevice{Kind: NetworkFileHandle, MAC: n.MAC, File: n.Attachment.File, MTU: n.MTU}, nil
 	case vm.AttachTap:
-		return NetworkDevice{}, fmt.Errorf("nic %d: tap attachment %q: %w: macOS has no tap devices; use a socket (user-space switch) or nat attachment",
+		return NetworkDevice{}, fmt.Errorf("nic %d: tap attachment %q: %w: macOS has no tap devices; plug the NIC into the switch",
 			i, n.Attachment.Tap, vm.ErrNotSupported)
 	}
 	// Validate rejects unknown kinds; this guards against a new kind

@@ -62,9 +62,9 @@ func TestDescribeFullSpec(t *testing.T) {
 		{Serial: vm.DiskRootfs, Path: "/images/rootfs/abc.ext4", ReadOnly: true},
 		{Serial: vm.DiskScratch, Path: "/vms/x/scratch.ext4"},
 	}
+	cable := os.NewFile(^uintptr(0), "cable") // only compared, never used
 	spec.NICs = []vm.NIC{
-		{MAC: "52:54:00:12:34:56", Attachment: vm.Attachment{Kind: vm.AttachSocket, Socket: "/run/vkav/switch.sock"}},
-		{MAC: "52:54:00:12:34:57", Attachment: vm.Attachment{Kind: vm.AttachNAT}},
+		{MAC: "52:54:00:12:34:56", MTU: 65520, Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/run/vkav/ports.sock", File: cable}},
 	}
 	spec.Shares = []vm.Share{{Tag: "volume-data", HostPath: "/pods/p/volumes/data", ReadOnly: true}}
 	spec.Rosetta = true
@@ -90,8 +90,7 @@ func TestDescribeFullSpec(t *testing.T) {
 		Entropy:      true,
 		Balloon:      true,
 		NICs: []NetworkDevice{
-			{Kind: NetworkFileHandle, MAC: "52:54:00:12:34:56", Switch: "/run/vkav/switch.sock"},
-			{Kind: NetworkNAT, MAC: "52:54:00:12:34:57"},
+			{Kind: NetworkFileHandle, MAC: "52:54:00:12:34:56", File: cable, MTU: 65520},
 		},
 		Shares:  []DirectoryShare{{Tag: "volume-data", HostPath: "/pods/p/volumes/data", ReadOnly: true}},
 		Rosetta: &RosettaShare{Tag: RosettaTag},

@@ -33,13 +33,14 @@ var File_agentgrpc_agent_service_proto protoreflect.FileDescriptor
 
 const file_agentgrpc_agent_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dagentgrpc/agent_service.proto\x12\rvkav.agent.v1\x1a\vagent.proto2\xa7\t\n" +
+	"\x1dagentgrpc/agent_service.proto\x12\rvkav.agent.v1\x1a\vagent.proto2\x94\v\n" +
 	"\x05Agent\x12?\n" +
 	"\x04Info\x12\x1a.vkav.agent.v1.InfoRequest\x1a\x1b.vkav.agent.v1.InfoResponse\x12B\n" +
 	"\x05Setup\x12\x1b.vkav.agent.v1.SetupRequest\x1a\x1c.vkav.agent.v1.SetupResponse\x12`\n" +
 	"\x0fCreateContainer\x12%.vkav.agent.v1.CreateContainerRequest\x1a&.vkav.agent.v1.CreateContainerResponse\x12Q\n" +
 	"\n" +
-	"WriteFiles\x12 .vkav.agent.v1.WriteFilesRequest\x1a!.vkav.agent.v1.WriteFilesResponse\x12Z\n" +
+	"WriteFiles\x12 .vkav.agent.v1.WriteFilesRequest\x1a!.vkav.agent.v1.WriteFilesResponse\x12K\n" +
+	"\bReadFile\x12\x1e.vkav.agent.v1.ReadFileRequest\x1a\x1f.vkav.agent.v1.ReadFileResponse\x12Z\n" +
 	"\rCreateProcess\x12#.vkav.agent.v1.CreateProcessRequest\x1a$.vkav.agent.v1.CreateProcessResponse\x12W\n" +
 	"\fStartProcess\x12\".vkav.agent.v1.StartProcessRequest\x1a#.vkav.agent.v1.StartProcessResponse\x12I\n" +
 	"\x06Attach\x12\x1c.vkav.agent.v1.AttachRequest\x1a\x1d.vkav.agent.v1.AttachResponse(\x010\x01\x12?\n" +
@@ -50,7 +51,9 @@ const file_agentgrpc_agent_service_proto_rawDesc = "" +
 	"CloseStdin\x12 .vkav.agent.v1.CloseStdinRequest\x1a!.vkav.agent.v1.CloseStdinResponse\x12Z\n" +
 	"\rDeleteProcess\x12#.vkav.agent.v1.DeleteProcessRequest\x1a$.vkav.agent.v1.DeleteProcessResponse\x12B\n" +
 	"\x05Stats\x12\x1b.vkav.agent.v1.StatsRequest\x1a\x1c.vkav.agent.v1.StatsResponse\x12L\n" +
-	"\aForward\x12\x1d.vkav.agent.v1.ForwardRequest\x1a\x1e.vkav.agent.v1.ForwardResponse(\x010\x01\x12K\n" +
+	"\aForward\x12\x1d.vkav.agent.v1.ForwardRequest\x1a\x1e.vkav.agent.v1.ForwardResponse(\x010\x01\x12N\n" +
+	"\tListeners\x12\x1f.vkav.agent.v1.ListenersRequest\x1a .vkav.agent.v1.ListenersResponse\x12N\n" +
+	"\tSetRelays\x12\x1f.vkav.agent.v1.SetRelaysRequest\x1a .vkav.agent.v1.SetRelaysResponse\x12K\n" +
 	"\bShutdown\x12\x1e.vkav.agent.v1.ShutdownRequest\x1a\x1f.vkav.agent.v1.ShutdownResponseB@Z>github.com/vk-applevm/vk-applevm/agent/api/agentgrpc;agentgrpcb\x06proto3"
 
 var file_agentgrpc_agent_service_proto_goTypes = []any{
@@ -58,66 +61,78 @@ var file_agentgrpc_agent_service_proto_goTypes = []any{
 	(*api.SetupRequest)(nil),            // 1: vkav.agent.v1.SetupRequest
 	(*api.CreateContainerRequest)(nil),  // 2: vkav.agent.v1.CreateContainerRequest
 	(*api.WriteFilesRequest)(nil),       // 3: vkav.agent.v1.WriteFilesRequest
-	(*api.CreateProcessRequest)(nil),    // 4: vkav.agent.v1.CreateProcessRequest
-	(*api.StartProcessRequest)(nil),     // 5: vkav.agent.v1.StartProcessRequest
-	(*api.AttachRequest)(nil),           // 6: vkav.agent.v1.AttachRequest
-	(*api.WaitRequest)(nil),             // 7: vkav.agent.v1.WaitRequest
-	(*api.SignalRequest)(nil),           // 8: vkav.agent.v1.SignalRequest
-	(*api.ResizeTTYRequest)(nil),        // 9: vkav.agent.v1.ResizeTTYRequest
-	(*api.CloseStdinRequest)(nil),       // 10: vkav.agent.v1.CloseStdinRequest
-	(*api.DeleteProcessRequest)(nil),    // 11: vkav.agent.v1.DeleteProcessRequest
-	(*api.StatsRequest)(nil),            // 12: vkav.agent.v1.StatsRequest
-	(*api.ForwardRequest)(nil),          // 13: vkav.agent.v1.ForwardRequest
-	(*api.ShutdownRequest)(nil),         // 14: vkav.agent.v1.ShutdownRequest
-	(*api.InfoResponse)(nil),            // 15: vkav.agent.v1.InfoResponse
-	(*api.SetupResponse)(nil),           // 16: vkav.agent.v1.SetupResponse
-	(*api.CreateContainerResponse)(nil), // 17: vkav.agent.v1.CreateContainerResponse
-	(*api.WriteFilesResponse)(nil),      // 18: vkav.agent.v1.WriteFilesResponse
-	(*api.CreateProcessResponse)(nil),   // 19: vkav.agent.v1.CreateProcessResponse
-	(*api.StartProcessResponse)(nil),    // 20: vkav.agent.v1.StartProcessResponse
-	(*api.AttachResponse)(nil),          // 21: vkav.agent.v1.AttachResponse
-	(*api.WaitResponse)(nil),            // 22: vkav.agent.v1.WaitResponse
-	(*api.SignalResponse)(nil),          // 23: vkav.agent.v1.SignalResponse
-	(*api.ResizeTTYResponse)(nil),       // 24: vkav.agent.v1.ResizeTTYResponse
-	(*api.CloseStdinResponse)(nil),      // 25: vkav.agent.v1.CloseStdinResponse
-	(*api.DeleteProcessResponse)(nil),   // 26: vkav.agent.v1.DeleteProcessResponse
-	(*api.StatsResponse)(nil),           // 27: vkav.agent.v1.StatsResponse
-	(*api.ForwardResponse)(nil),         // 28: vkav.agent.v1.ForwardResponse
-	(*api.ShutdownResponse)(nil),        // 29: vkav.agent.v1.ShutdownResponse
+	(*api.ReadFileRequest)(nil),         // 4: vkav.agent.v1.ReadFileRequest
+	(*api.CreateProcessRequest)(nil),    // 5: vkav.agent.v1.CreateProcessRequest
+	(*api.StartProcessRequest)(nil),     // 6: vkav.agent.v1.StartProcessRequest
+	(*api.AttachRequest)(nil),           // 7: vkav.agent.v1.AttachRequest
+	(*api.WaitRequest)(nil),             // 8: vkav.agent.v1.WaitRequest
+	(*api.SignalRequest)(nil),           // 9: vkav.agent.v1.SignalRequest
+	(*api.ResizeTTYRequest)(nil),        // 10: vkav.agent.v1.ResizeTTYRequest
+	(*api.CloseStdinRequest)(nil),       // 11: vkav.agent.v1.CloseStdinRequest
+	(*api.DeleteProcessRequest)(nil),    // 12: vkav.agent.v1.DeleteProcessRequest
+	(*api.StatsRequest)(nil),            // 13: vkav.agent.v1.StatsRequest
+	(*api.ForwardRequest)(nil),          // 14: vkav.agent.v1.ForwardRequest
+	(*api.ListenersRequest)(nil),        // 15: vkav.agent.v1.ListenersRequest
+	(*api.SetRelaysRequest)(nil),        // 16: vkav.agent.v1.SetRelaysRequest
+	(*api.ShutdownRequest)(nil),         // 17: vkav.agent.v1.ShutdownRequest
+	(*api.InfoResponse)(nil),            // 18: vkav.agent.v1.InfoResponse
+	(*api.SetupResponse)(nil),           // 19: vkav.agent.v1.SetupResponse
+	(*api.CreateContainerResponse)(nil), // 20: vkav.agent.v1.CreateContainerResponse
+	(*api.WriteFilesResponse)(nil),      // 21: vkav.agent.v1.WriteFilesResponse
+	(*api.ReadFileResponse)(nil),        // 22: vkav.agent.v1.ReadFileResponse
+	(*api.CreateProcessResponse)(nil),   // 23: vkav.agent.v1.CreateProcessResponse
+	(*api.StartProcessResponse)(nil),    // 24: vkav.agent.v1.StartProcessResponse
+	(*api.AttachResponse)(nil),          // 25: vkav.agent.v1.AttachResponse
+	(*api.WaitResponse)(nil),            // 26: vkav.agent.v1.WaitResponse
+	(*api.SignalResponse)(nil),          // 27: vkav.agent.v1.SignalResponse
+	(*api.ResizeTTYResponse)(nil),       // 28: vkav.agent.v1.ResizeTTYResponse
+	(*api.CloseStdinResponse)(nil),      // 29: vkav.agent.v1.CloseStdinResponse
+	(*api.DeleteProcessResponse)(nil),   // 30: vkav.agent.v1.DeleteProcessResponse
+	(*api.StatsResponse)(nil),           // 31: vkav.agent.v1.StatsResponse
+	(*api.ForwardResponse)(nil),         // 32: vkav.agent.v1.ForwardResponse
+	(*api.ListenersResponse)(nil),       // 33: vkav.agent.v1.ListenersResponse
+	(*api.SetRelaysResponse)(nil),       // 34: vkav.agent.v1.SetRelaysResponse
+	(*api.ShutdownResponse)(nil),        // 35: vkav.agent.v1.ShutdownResponse
 }
 var file_agentgrpc_agent_service_proto_depIdxs = []int32{
 	0,  // 0: vkav.agent.v1.Agent.Info:input_type -> vkav.agent.v1.InfoRequest
 	1,  // 1: vkav.agent.v1.Agent.Setup:input_type -> vkav.agent.v1.SetupRequest
 	2,  // 2: vkav.agent.v1.Agent.CreateContainer:input_type -> vkav.agent.v1.CreateContainerRequest
 	3,  // 3: vkav.agent.v1.Agent.WriteFiles:input_type -> vkav.agent.v1.WriteFilesRequest
-	4,  // 4: vkav.agent.v1.Agent.CreateProcess:input_type -> vkav.agent.v1.CreateProcessRequest
-	5,  // 5: vkav.agent.v1.Agent.StartProcess:input_type -> vkav.agent.v1.StartProcessRequest
-	6,  // 6: vkav.agent.v1.Agent.Attach:input_type -> vkav.agent.v1.AttachRequest
-	7,  // 7: vkav.agent.v1.Agent.Wait:input_type -> vkav.agent.v1.WaitRequest
-	8,  // 8: vkav.agent.v1.Agent.Signal:input_type -> vkav.agent.v1.SignalRequest
-	9,  // 9: vkav.agent.v1.Agent.ResizeTTY:input_type -> vkav.agent.v1.ResizeTTYRequest
-	10, // 10: vkav.agent.v1.Agent.CloseStdin:input_type -> vkav.agent.v1.CloseStdinRequest
-	11, // 11: vkav.agent.v1.Agent.DeleteProcess:input_type -> vkav.agent.v1.DeleteProcessRequest
-	12, // 12: vkav.agent.v1.Agent.Stats:input_type -> vkav.agent.v1.StatsRequest
-	13, // 13: vkav.agent.v1.Agent.Forward:input_type -> vkav.agent.v1.ForwardRequest
-	14, // 14: vkav.agent.v1.Agent.Shutdown:input_type -> vkav.agent.v1.ShutdownRequest
-	15, // 15: vkav.agent.v1.Agent.Info:output_type -> vkav.agent.v1.InfoResponse
-	16, // 16: vkav.agent.v1.Agent.Setup:output_type -> vkav.agent.v1.SetupResponse
-	17, // 17: vkav.agent.v1.Agent.CreateContainer:output_type -> vkav.agent.v1.CreateContainerResponse
-	18, // 18: vkav.agent.v1.Agent.WriteFiles:output_type -> vkav.agent.v1.WriteFilesResponse
-	19, // 19: vkav.agent.v1.Agent.CreateProcess:output_type -> vkav.agent.v1.CreateProcessResponse
-	20, // 20: vkav.agent.v1.Agent.StartProcess:output_type -> vkav.agent.v1.StartProcessResponse
-	21, // 21: vkav.agent.v1.Agent.Attach:output_type -> vkav.agent.v1.AttachResponse
-	22, // 22: vkav.agent.v1.Agent.Wait:output_type -> vkav.agent.v1.WaitResponse
-	23, // 23: vkav.agent.v1.Agent.Signal:output_type -> vkav.agent.v1.SignalResponse
-	24, // 24: vkav.agent.v1.Agent.ResizeTTY:output_type -> vkav.agent.v1.ResizeTTYResponse
-	25, // 25: vkav.agent.v1.Agent.CloseStdin:output_type -> vkav.agent.v1.CloseStdinResponse
-	26, // 26: vkav.agent.v1.Agent.DeleteProcess:output_type -> vkav.agent.v1.DeleteProcessResponse
-	27, // 27: vkav.agent.v1.Agent.Stats:output_type -> vkav.agent.v1.StatsResponse
-	28, // 28: vkav.agent.v1.Agent.Forward:output_type -> vkav.agent.v1.ForwardResponse
-	29, // 29: vkav.agent.v1.Agent.Shutdown:output_type -> vkav.agent.v1.ShutdownResponse
-	15, // [15:30] is the sub-list for method output_type
-	0,  // [0:15] is the sub-list for method input_type
+	4,  // 4: vkav.agent.v1.Agent.ReadFile:input_type -> vkav.agent.v1.ReadFileRequest
+	5,  // 5: vkav.agent.v1.Agent.CreateProcess:input_type -> vkav.agent.v1.CreateProcessRequest
+	6,  // 6: vkav.agent.v1.Agent.StartProcess:input_type -> vkav.agent.v1.StartProcessRequest
+	7,  // 7: vkav.agent.v1.Agent.Attach:input_type -> vkav.agent.v1.AttachRequest
+	8,  // 8: vkav.agent.v1.Agent.Wait:input_type -> vkav.agent.v1.WaitRequest
+	9,  // 9: vkav.agent.v1.Agent.Signal:input_type -> vkav.agent.v1.SignalRequest
+	10, // 10: vkav.agent.v1.Agent.ResizeTTY:input_type -> vkav.agent.v1.ResizeTTYRequest
+	11, // 11: vkav.agent.v1.Agent.CloseStdin:input_type -> vkav.agent.v1.CloseStdinRequest
+	12, // 12: vkav.agent.v1.Agent.DeleteProcess:input_type -> vkav.agent.v1.DeleteProcessRequest
+	13, // 13: vkav.agent.v1.Agent.Stats:input_type -> vkav.agent.v1.StatsRequest
+	14, // 14: vkav.agent.v1.Agent.Forward:input_type -> vkav.agent.v1.ForwardRequest
+	15, // 15: vkav.agent.v1.Agent.Listeners:input_type -> vkav.agent.v1.ListenersRequest
+	16, // 16: vkav.agent.v1.Agent.SetRelays:input_type -> vkav.agent.v1.SetRelaysRequest
+	17, // 17: vkav.agent.v1.Agent.Shutdown:input_type -> vkav.agent.v1.ShutdownRequest
+	18, // 18: vkav.agent.v1.Agent.Info:output_type -> vkav.agent.v1.InfoResponse
+	19, // 19: vkav.agent.v1.Agent.Setup:output_type -> vkav.agent.v1.SetupResponse
+	20, // 20: vkav.agent.v1.Agent.CreateContainer:output_type -> vkav.agent.v1.CreateContainerResponse
+	21, // 21: vkav.agent.v1.Agent.WriteFiles:output_type -> vkav.agent.v1.WriteFilesResponse
+	22, // 22: vkav.agent.v1.Agent.ReadFile:output_type -> vkav.agent.v1.ReadFileResponse
+	23, // 23: vkav.agent.v1.Agent.CreateProcess:output_type -> vkav.agent.v1.CreateProcessResponse
+	24, // 24: vkav.agent.v1.Agent.StartProcess:output_type -> vkav.agent.v1.StartProcessResponse
+	25, // 25: vkav.agent.v1.Agent.Attach:output_type -> vkav.agent.v1.AttachResponse
+	26, // 26: vkav.agent.v1.Agent.Wait:output_type -> vkav.agent.v1.WaitResponse
+	27, // 27: vkav.agent.v1.Agent.Signal:output_type -> vkav.agent.v1.SignalResponse
+	28, // 28: vkav.agent.v1.Agent.ResizeTTY:output_type -> vkav.agent.v1.ResizeTTYResponse
+	29, // 29: vkav.agent.v1.Agent.CloseStdin:output_type -> vkav.agent.v1.CloseStdinResponse
+	30, // 30: vkav.agent.v1.Agent.DeleteProcess:output_type -> vkav.agent.v1.DeleteProcessResponse
+	31, // 31: vkav.agent.v1.Agent.Stats:output_type -> vkav.agent.v1.StatsResponse
+	32, // 32: vkav.agent.v1.Agent.Forward:output_type -> vkav.agent.v1.ForwardResponse
+	33, // 33: vkav.agent.v1.Agent.Listeners:output_type -> vkav.agent.v1.ListenersResponse
+	34, // 34: vkav.agent.v1.Agent.SetRelays:output_type -> vkav.agent.v1.SetRelaysResponse
+	35, // 35: vkav.agent.v1.Agent.Shutdown:output_type -> vkav.agent.v1.ShutdownResponse
+	18, // [18:36] is the sub-list for method output_type
+	0,  // [0:18] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

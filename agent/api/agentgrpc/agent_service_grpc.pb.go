@@ -32,6 +32,7 @@ const (
 	Agent_Setup_FullMethodName           = "/vkav.agent.v1.Agent/Setup"
 	Agent_CreateContainer_FullMethodName = "/vkav.agent.v1.Agent/CreateContainer"
 	Agent_WriteFiles_FullMethodName      = "/vkav.agent.v1.Agent/WriteFiles"
+	Agent_ReadFile_FullMethodName        = "/vkav.agent.v1.Agent/ReadFile"
 	Agent_CreateProcess_FullMethodName   = "/vkav.agent.v1.Agent/CreateProcess"
 	Agent_StartProcess_FullMethodName    = "/vkav.agent.v1.Agent/StartProcess"
 	Agent_Attach_FullMethodName          = "/vkav.agent.v1.Agent/Attach"
@@ -42,6 +43,8 @@ const (
 	Agent_DeleteProcess_FullMethodName   = "/vkav.agent.v1.Agent/DeleteProcess"
 	Agent_Stats_FullMethodName           = "/vkav.agent.v1.Agent/Stats"
 	Agent_Forward_FullMethodName         = "/vkav.agent.v1.Agent/Forward"
+	Agent_Listeners_FullMethodName       = "/vkav.agent.v1.Agent/Listeners"
+	Agent_SetRelays_FullMethodName       = "/vkav.agent.v1.Agent/SetRelays"
 	Agent_Shutdown_FullMethodName        = "/vkav.agent.v1.Agent/Shutdown"
 )
 
@@ -63,6 +66,10 @@ type AgentClient interface {
 	// WriteFiles atomically replaces the content of a files volume
 	// (configMap, secret, projected, downwardAPI) created by CreateContainer.
 	WriteFiles(ctx context.Context, in *api.WriteFilesRequest, opts ...grpc.CallOption) (*api.WriteFilesResponse, error)
+	// ReadFile returns the end of a file in a container's root filesystem,
+	// resolved inside that root; the container's processes may have exited
+	// (the host reads a terminated container's termination message).
+	ReadFile(ctx context.Context, in *api.ReadFileRequest, opts ...grpc.CallOption) (*api.ReadFileResponse, error)
 	// CreateProcess prepares a process in a container; it does not run until
 	// StartProcess, so a client can Attach first and lose no output. The
 	// executable is resolved here: NotFound when it is not in $PATH (the host
@@ -97,6 +104,17 @@ type AgentClient interface {
 	// Forward connects to a TCP port inside the guest (127.0.0.1 by default)
 	// and carries the bytes both ways: port-forward without a network path.
 	Forward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[api.ForwardRequest, api.ForwardResponse], error)
+	// Listeners answers with the TCP and UDP ports the guest listens on
+	// (beyond its loopback and the agent's own relays) as soon as they differ
+	// from the version the caller already has, or after the request's wait:
+	// a long poll the node runs for each VM so the pod network finds
+	// undeclared ports.
+	Listeners(ctx context.Context, in *api.ListenersRequest, opts ...grpc.CallOption) (*api.ListenersResponse, error)
+	// SetRelays makes the agent listen on the ports the pod's other
+	// containers serve and join each connection to that container through
+	// the gateway's relay, so localhost reaches a sibling as in one network
+	// namespace.
+	SetRelays(ctx context.Context, in *api.SetRelaysRequest, opts ...grpc.CallOption) (*api.SetRelaysResponse, error)
 	// Shutdown stops every process (SIGTERM, then SIGKILL after the grace
 	// period), replies, then syncs and unmounts filesystems and powers the
 	// guest off.
@@ -145,6 +163,16 @@ func (c *agentClient) WriteFiles(ctx context.Context, in *api.WriteFilesRequest,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(api.WriteFilesResponse)
 	err := c.cc.Invoke(ctx, Agent_WriteFiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) ReadFile(ctx context.Context, in *api.ReadFileRequest, opts ...grpc.CallOption) (*api.ReadFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(api.ReadFileResponse)
+	err := c.cc.Invoke(ctx, Agent_ReadFile_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +285,26 @@ func (c *agentClient) Forward(ctx context.Context, opts ...grpc.CallOption) (grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_ForwardClient = grpc.BidiStreamingClient[api.ForwardRequest, api.ForwardResponse]
 
+func (c *agentClient) Listeners(ctx context.Context, in *api.ListenersRequest, opts ...grpc.CallOption) (*api.ListenersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(api.ListenersResponse)
+	err := c.cc.Invoke(ctx, Agent_Listeners_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) SetRelays(ctx context.Context, in *api.SetRelaysRequest, opts ...grpc.CallOption) (*api.SetRelaysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(api.SetRelaysResponse)
+	err := c.cc.Invoke(ctx, Agent_SetRelays_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *agentClient) Shutdown(ctx context.Context, in *api.ShutdownRequest, opts ...grpc.CallOption) (*api.ShutdownResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(api.ShutdownResponse)
@@ -285,6 +333,10 @@ type AgentServer interface {
 	// WriteFiles atomically replaces the content of a files volume
 	// (configMap, secret, projected, downwardAPI) created by CreateContainer.
 	WriteFiles(context.Context, *api.WriteFilesRequest) (*api.WriteFilesResponse, error)
+	// ReadFile returns the end of a file in a container's root filesystem,
+	// resolved inside that root; the container's processes may have exited
+	// (the host reads a terminated container's termination message).
+	ReadFile(context.Context, *api.ReadFileRequest) (*api.ReadFileResponse, error)
 	// CreateProcess prepares a process in a container; it does not run until
 	// StartProcess, so a client can Attach first and lose no output. The
 	// executable is resolved here: NotFound when it is not in $PATH (the host
@@ -319,6 +371,17 @@ type AgentServer interface {
 	// Forward connects to a TCP port inside the guest (127.0.0.1 by default)
 	// and carries the bytes both ways: port-forward without a network path.
 	Forward(grpc.BidiStreamingServer[api.ForwardRequest, api.ForwardResponse]) error
+	// Listeners answers with the TCP and UDP ports the guest listens on
+	// (beyond its loopback and the agent's own relays) as soon as they differ
+	// from the version the caller already has, or after the request's wait:
+	// a long poll the node runs for each VM so the pod network finds
+	// undeclared ports.
+	Listeners(context.Context, *api.ListenersRequest) (*api.ListenersResponse, error)
+	// SetRelays makes the agent listen on the ports the pod's other
+	// containers serve and join each connection to that container through
+	// the gateway's relay, so localhost reaches a sibling as in one network
+	// namespace.
+	SetRelays(context.Context, *api.SetRelaysRequest) (*api.SetRelaysResponse, error)
 	// Shutdown stops every process (SIGTERM, then SIGKILL after the grace
 	// period), replies, then syncs and unmounts filesystems and powers the
 	// guest off.
@@ -344,6 +407,9 @@ func (UnimplementedAgentServer) CreateContainer(context.Context, *api.CreateCont
 }
 func (UnimplementedAgentServer) WriteFiles(context.Context, *api.WriteFilesRequest) (*api.WriteFilesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method WriteFiles not implemented")
+}
+func (UnimplementedAgentServer) ReadFile(context.Context, *api.ReadFileRequest) (*api.ReadFileResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReadFile not implemented")
 }
 func (UnimplementedAgentServer) CreateProcess(context.Context, *api.CreateProcessRequest) (*api.CreateProcessResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateProcess not implemented")
@@ -374,6 +440,12 @@ func (UnimplementedAgentServer) Stats(context.Context, *api.StatsRequest) (*api.
 }
 func (UnimplementedAgentServer) Forward(grpc.BidiStreamingServer[api.ForwardRequest, api.ForwardResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Forward not implemented")
+}
+func (UnimplementedAgentServer) Listeners(context.Context, *api.ListenersRequest) (*api.ListenersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Listeners not implemented")
+}
+func (UnimplementedAgentServer) SetRelays(context.Context, *api.SetRelaysRequest) (*api.SetRelaysResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetRelays not implemented")
 }
 func (UnimplementedAgentServer) Shutdown(context.Context, *api.ShutdownRequest) (*api.ShutdownResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Shutdown not implemented")
@@ -467,6 +539,24 @@ func _Agent_WriteFiles_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AgentServer).WriteFiles(ctx, req.(*api.WriteFilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_ReadFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(api.ReadFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ReadFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ReadFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ReadFile(ctx, req.(*api.ReadFileRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -629,6 +719,42 @@ func _Agent_Forward_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_ForwardServer = grpc.BidiStreamingServer[api.ForwardRequest, api.ForwardResponse]
 
+func _Agent_Listeners_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(api.ListenersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Listeners(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Listeners_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Listeners(ctx, req.(*api.ListenersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_SetRelays_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(api.SetRelaysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).SetRelays(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_SetRelays_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).SetRelays(ctx, req.(*api.SetRelaysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Agent_Shutdown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(api.ShutdownRequest)
 	if err := dec(in); err != nil {
@@ -671,6 +797,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Agent_WriteFiles_Handler,
 		},
 		{
+			MethodName: "ReadFile",
+			Handler:    _Agent_ReadFile_Handler,
+		},
+		{
 			MethodName: "CreateProcess",
 			Handler:    _Agent_CreateProcess_Handler,
 		},
@@ -701,6 +831,14 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Agent_Stats_Handler,
+		},
+		{
+			MethodName: "Listeners",
+			Handler:    _Agent_Listeners_Handler,
+		},
+		{
+			MethodName: "SetRelays",
+			Handler:    _Agent_SetRelays_Handler,
 		},
 		{
 			MethodName: "Shutdown",

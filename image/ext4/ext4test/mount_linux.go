@@ -1,6 +1,8 @@
 package ext4test
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"os"
 	"os/exec"
 	"testing"
@@ -9,6 +11,7 @@ import (
 // Mount loop-mounts img (read-only unless rw) on a temporary directory
 // until the test ends. It needs root and loop devices.
 func Mount(t testing.TB, img string, rw bool) string {
+	testenv.NeedsRoot(t, "loop-device mounts")
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatalf("loop-mounting %s needs root: run the tests as root (sudo -E go test ...)", img)

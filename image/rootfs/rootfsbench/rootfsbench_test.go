@@ -1,6 +1,8 @@
 package rootfsbench
 
 import (
+	"github.com/vk-applevm/vk-applevm/internal/testenv"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 // and opaque directories applied, upper files winning, hard links kept
 // (mkfs must not write the large files twice), busybox present.
 func TestExtractIsTheFlattenedTree(t *testing.T) {
+	testenv.Needs(t, "a round of the ext4 benchmark against mkfs.ext4 (about 30 s; make bench runs it)")
 	tree, err := NewTree(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +56,7 @@ func TestExtractIsTheFlattenedTree(t *testing.T) {
 
 // TestComparisonRound runs one real round: Build twice and mkfs.ext4.
 func TestComparisonRound(t *testing.T) {
+	testenv.Needs(t, "a round of the ext4 benchmark against mkfs.ext4 (about 30 s; make bench runs it)")
 	tree, err := NewTree(context.Background())
 	if err != nil {
 		t.Fatal(err)

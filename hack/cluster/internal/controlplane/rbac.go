@@ -22,9 +22,10 @@ func binding(name, role, kind, subject string) string {
 
 // applyRBAC creates the bindings upstream's bootstrap policy does not have:
 // the apiserver's access to the kubelet API, and kubeadm's TLS
-// bootstrapping bindings (kubeadm init phase bootstrap-token). The node
-// itself gets nothing more: the Node authorizer and NodeRestriction govern
-// it, as a kubelet.
+// bootstrapping bindings (kubeadm init phase bootstrap-token), and
+// kube-proxy's role for the nodes (deploy/rbac/node-proxier.yaml: a
+// vk-applevm node does kube-proxy's work for its pods). Otherwise the Node
+// authorizer and NodeRestriction govern the node, as a kubelet.
 func applyRBAC(ctx context.Context, a *api, _ *pki.Files) error {
 	for _, b := range []struct{ name, role, kind, subject string }{
 		// kube-apiserver → kubelet: the node's webhook authorizer asks the
@@ -38,6 +39,9 @@ func applyRBAC(ctx context.Context, a *api, _ *pki.Files) error {
 		{"kubeadm:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "Group", BootstrapGroup},
 		// ... and a node renews its own client certificate.
 		{"kubeadm:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "Group", "system:nodes"},
+		// The node watches Services and EndpointSlices for its pods'
+		// cluster DNS and Service addresses, as kube-proxy does.
+		{"vk-applevm:node-proxier", "system:node-proxier", "Group", "system:nodes"},
 	} {
 		if err := a.ensure(ctx, crbPath, binding(b.name, b.role, b.kind, b.subject)); err != nil {
 			return fmt.Errorf("creating cluster role binding %s: %w", b.name, err)

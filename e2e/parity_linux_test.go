@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Kubelet behaviours the provider gained against the kubelet's code
+// (README, "Against the kubelet").
+
+// TestNodeTerminationMessage: what a container writes to its
+// terminationMessagePath, read from its root in the VM after it exited,
+// and, under FallbackToLogsOnError, the end of the log of a failed
+// container that wrote none.
+func TestNodeTerminationMessage(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: termmsg-file}
+spec:`+tolerate+`
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: BUSYBOX
+    command: ["sh", "-c", "echo noise; printf 'all went well' > /dev/termination-log"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: termmsg-logs}
+spec:`+tolerate+`
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: BUSYBOX
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: ["sh", "-c", "echo first; echo 'cannot open the database' >&2; exit 3"]
+`)
+	p := ne.waitPod(t, "termmsg-file", "Succeeded", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+	if term := p.Status.ContainerStatuses[0].State.Terminated; term == nil || term.Message != "all went well" {
+		t.Fatalf("policy File: terminated %+v", term)
+	}
+	p = ne.waitPod(t, "termmsg-logs", "Failed", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	term := p.Status.ContainerStatuses[0].State.Terminated
+	if term == nil || term.ExitCode != 3 || !strings.Contains(term.Message, "cannot open the database") {
+		t.Fatalf("policy FallbackToLogsOnError: terminated %+v", term)
+	}
+	// kubectl shows it where users look.
+	if out := ne.kubectl(t, "get", "pod", "termmsg-logs", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}"); !strings.Contains(out, "cannot open the database") {
+		t.Fatalf("kubectl get: %q", out)
+	}
+}
+
+// TestNodeActiveDeadlineSeconds: past its deadline the pod fails with
+// DeadlineExceeded and its container is killed.
+func TestNodeActiveDeadlineSeconds(t *testing.T) {
+	ne := clusterNode(t)
+	ne.apply(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline}
+spec:`+tolerate+`
+  activeDeadlineSeconds: 15
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: BUSYBOX, command: ["sleep", "3600"]}
+`)
+	ne.waitPod(t, "deadline", "Running", 2*time.Minute, podRunning)
+	p := ne.waitPod(t, "deadline", "Failed with DeadlineExceeded", 2*time.Minute, func(p corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodFailed && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Terminated != nil
+	})
+	if p.Status.Reason != "DeadlineExceeded" || p.Status.Message != "Pod was active on the node longer than the specified deadline" {
+		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
+	}
+	if term := p.Status.ContainerStatuses[0].State.Terminated; term.ExitCode != 143 && term.ExitCode != 137 {
+		t.Fatalf("container not killed: %+v", term)
+	}
+	if got := p.Status.StartTime; got == nil {
+		t.Fatal("no startTime")
+	}
+	events := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name=deadline", "-o", "jsonpath={.items[*].reason}")
+	if !strings.Contains(events, "DeadlineExceeded") {
+		t.Fatalf("events %q lack DeadlineExceeded", events)
+	}
+}

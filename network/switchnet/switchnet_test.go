@@ -1,0 +1,104 @@
+package switchnet
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/network"
+	"github.com/vk-applevm/vk-applevm/vm"
+)
+
+func shortRoot(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "swn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func TestPodsShareAnAddressAndReleaseIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := Open(ctx, Config{StateDir: shortRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Teardown(ctx)
+	a, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{Pod: "pod1", Slot: 0, Slots: 2, Ports: []network.Port{{Protocol: "TCP", Port: 80}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.Attach(ctx, "bbbbbbbbbbbb", network.AttachOptions{Pod: "pod1", Slot: 1, Slots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.Attach(ctx, "cccccccccccc", network.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.IP != b.IP || a.IP == c.IP || a.NIC.MAC == b.NIC.MAC {
+		t.Fatalf("pod1's VMs: %v %v (MACs %s %s), a pod of its own: %v", a.IP, b.IP, a.NIC.MAC, b.NIC.MAC, c.IP)
+	}
+	if a.NIC.Attachment.Kind != vm.AttachSwitch || a.NIC.Attachment.Socket != n.Switch().PortsSocket() {
+		t.Errorf("NIC %+v: want the switch's ports socket", a.NIC)
+	}
+	if a.Guest.Address.Bits() != 32 || !a.Guest.OnLinkGateway || a.Guest.Gateway != n.Gateway() || a.Guest.PortRange == b.Guest.PortRange {
+		t.Errorf("guest configs %+v / %+v", a.Guest, b.Guest)
+	}
+	// Attach is idempotent.
+	again, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{Pod: "pod1", Slot: 0, Slots: 2})
+	if err != nil || again.IP != a.IP || again.NIC.MAC != a.NIC.MAC {
+		t.Fatalf("attach again: %+v %v", again, err)
+	}
+	if err := n.ReleasePod(ctx, "pod1"); err == nil {
+		t.Fatal("released a pod address its VMs still use")
+	}
+	for _, id := range []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"} {
+		if err := n.Detach(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.ReleasePod(ctx, "pod1"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := n.Attach(ctx, "dddddddddddd", network.AttachOptions{Pod: "pod2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.IP == c.IP {
+		t.Errorf("pod2 got pod c's address %v", d.IP)
+	}
+	if err := n.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckRestartsADeadSwitch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	root := shortRoot(t)
+	n, err := Open(ctx, Config{StateDir: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Teardown(ctx)
+	if _, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Kill the switch (it runs in this process here).
+	n.inProc.cancel()
+	<-n.inProc.done
+	if _, err := n.Switch().Status(ctx); err == nil {
+		t.Fatal("the switch still answers")
+	}
+	if err := n.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	st, err := n.Switch().Status(ctx)
+	if err != nil || len(st.Endpoints) != 1 || st.Endpoints[0].ID != "aaaaaaaaaaaa" {
+		t.Fatalf("after the restart: %+v %v (the endpoints must survive)", st, err)
+	}
+}
