@@ -55,7 +55,7 @@ type Guest struct {
 }
 
 // BootGuest does PID 1's duties up to the point where the agent can serve:
-// system mounts, console stdio, oom_score_adj, the reaper, module loading
+// a root that is not the initramfs itself, system mounts, console stdio, oom_score_adj, the reaper, module loading
 // (in the background: serving starts as soon as the agent port exists),
 // and the console ports. What serving does not need — the modules after
 // the console port's, the loopback device, then the power button
@@ -66,6 +66,9 @@ type Guest struct {
 // returned.
 func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	ignoreTerminationSignals(ctx, log)
+	if err := LeaveInitramfs(InitramfsBind); err != nil {
+		log.Error("containers cannot pivot_root", "err", err)
+	}
 	if err := MountSystem("/", SystemMounts); err != nil {
 		log.Error("mount system filesystems", "err", err)
 	}

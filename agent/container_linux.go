@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
@@ -27,6 +28,14 @@ type container struct {
 	scratch string
 	cgroup  *cgroup // nil without cgroups
 	volumes map[string]string
+	// sec and hostname are set by CreateContainer; the starter uses them.
+	sec      *containerSecurity
+	hostname string
+
+	// startMu serialises process starts; first is the process whose
+	// namespaces the others join (guarded by startMu).
+	startMu sync.Mutex
+	first   *process
 
 	// procs is guarded by Server.mu.
 	procs map[string]*process
@@ -47,6 +56,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 	// Disks, overlay and virtio-fs may need modules still loading.
 	if err := s.waitModules(ctx, "create container "+id); err != nil {
 		return nil, err
+	}
+	sec, err := s.resolveSecurity(req.GetSecurity())
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", id, err)
 	}
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
@@ -88,6 +101,9 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 			return nil, fmt.Errorf("recreate container %s: %w", id, err)
 		}
 	}
+	c.startMu.Lock()
+	c.sec, c.first = sec, nil
+	c.startMu.Unlock()
 	if err := s.assemble(c, req); err != nil {
 		if fresh {
 			_ = c.destroy()
@@ -145,6 +161,16 @@ func (s *Server) newContainer(ctx context.Context, id string, req *api.CreateCon
 			return nil, fmt.Errorf("create container %s: %w", id, err)
 		}
 		c.cgroup = cg
+		if err := cg.limitDevices(); errors.Is(err, errNoDeviceFilter) {
+			// Containers still run; that root ones can open device
+			// nodes they make is said loudly.
+			s.log.Error("device nodes are not restricted in containers", "container", id, "err", err)
+		} else if err != nil {
+			_ = cg.remove()
+			_ = unmountUnder(c.scratch)
+			_ = unmountUnder(c.image)
+			return nil, fmt.Errorf("create container %s: %w", id, err)
+		}
 	} else if req.GetMemoryLimitBytes() > 0 || req.GetCpuMillis() > 0 {
 		_ = unmountUnder(c.scratch)
 		_ = unmountUnder(c.image)
@@ -188,6 +214,9 @@ func (s *Server) WriteFiles(ctx context.Context, req *api.WriteFilesRequest) (*a
 	}
 	if err := writeFilesVolume(dir, req.GetFiles(), time.Now()); err != nil {
 		return nil, fmt.Errorf("write files to volume %q of container %s: %w", req.GetVolume(), c.id, err)
+	}
+	if err := s.volumeOwnership(c, dir, true, false); err != nil {
+		return nil, fmt.Errorf("fsGroup ownership of volume %q of container %s: %w", req.GetVolume(), c.id, err)
 	}
 	return &api.WriteFilesResponse{}, nil
 }

@@ -87,8 +87,18 @@ func TestExecSignal(t *testing.T) {
 	e := newEnv(t)
 	id := e.createContainer(t, "signal")
 	ctx := ctxT(t)
-	if _, err := e.cl.CreateProcess(ctx, &api.CreateProcessRequest{ContainerId: id, ProcessId: "sleeper", Args: []string{"sleep", "100"}}); err != nil {
-		t.Fatal(err)
+	// The first process is PID 1 of the container, which the kernel
+	// shields from signals it has no handler for (SIGTERM to `sleep`):
+	// the one signalled is the second.
+	for _, p := range []string{"first", "sleeper"} {
+		if _, err := e.cl.CreateProcess(ctx, &api.CreateProcessRequest{ContainerId: id, ProcessId: p, Args: []string{"sleep", "100"}}); err != nil {
+			t.Fatal(err)
+		}
+		if p == "first" {
+			if _, err := e.cl.StartProcess(ctx, &api.StartProcessRequest{ContainerId: id, ProcessId: p}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if _, err := e.cl.StartProcess(ctx, &api.StartProcessRequest{ContainerId: id, ProcessId: "sleeper"}); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,10 @@ func (s *Server) Info(ctx context.Context, _ *api.InfoRequest) (*api.InfoRespons
 		SetupDone:     s.setupDone.Load(),
 		ModulesDone:   true,
 	}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		resp.AgentRssAnonBytes = statusKiB(b, "RssAnon:") * 1024
+		resp.AgentRssFileBytes = (statusKiB(b, "RssFile:") + statusKiB(b, "RssShmem:")) * 1024
+	}
 	if m := s.cfg.Modules; m != nil {
 		resp.Modules = m.Loaded()
 		select {

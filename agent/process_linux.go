@@ -3,12 +3,14 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -140,7 +142,7 @@ func (s *Server) CreateProcess(ctx context.Context, req *api.CreateProcessReques
 		cred: &syscall.Credential{
 			Uid:    uid,
 			Gid:    gid,
-			Groups: mergeGroups(gid, groups, req.GetAdditionalGids()),
+			Groups: mergeGroups(gid, groups, req.GetAdditionalGids(), c.sec.fsGroups()),
 		},
 		out:     newOutputHub(req.GetLogName(), s.logs, s.cfg.PendingOutputBytes),
 		pidfd:   -1,
@@ -159,7 +161,7 @@ func (s *Server) CreateProcess(ctx context.Context, req *api.CreateProcessReques
 	return &api.CreateProcessResponse{}, nil
 }
 
-// StartProcess forks the process chrooted into the container.
+// StartProcess runs the process in the container's namespaces.
 func (s *Server) StartProcess(ctx context.Context, req *api.StartProcessRequest) (*api.StartProcessResponse, error) {
 	if s.shuttingDown.Load() {
 		return nil, fmt.Errorf("start process %s: agent is shutting down: %w", req.GetProcessId(), ErrFailedPrecondition)
@@ -177,6 +179,8 @@ func (s *Server) StartProcess(ctx context.Context, req *api.StartProcessRequest)
 }
 
 func (s *Server) start(p *process) error {
+	p.c.startMu.Lock()
+	defer p.c.startMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.state != procCreated {
@@ -194,9 +198,28 @@ func (s *Server) start(p *process) error {
 			f.Close()
 		}
 	}()
+	// The first process of the container (none of it running) gets new
+	// namespaces; the others join the first one's.
+	initPidfd := -1
+	if first := p.c.first; first != nil && first != p {
+		initPidfd = first.dupPidfd()
+	}
+	newNS := initPidfd < 0
+	if !newNS {
+		defer unix.Close(initPidfd)
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start process %s: %w", p.id, err)
+	}
+	defer cfgW.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return fmt.Errorf("start process %s: %w", p.id, err)
+	}
+	defer statusR.Close()
 	sys := &syscall.SysProcAttr{
-		Chroot:     p.c.rootfs,
-		Credential: p.cred,
 		// Every process leads its own session: terminal signals of one
 		// exec never reach another.
 		Setsid:  true,
@@ -204,27 +227,56 @@ func (s *Server) start(p *process) error {
 		Ctty:    0,
 		PidFD:   &p.pidfd,
 	}
-	if cg := p.c.cgroup; cg != nil {
+	if newNS {
+		sys.Cloneflags = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+	}
+	cg := p.c.cgroup
+	if cg != nil {
 		fd, err := cg.openDir()
 		if err != nil {
+			cfgR.Close()
+			statusW.Close()
 			return fmt.Errorf("start process %s: %w", p.id, err)
 		}
 		defer unix.Close(fd)
 		sys.UseCgroupFD, sys.CgroupFD = true, fd
 		p.oomBefore = cg.oomKills()
 	}
-	fds := make([]uintptr, len(sio.child))
-	for i, f := range sio.child {
-		fds[i] = f.Fd()
+	fds := make([]uintptr, 0, len(sio.child)+3)
+	for _, f := range sio.child {
+		fds = append(fds, f.Fd())
 	}
-	attr := &syscall.ProcAttr{Dir: p.cwd, Env: p.env, Files: fds, Sys: sys}
-	pid, err := s.cfg.Reaper.Start(func() (int, error) {
-		return syscall.ForkExec(p.exe, p.argv, attr)
-	}, func(ws syscall.WaitStatus) { s.exited(p, ws) })
+	fds = append(fds, cfgR.Fd(), statusW.Fd())
+	if !newNS {
+		fds = append(fds, uintptr(initPidfd))
+	}
+	attr := &syscall.ProcAttr{Dir: "/", Files: fds, Sys: sys}
+	spawn := func() (int, error) {
+		return syscall.ForkExec(s.cfg.InitPath, []string{InitArg0}, attr)
+	}
+	if !newNS {
+		join := spawn
+		spawn = func() (int, error) { return inNamespacesOf(initPidfd, join) }
+	}
+	pid, err := s.cfg.Reaper.Start(spawn, func(ws syscall.WaitStatus) { s.exited(p, ws) })
 	runtime.KeepAlive(sio.child)
+	cfgR.Close()
+	statusW.Close()
+	if err == nil {
+		err = handshake(cfgW, statusR, p.initConfigFor(newNS, p.c.hostname, cg != nil))
+		if err != nil {
+			// The starter failed before the exec: it exits, and the reaper
+			// records that; this start is a failure either way.
+			_ = unix.PidfdSendSignal(p.pidfd, unix.SIGKILL, nil, 0)
+		}
+	}
 	if err != nil {
 		for _, f := range sio.closeOnStartError {
 			f.Close()
+		}
+		if errors.Is(err, unix.ENOMEM) && !newNS {
+			// Forking into a PID namespace whose init has exited.
+			err = fmt.Errorf("%w: the container's first process has exited: %w", err, ErrFailedPrecondition)
 		}
 		err = fmt.Errorf("start process %s: exec %s: %w", p.id, p.exe, err)
 		switch {
@@ -235,17 +287,68 @@ func (s *Server) start(p *process) error {
 		}
 		return err
 	}
+	if newNS {
+		p.c.first = p
+	}
 	p.pid, p.started, p.state = pid, time.Now(), procRunning
 	p.stdinW, p.pty = sio.stdinW, sio.pty
-	// The agent runs with oom_score_adj -1000, which children inherit; a
-	// container process must be an ordinary OOM victim. (ESRCH: it has
-	// exited already.)
-	if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte("0"), 0); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
-		s.log.Warn("reset oom_score_adj of container process", "pid", pid, "err", err)
-	}
 	s.pumpOutput(p, sio.stdoutR, sio.stderrR)
 	s.log.Info("process started", "container", p.c.id, "process", p.id, "pid", pid, "exe", p.exe)
 	return nil
+}
+
+// dupPidfd returns a new descriptor of p's pidfd while p runs, else -1.
+func (p *process) dupPidfd() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != procRunning || p.pidfd < 0 {
+		return -1
+	}
+	fd, err := unix.FcntlInt(uintptr(p.pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+// handshake sends the starter its configuration and waits until it has
+// executed the command (the status pipe closes empty) or failed.
+func handshake(cfgW, statusR *os.File, cfg *initConfig) error {
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encode the process's configuration: %w", err)
+	}
+	_, err = cfgW.Write(data)
+	if cerr := cfgW.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("send the process's configuration: %w", err)
+	}
+	msg, err := io.ReadAll(io.LimitReader(statusR, 64<<10))
+	switch {
+	case err != nil:
+		return fmt.Errorf("read the starter's status: %w", err)
+	case len(msg) == 0:
+		return nil
+	case len(msg) < 4:
+		return fmt.Errorf("the starter's status is truncated")
+	}
+	return &starterError{errno: syscall.Errno(binary.LittleEndian.Uint32(msg)), msg: string(msg[4:])}
+}
+
+// starterError is the starter's failure; it matches its errno.
+type starterError struct {
+	errno syscall.Errno
+	msg   string
+}
+
+func (e *starterError) Error() string { return e.msg }
+func (e *starterError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
 }
 
 // exited records the exit status; the reaper calls it.

@@ -33,7 +33,7 @@ func (s *Server) assemble(c *container, req *api.CreateContainerRequest) error {
 	if err := unix.Mount("overlay", c.rootfs, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount overlay on %s: %w", c.rootfs, err)
 	}
-	if err := systemMounts(c.rootfs, c.cgroup != nil); err != nil {
+	if err := systemMounts(c.rootfs); err != nil {
 		return err
 	}
 	if err := s.etcMounts(c, req.GetHostname()); err != nil {
@@ -43,6 +43,9 @@ func (s *Server) assemble(c *container, req *api.CreateContainerRequest) error {
 	for _, m := range req.GetMounts() {
 		if err := c.userMount(m); err != nil {
 			return err
+		}
+		if err := s.mountOwnership(c, m); err != nil {
+			return fmt.Errorf("fsGroup ownership of %s: %w", m.GetDestination(), err)
 		}
 	}
 	return nil
@@ -54,22 +57,19 @@ const (
 	noexec = unix.MS_NOEXEC
 )
 
-// systemMounts gives the container what runc's default spec gives it.
-func systemMounts(rootfs string, cgroups bool) error {
+// systemMounts gives the container what runc's default spec gives it,
+// except what belongs to the container's own namespaces (/proc, cgroup2,
+// mqueue), which its first process mounts (setupNamespaces).
+func systemMounts(rootfs string) error {
 	type m struct {
 		target, fstype, source string
 		flags                  uintptr
 		data                   string
 	}
-	mounts := []m{
-		{"/proc", "proc", "proc", nosuid | nodev | noexec, ""},
+	for _, x := range []m{
 		{"/sys", "sysfs", "sysfs", nosuid | nodev | noexec | unix.MS_RDONLY, ""},
-	}
-	if cgroups {
-		mounts = append(mounts, m{"/sys/fs/cgroup", "cgroup2", "cgroup2", nosuid | nodev | noexec | unix.MS_RDONLY, ""})
-	}
-	mounts = append(mounts, m{"/dev", "tmpfs", "tmpfs", nosuid | unix.MS_STRICTATIME, "mode=755,size=65536k"})
-	for _, x := range mounts {
+		{"/dev", "tmpfs", "tmpfs", nosuid | unix.MS_STRICTATIME, "mode=755,size=65536k"},
+	} {
 		if err := mountIn(rootfs, x.target, true, x.source, x.fstype, x.flags, x.data); err != nil {
 			return err
 		}
@@ -81,7 +81,6 @@ func systemMounts(rootfs string, cgroups bool) error {
 		// gid 5 is the tty group; ptmxmode lets users allocate terminals.
 		{"/dev/pts", "devpts", "devpts", nosuid | noexec, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
 		{"/dev/shm", "tmpfs", "shm", nosuid | nodev | noexec, "mode=1777,size=65536k"},
-		{"/dev/mqueue", "mqueue", "mqueue", nosuid | nodev | noexec, ""},
 	} {
 		if err := mountIn(rootfs, x.target, true, x.source, x.fstype, x.flags, x.data); err != nil {
 			return err
@@ -177,6 +176,7 @@ func (s *Server) etcMounts(c *container, hostname string) error {
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
+	c.hostname = hostname
 	hostnameFile := filepath.Join(c.dir, "hostname")
 	if err := os.WriteFile(hostnameFile, []byte(hostname+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write container hostname: %w", err)

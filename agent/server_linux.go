@@ -35,6 +35,9 @@ type Config struct {
 	NoCgroups  bool
 	// ProcSysDir is where Setup writes sysctls (default /proc/sys).
 	ProcSysDir string
+	// InitPath is the agent binary, executed again to start each container
+	// process (MaybeContainerInit); default /proc/self/exe.
+	InitPath string
 	// ProcNetDir is where Listeners reads sockets (default /proc/net).
 	ProcNetDir string
 	// Reaper starts and waits for every process; required.
@@ -93,6 +96,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CgroupRoot == "" {
 		c.CgroupRoot = "/sys/fs/cgroup"
+	}
+	if c.InitPath == "" {
+		c.InitPath = "/proc/self/exe"
 	}
 	if c.ProcSysDir == "" {
 		c.ProcSysDir = "/proc/sys"

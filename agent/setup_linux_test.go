@@ -88,13 +88,16 @@ func TestShutdownStopsEverythingThenPowersOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The first process is the container's PID 1, deaf to SIGTERM
+	// without a handler: the polite one is the second.
+	start("first", []string{"sleep", "100"})
 	start("polite", []string{"sleep", "100"})
 	start("stubborn", sh(`trap "" TERM; sleep 100`))
 	time.Sleep(50 * time.Millisecond) // let sh install its trap
 	if _, err := e.cl.Shutdown(ctx, &api.ShutdownRequest{GracePeriodNs: int64(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
-	for pid, sig := range map[string]int32{"polite": 15, "stubborn": 9} {
+	for pid, sig := range map[string]int32{"first": 9, "polite": 15, "stubborn": 9} {
 		w, err := e.cl.Wait(ctx, &api.WaitRequest{ContainerId: id, ProcessId: pid})
 		if err != nil || w.GetExit().GetSignal() != sig {
 			t.Errorf("%s: %v %+v, want signal %d", pid, err, w.GetExit(), sig)

@@ -33,13 +33,13 @@ func hasController(t *testing.T, name string) bool {
 func TestStatsOnRealCgroup(t *testing.T) {
 	e := newEnv(t)
 	id := e.createContainer(t, "stats")
-	// The process starts inside the container's cgroup (CLONE_INTO_CGROUP)
-	// and burns some CPU there.
+	// The process starts inside the container's cgroup (CLONE_INTO_CGROUP),
+	// in a cgroup namespace rooted there, and burns some CPU.
 	r := e.run(t, id, client.ExecOptions{Args: sh(`cat /proc/self/cgroup; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done`)})
 	if r.err != nil || r.exit.GetExitCode() != 0 {
 		t.Fatalf("%v %+v %q", r.err, r.exit, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "0::/vkav/"+id+"\n") {
+	if !strings.Contains(r.stdout, "0::/\n") {
 		t.Fatalf("process not in the container's cgroup:\n%s", r.stdout)
 	}
 	ctx := ctxT(t)

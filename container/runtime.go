@@ -153,6 +153,9 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 		return nil, fmt.Errorf("VM id %q must be 12 lower-case hex characters", id)
 	}
 	cfg.ID = id
+	if err := cfg.Security.Check(); err != nil {
+		return nil, fmt.Errorf("security: %w", err)
+	}
 	img, err := r.cfg.Images.Get(ctx, cfg.ImageRef)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.ImageRef, err)

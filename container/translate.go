@@ -131,6 +131,11 @@ func createContainerRequest(id string, cfg VMConfig) (*api.CreateContainerReques
 	if cfg.LimitMemory {
 		req.MemoryLimitBytes = cfg.MemoryBytes
 	}
+	sec, err := cfg.Security.apiSecurity()
+	if err != nil {
+		return nil, err
+	}
+	req.Security = sec
 	n := 0
 	seen := map[string]bool{}
 	for _, m := range cfg.Mounts {

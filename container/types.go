@@ -60,6 +60,8 @@ type VMConfig struct {
 	Publish []network.PublishedPort `json:"publish,omitempty"`
 	// LogDir receives the container's logs (<LogDir>/<LogName>.log).
 	LogDir string `json:"logDir"`
+	// Security is the isolation of the container's processes in the VM.
+	Security Security `json:"security,omitempty"`
 }
 
 // DNS is the guest's resolver configuration.

@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +47,11 @@ func TestSpecReachesTheVM(t *testing.T) {
 	if len(cfg.Mounts) != 2 || cfg.Mounts[0].Kind != container.MountFiles || string(cfg.Mounts[0].Files[1].Content) != "x=1" ||
 		cfg.Mounts[1].Kind != container.MountShare || !strings.HasSuffix(cfg.Mounts[1].HostPath, "volumes/kubernetes.io~empty-dir/data") {
 		t.Fatalf("mounts %+v", cfg.Mounts)
+	}
+	// Other local users cannot traverse the pod's directory to what a
+	// container left in its emptyDir.
+	if st, err := os.Stat(filepath.Dir(cfg.LogDir)); err != nil || st.Mode().Perm() != 0o750 {
+		t.Fatalf("pod directory: %v %v, want mode 0750", st, err)
 	}
 	vm.mu.Lock()
 	main := vm.procs["main-0"]

@@ -13,21 +13,32 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vk-applevm/vk-applevm/agent"
 )
 
 const envInside = "VKAV_AGENT_TEST_NAMESPACES"
+
+// The main goroutine keeps the main thread (see Main).
+func init() { runtime.LockOSThread() }
 
 // Main runs the tests (call it from TestMain) in a re-executed copy of the
 // test binary with its own mount, UTS and network namespaces: mounts, the
 // hostname and network changes stay private and vanish with the process.
 // Inside, setup runs first (its cleanup after the tests). Returns the exit
 // code.
+//
+// The test binary also serves as the agent's container process starter
+// (agent.MaybeContainerInit), and keeps its main goroutine on the main
+// thread as the agent binary does.
 func Main(m *testing.M, setup func() (cleanup func(), err error)) int {
+	agent.MaybeContainerInit()
 	if testenv.SkipPackage("root (mounts, loop devices, namespaces, chroot)") {
 		return 0
 	}

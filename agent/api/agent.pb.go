@@ -83,7 +83,7 @@ func (x AttachResponse_Stream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AttachResponse_Stream.Descriptor instead.
 func (AttachResponse_Stream) EnumDescriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21, 0}
+	return file_agent_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type InfoRequest struct {
@@ -139,9 +139,14 @@ type InfoResponse struct {
 	SetupDone bool `protobuf:"varint,7,opt,name=setup_done,json=setupDone,proto3" json:"setup_done,omitempty"`
 	// Whether every module of the list has been tried; CreateContainer waits
 	// for this.
-	ModulesDone   bool `protobuf:"varint,8,opt,name=modules_done,json=modulesDone,proto3" json:"modules_done,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ModulesDone bool `protobuf:"varint,8,opt,name=modules_done,json=modulesDone,proto3" json:"modules_done,omitempty"`
+	// agent_rss_bytes split: anonymous memory, and the pages of files and
+	// shared memory (the binary, in the initramfs). Containers cannot see
+	// the agent's /proc entry.
+	AgentRssAnonBytes uint64 `protobuf:"varint,9,opt,name=agent_rss_anon_bytes,json=agentRssAnonBytes,proto3" json:"agent_rss_anon_bytes,omitempty"`
+	AgentRssFileBytes uint64 `protobuf:"varint,10,opt,name=agent_rss_file_bytes,json=agentRssFileBytes,proto3" json:"agent_rss_file_bytes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -228,6 +233,20 @@ func (x *InfoResponse) GetModulesDone() bool {
 		return x.ModulesDone
 	}
 	return false
+}
+
+func (x *InfoResponse) GetAgentRssAnonBytes() uint64 {
+	if x != nil {
+		return x.AgentRssAnonBytes
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetAgentRssFileBytes() uint64 {
+	if x != nil {
+		return x.AgentRssFileBytes
+	}
+	return 0
 }
 
 type SetupRequest struct {
@@ -656,8 +675,12 @@ type CreateContainerRequest struct {
 	MemoryLimitBytes uint64 `protobuf:"varint,5,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
 	// CPU quota in millicores for the container's cgroup (0 = none).
 	CpuMillis uint32 `protobuf:"varint,6,opt,name=cpu_millis,json=cpuMillis,proto3" json:"cpu_millis,omitempty"`
-	// Content of the container's /etc/hostname; empty uses Setup's hostname.
-	Hostname      string `protobuf:"bytes,7,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Content of the container's /etc/hostname and its UTS hostname; empty
+	// uses Setup's hostname.
+	Hostname string `protobuf:"bytes,7,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// What the container's processes may do. Absent: the container
+	// runtime's defaults (Security's comments say which).
+	Security      *Security `protobuf:"bytes,8,opt,name=security,proto3" json:"security,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -741,6 +764,135 @@ func (x *CreateContainerRequest) GetHostname() string {
 	return ""
 }
 
+func (x *CreateContainerRequest) GetSecurity() *Security {
+	if x != nil {
+		return x.Security
+	}
+	return nil
+}
+
+// Security is a container's isolation inside its VM, applied to every
+// process of the container, as runc applies an OCI spec: each process runs
+// in the container's mount, PID, UTS, IPC and cgroup namespaces (the
+// network namespace is the VM's) with the container's root as its root.
+type Security struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Capability names ("CAP_CHOWN", ...) the processes keep: the bounding
+	// set, and the permitted and effective sets before exec (so root has
+	// them and other users only through file capabilities); the inheritable
+	// and ambient sets are empty. Empty means none; an absent Security
+	// means containerd's default set.
+	Capabilities []string `protobuf:"bytes,1,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// Set no_new_privs (allowPrivilegeEscalation false). Unset: set for
+	// processes that do not run as uid 0.
+	NoNewPrivileges *bool `protobuf:"varint,2,opt,name=no_new_privileges,json=noNewPrivileges,proto3,oneof" json:"no_new_privileges,omitempty"`
+	// Mount the root filesystem read-only (volumes keep their own mode).
+	ReadOnlyRoot bool `protobuf:"varint,3,opt,name=read_only_root,json=readOnlyRoot,proto3" json:"read_only_root,omitempty"`
+	// Seccomp: "" or "unconfined" for none, "runtime/default" for the
+	// container runtime's default profile (moby's), "localhost" for
+	// seccomp_profile_json (a profile in Docker's JSON format).
+	Seccomp            string `protobuf:"bytes,4,opt,name=seccomp,proto3" json:"seccomp,omitempty"`
+	SeccompProfileJson []byte `protobuf:"bytes,5,opt,name=seccomp_profile_json,json=seccompProfileJson,proto3" json:"seccomp_profile_json,omitempty"`
+	// Namespaced kernel parameters (the kubelet's safe set), e.g.
+	// "kernel.shm_rmid_forced" → "1"; others are InvalidArgument.
+	Sysctls map[string]string `protobuf:"bytes,6,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Leave /proc and /sys unmasked (procMount Unmasked); by default the
+	// paths runc masks are masked and /proc/sys and others are read-only.
+	UnmaskedProc bool `protobuf:"varint,7,opt,name=unmasked_proc,json=unmaskedProc,proto3" json:"unmasked_proc,omitempty"`
+	// The pod's fsGroup: volumes are made group-owned by it (group
+	// writable unless read-only, setgid directories), as the kubelet does,
+	// and every process gets it as a supplementary group.
+	FsGroup       *uint32 `protobuf:"varint,8,opt,name=fs_group,json=fsGroup,proto3,oneof" json:"fs_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Security) Reset() {
+	*x = Security{}
+	mi := &file_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Security) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Security) ProtoMessage() {}
+
+func (x *Security) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Security.ProtoReflect.Descriptor instead.
+func (*Security) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Security) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *Security) GetNoNewPrivileges() bool {
+	if x != nil && x.NoNewPrivileges != nil {
+		return *x.NoNewPrivileges
+	}
+	return false
+}
+
+func (x *Security) GetReadOnlyRoot() bool {
+	if x != nil {
+		return x.ReadOnlyRoot
+	}
+	return false
+}
+
+func (x *Security) GetSeccomp() string {
+	if x != nil {
+		return x.Seccomp
+	}
+	return ""
+}
+
+func (x *Security) GetSeccompProfileJson() []byte {
+	if x != nil {
+		return x.SeccompProfileJson
+	}
+	return nil
+}
+
+func (x *Security) GetSysctls() map[string]string {
+	if x != nil {
+		return x.Sysctls
+	}
+	return nil
+}
+
+func (x *Security) GetUnmaskedProc() bool {
+	if x != nil {
+		return x.UnmaskedProc
+	}
+	return false
+}
+
+func (x *Security) GetFsGroup() uint32 {
+	if x != nil && x.FsGroup != nil {
+		return *x.FsGroup
+	}
+	return 0
+}
+
 type Mount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Absolute path inside the container.
@@ -764,7 +916,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +928,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +941,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Mount) GetDestination() string {
@@ -855,7 +1007,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1019,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1032,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *File) GetPath() string {
@@ -912,7 +1064,7 @@ type CreateContainerResponse struct {
 
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1076,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1089,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 type WriteFilesRequest struct {
@@ -954,7 +1106,7 @@ type WriteFilesRequest struct {
 
 func (x *WriteFilesRequest) Reset() {
 	*x = WriteFilesRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1118,7 @@ func (x *WriteFilesRequest) String() string {
 func (*WriteFilesRequest) ProtoMessage() {}
 
 func (x *WriteFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1131,7 @@ func (x *WriteFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFilesRequest.ProtoReflect.Descriptor instead.
 func (*WriteFilesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WriteFilesRequest) GetContainerId() string {
@@ -1011,7 +1163,7 @@ type WriteFilesResponse struct {
 
 func (x *WriteFilesResponse) Reset() {
 	*x = WriteFilesResponse{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1175,7 @@ func (x *WriteFilesResponse) String() string {
 func (*WriteFilesResponse) ProtoMessage() {}
 
 func (x *WriteFilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1188,7 @@ func (x *WriteFilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFilesResponse.ProtoReflect.Descriptor instead.
 func (*WriteFilesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 type ReadFileRequest struct {
@@ -1052,7 +1204,7 @@ type ReadFileRequest struct {
 
 func (x *ReadFileRequest) Reset() {
 	*x = ReadFileRequest{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1216,7 @@ func (x *ReadFileRequest) String() string {
 func (*ReadFileRequest) ProtoMessage() {}
 
 func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1229,7 @@ func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileRequest.ProtoReflect.Descriptor instead.
 func (*ReadFileRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReadFileRequest) GetContainerId() string {
@@ -1113,7 +1265,7 @@ type ReadFileResponse struct {
 
 func (x *ReadFileResponse) Reset() {
 	*x = ReadFileResponse{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1277,7 @@ func (x *ReadFileResponse) String() string {
 func (*ReadFileResponse) ProtoMessage() {}
 
 func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1290,7 @@ func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileResponse.ProtoReflect.Descriptor instead.
 func (*ReadFileResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadFileResponse) GetData() []byte {
@@ -1201,7 +1353,7 @@ type CreateProcessRequest struct {
 
 func (x *CreateProcessRequest) Reset() {
 	*x = CreateProcessRequest{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1365,7 @@ func (x *CreateProcessRequest) String() string {
 func (*CreateProcessRequest) ProtoMessage() {}
 
 func (x *CreateProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1378,7 @@ func (x *CreateProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateProcessRequest.ProtoReflect.Descriptor instead.
 func (*CreateProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateProcessRequest) GetContainerId() string {
@@ -1335,7 +1487,7 @@ type CreateProcessResponse struct {
 
 func (x *CreateProcessResponse) Reset() {
 	*x = CreateProcessResponse{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1499,7 @@ func (x *CreateProcessResponse) String() string {
 func (*CreateProcessResponse) ProtoMessage() {}
 
 func (x *CreateProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1512,7 @@ func (x *CreateProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateProcessResponse.ProtoReflect.Descriptor instead.
 func (*CreateProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 type StartProcessRequest struct {
@@ -1373,7 +1525,7 @@ type StartProcessRequest struct {
 
 func (x *StartProcessRequest) Reset() {
 	*x = StartProcessRequest{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1537,7 @@ func (x *StartProcessRequest) String() string {
 func (*StartProcessRequest) ProtoMessage() {}
 
 func (x *StartProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1550,7 @@ func (x *StartProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartProcessRequest.ProtoReflect.Descriptor instead.
 func (*StartProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StartProcessRequest) GetContainerId() string {
@@ -1427,7 +1579,7 @@ type StartProcessResponse struct {
 
 func (x *StartProcessResponse) Reset() {
 	*x = StartProcessResponse{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1591,7 @@ func (x *StartProcessResponse) String() string {
 func (*StartProcessResponse) ProtoMessage() {}
 
 func (x *StartProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1604,7 @@ func (x *StartProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartProcessResponse.ProtoReflect.Descriptor instead.
 func (*StartProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StartProcessResponse) GetPid() int32 {
@@ -1488,7 +1640,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1652,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1665,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AttachRequest) GetContainerId() string {
@@ -1586,7 +1738,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1750,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1763,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AttachResponse) GetStream() AttachResponse_Stream {
@@ -1652,7 +1804,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1816,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1829,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ExitStatus) GetExitCode() int32 {
@@ -1725,7 +1877,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1889,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1902,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WaitRequest) GetContainerId() string {
@@ -1782,7 +1934,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1946,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1959,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WaitResponse) GetExit() *ExitStatus {
@@ -1839,7 +1991,7 @@ type SignalRequest struct {
 
 func (x *SignalRequest) Reset() {
 	*x = SignalRequest{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2003,7 @@ func (x *SignalRequest) String() string {
 func (*SignalRequest) ProtoMessage() {}
 
 func (x *SignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2016,7 @@ func (x *SignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
 func (*SignalRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SignalRequest) GetContainerId() string {
@@ -1903,7 +2055,7 @@ type SignalResponse struct {
 
 func (x *SignalResponse) Reset() {
 	*x = SignalResponse{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2067,7 @@ func (x *SignalResponse) String() string {
 func (*SignalResponse) ProtoMessage() {}
 
 func (x *SignalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2080,7 @@ func (x *SignalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalResponse.ProtoReflect.Descriptor instead.
 func (*SignalResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 type ResizeTTYRequest struct {
@@ -1943,7 +2095,7 @@ type ResizeTTYRequest struct {
 
 func (x *ResizeTTYRequest) Reset() {
 	*x = ResizeTTYRequest{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2107,7 @@ func (x *ResizeTTYRequest) String() string {
 func (*ResizeTTYRequest) ProtoMessage() {}
 
 func (x *ResizeTTYRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2120,7 @@ func (x *ResizeTTYRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTTYRequest.ProtoReflect.Descriptor instead.
 func (*ResizeTTYRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResizeTTYRequest) GetContainerId() string {
@@ -2007,7 +2159,7 @@ type ResizeTTYResponse struct {
 
 func (x *ResizeTTYResponse) Reset() {
 	*x = ResizeTTYResponse{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2171,7 @@ func (x *ResizeTTYResponse) String() string {
 func (*ResizeTTYResponse) ProtoMessage() {}
 
 func (x *ResizeTTYResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2184,7 @@ func (x *ResizeTTYResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTTYResponse.ProtoReflect.Descriptor instead.
 func (*ResizeTTYResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 type CloseStdinRequest struct {
@@ -2045,7 +2197,7 @@ type CloseStdinRequest struct {
 
 func (x *CloseStdinRequest) Reset() {
 	*x = CloseStdinRequest{}
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2209,7 @@ func (x *CloseStdinRequest) String() string {
 func (*CloseStdinRequest) ProtoMessage() {}
 
 func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2222,7 @@ func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinRequest.ProtoReflect.Descriptor instead.
 func (*CloseStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CloseStdinRequest) GetContainerId() string {
@@ -2095,7 +2247,7 @@ type CloseStdinResponse struct {
 
 func (x *CloseStdinResponse) Reset() {
 	*x = CloseStdinResponse{}
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2259,7 @@ func (x *CloseStdinResponse) String() string {
 func (*CloseStdinResponse) ProtoMessage() {}
 
 func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2272,7 @@ func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinResponse.ProtoReflect.Descriptor instead.
 func (*CloseStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_proto_rawDescGZIP(), []int{31}
 }
 
 type DeleteProcessRequest struct {
@@ -2133,7 +2285,7 @@ type DeleteProcessRequest struct {
 
 func (x *DeleteProcessRequest) Reset() {
 	*x = DeleteProcessRequest{}
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2297,7 @@ func (x *DeleteProcessRequest) String() string {
 func (*DeleteProcessRequest) ProtoMessage() {}
 
 func (x *DeleteProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2310,7 @@ func (x *DeleteProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProcessRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{31}
+	return file_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteProcessRequest) GetContainerId() string {
@@ -2183,7 +2335,7 @@ type DeleteProcessResponse struct {
 
 func (x *DeleteProcessResponse) Reset() {
 	*x = DeleteProcessResponse{}
-	mi := &file_agent_proto_msgTypes[32]
+	mi := &file_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2347,7 @@ func (x *DeleteProcessResponse) String() string {
 func (*DeleteProcessResponse) ProtoMessage() {}
 
 func (x *DeleteProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[32]
+	mi := &file_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2360,7 @@ func (x *DeleteProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProcessResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{32}
+	return file_agent_proto_rawDescGZIP(), []int{33}
 }
 
 type StatsRequest struct {
@@ -2221,7 +2373,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_agent_proto_msgTypes[33]
+	mi := &file_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2385,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[33]
+	mi := &file_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2398,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{33}
+	return file_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StatsRequest) GetContainerId() string {
@@ -2288,7 +2440,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_agent_proto_msgTypes[34]
+	mi := &file_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2452,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[34]
+	mi := &file_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2465,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{34}
+	return file_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StatsResponse) GetTimestampUnixNs() int64 {
@@ -2422,7 +2574,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_agent_proto_msgTypes[35]
+	mi := &file_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2434,7 +2586,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[35]
+	mi := &file_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2447,7 +2599,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{35}
+	return file_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ForwardRequest) GetPort() uint32 {
@@ -2491,7 +2643,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_agent_proto_msgTypes[36]
+	mi := &file_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2655,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[36]
+	mi := &file_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2668,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{36}
+	return file_agent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ForwardResponse) GetData() []byte {
@@ -2545,7 +2697,7 @@ type ListenersRequest struct {
 
 func (x *ListenersRequest) Reset() {
 	*x = ListenersRequest{}
-	mi := &file_agent_proto_msgTypes[37]
+	mi := &file_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2709,7 @@ func (x *ListenersRequest) String() string {
 func (*ListenersRequest) ProtoMessage() {}
 
 func (x *ListenersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[37]
+	mi := &file_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2722,7 @@ func (x *ListenersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenersRequest.ProtoReflect.Descriptor instead.
 func (*ListenersRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{37}
+	return file_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListenersRequest) GetKnownVersion() string {
@@ -2598,7 +2750,7 @@ type ListenPort struct {
 
 func (x *ListenPort) Reset() {
 	*x = ListenPort{}
-	mi := &file_agent_proto_msgTypes[38]
+	mi := &file_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2762,7 @@ func (x *ListenPort) String() string {
 func (*ListenPort) ProtoMessage() {}
 
 func (x *ListenPort) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[38]
+	mi := &file_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2775,7 @@ func (x *ListenPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenPort.ProtoReflect.Descriptor instead.
 func (*ListenPort) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{38}
+	return file_agent_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListenPort) GetProtocol() string {
@@ -2651,7 +2803,7 @@ type ListenersResponse struct {
 
 func (x *ListenersResponse) Reset() {
 	*x = ListenersResponse{}
-	mi := &file_agent_proto_msgTypes[39]
+	mi := &file_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2815,7 @@ func (x *ListenersResponse) String() string {
 func (*ListenersResponse) ProtoMessage() {}
 
 func (x *ListenersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[39]
+	mi := &file_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2828,7 @@ func (x *ListenersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenersResponse.ProtoReflect.Descriptor instead.
 func (*ListenersResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{39}
+	return file_agent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListenersResponse) GetVersion() string {
@@ -2708,7 +2860,7 @@ type SetRelaysRequest struct {
 
 func (x *SetRelaysRequest) Reset() {
 	*x = SetRelaysRequest{}
-	mi := &file_agent_proto_msgTypes[40]
+	mi := &file_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2872,7 @@ func (x *SetRelaysRequest) String() string {
 func (*SetRelaysRequest) ProtoMessage() {}
 
 func (x *SetRelaysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[40]
+	mi := &file_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2885,7 @@ func (x *SetRelaysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRelaysRequest.ProtoReflect.Descriptor instead.
 func (*SetRelaysRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{40}
+	return file_agent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetRelaysRequest) GetGateway() string {
@@ -2768,7 +2920,7 @@ type SetRelaysResponse struct {
 
 func (x *SetRelaysResponse) Reset() {
 	*x = SetRelaysResponse{}
-	mi := &file_agent_proto_msgTypes[41]
+	mi := &file_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +2932,7 @@ func (x *SetRelaysResponse) String() string {
 func (*SetRelaysResponse) ProtoMessage() {}
 
 func (x *SetRelaysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[41]
+	mi := &file_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +2945,7 @@ func (x *SetRelaysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRelaysResponse.ProtoReflect.Descriptor instead.
 func (*SetRelaysResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{41}
+	return file_agent_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetRelaysResponse) GetTaken() []uint32 {
@@ -2813,7 +2965,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_agent_proto_msgTypes[42]
+	mi := &file_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +2977,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[42]
+	mi := &file_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +2990,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{42}
+	return file_agent_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ShutdownRequest) GetGracePeriodNs() int64 {
@@ -2856,7 +3008,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_agent_proto_msgTypes[43]
+	mi := &file_agent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +3020,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[43]
+	mi := &file_agent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3033,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{43}
+	return file_agent_proto_rawDescGZIP(), []int{44}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -2889,7 +3041,7 @@ var File_agent_proto protoreflect.FileDescriptor
 const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"\vagent.proto\x12\rvkav.agent.v1\"\r\n" +
-	"\vInfoRequest\"\x98\x02\n" +
+	"\vInfoRequest\"\xfa\x02\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12%\n" +
 	"\x0ekernel_release\x18\x02 \x01(\tR\rkernelRelease\x12&\n" +
@@ -2899,7 +3051,10 @@ const file_agent_proto_rawDesc = "" +
 	"\amodules\x18\x06 \x03(\tR\amodules\x12\x1d\n" +
 	"\n" +
 	"setup_done\x18\a \x01(\bR\tsetupDone\x12!\n" +
-	"\fmodules_done\x18\b \x01(\bR\vmodulesDone\"\xa4\x03\n" +
+	"\fmodules_done\x18\b \x01(\bR\vmodulesDone\x12/\n" +
+	"\x14agent_rss_anon_bytes\x18\t \x01(\x04R\x11agentRssAnonBytes\x12/\n" +
+	"\x14agent_rss_file_bytes\x18\n" +
+	" \x01(\x04R\x11agentRssFileBytes\"\xa4\x03\n" +
 	"\fSetupRequest\x12 \n" +
 	"\ftime_unix_ns\x18\x01 \x01(\x03R\n" +
 	"timeUnixNs\x12\x1a\n" +
@@ -2932,7 +3087,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x14\n" +
 	"\x05names\x18\x02 \x03(\tR\x05names\"-\n" +
 	"\rSetupResponse\x12\x1c\n" +
-	"\taddresses\x18\x01 \x03(\tR\taddresses\"\x96\x02\n" +
+	"\taddresses\x18\x01 \x03(\tR\taddresses\"\xcb\x02\n" +
 	"\x16CreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1f\n" +
 	"\vrootfs_disk\x18\x02 \x01(\tR\n" +
@@ -2942,7 +3097,22 @@ const file_agent_proto_rawDesc = "" +
 	"\x12memory_limit_bytes\x18\x05 \x01(\x04R\x10memoryLimitBytes\x12\x1d\n" +
 	"\n" +
 	"cpu_millis\x18\x06 \x01(\rR\tcpuMillis\x12\x1a\n" +
-	"\bhostname\x18\a \x01(\tR\bhostname\"\xd4\x01\n" +
+	"\bhostname\x18\a \x01(\tR\bhostname\x123\n" +
+	"\bsecurity\x18\b \x01(\v2\x17.vkav.agent.v1.SecurityR\bsecurity\"\xb5\x03\n" +
+	"\bSecurity\x12\"\n" +
+	"\fcapabilities\x18\x01 \x03(\tR\fcapabilities\x12/\n" +
+	"\x11no_new_privileges\x18\x02 \x01(\bH\x00R\x0fnoNewPrivileges\x88\x01\x01\x12$\n" +
+	"\x0eread_only_root\x18\x03 \x01(\bR\freadOnlyRoot\x12\x18\n" +
+	"\aseccomp\x18\x04 \x01(\tR\aseccomp\x120\n" +
+	"\x14seccomp_profile_json\x18\x05 \x01(\fR\x12seccompProfileJson\x12>\n" +
+	"\asysctls\x18\x06 \x03(\v2$.vkav.agent.v1.Security.SysctlsEntryR\asysctls\x12#\n" +
+	"\runmasked_proc\x18\a \x01(\bR\funmaskedProc\x12\x1e\n" +
+	"\bfs_group\x18\b \x01(\rH\x01R\afsGroup\x88\x01\x01\x1a:\n" +
+	"\fSysctlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x14\n" +
+	"\x12_no_new_privilegesB\v\n" +
+	"\t_fs_group\"\xd4\x01\n" +
 	"\x05Mount\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -3118,7 +3288,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_agent_proto_goTypes = []any{
 	(AttachResponse_Stream)(0),      // 0: vkav.agent.v1.AttachResponse.Stream
 	(*InfoRequest)(nil),             // 1: vkav.agent.v1.InfoRequest
@@ -3130,61 +3300,65 @@ var file_agent_proto_goTypes = []any{
 	(*HostEntry)(nil),               // 7: vkav.agent.v1.HostEntry
 	(*SetupResponse)(nil),           // 8: vkav.agent.v1.SetupResponse
 	(*CreateContainerRequest)(nil),  // 9: vkav.agent.v1.CreateContainerRequest
-	(*Mount)(nil),                   // 10: vkav.agent.v1.Mount
-	(*File)(nil),                    // 11: vkav.agent.v1.File
-	(*CreateContainerResponse)(nil), // 12: vkav.agent.v1.CreateContainerResponse
-	(*WriteFilesRequest)(nil),       // 13: vkav.agent.v1.WriteFilesRequest
-	(*WriteFilesResponse)(nil),      // 14: vkav.agent.v1.WriteFilesResponse
-	(*ReadFileRequest)(nil),         // 15: vkav.agent.v1.ReadFileRequest
-	(*ReadFileResponse)(nil),        // 16: vkav.agent.v1.ReadFileResponse
-	(*CreateProcessRequest)(nil),    // 17: vkav.agent.v1.CreateProcessRequest
-	(*CreateProcessResponse)(nil),   // 18: vkav.agent.v1.CreateProcessResponse
-	(*StartProcessRequest)(nil),     // 19: vkav.agent.v1.StartProcessRequest
-	(*StartProcessResponse)(nil),    // 20: vkav.agent.v1.StartProcessResponse
-	(*AttachRequest)(nil),           // 21: vkav.agent.v1.AttachRequest
-	(*AttachResponse)(nil),          // 22: vkav.agent.v1.AttachResponse
-	(*ExitStatus)(nil),              // 23: vkav.agent.v1.ExitStatus
-	(*WaitRequest)(nil),             // 24: vkav.agent.v1.WaitRequest
-	(*WaitResponse)(nil),            // 25: vkav.agent.v1.WaitResponse
-	(*SignalRequest)(nil),           // 26: vkav.agent.v1.SignalRequest
-	(*SignalResponse)(nil),          // 27: vkav.agent.v1.SignalResponse
-	(*ResizeTTYRequest)(nil),        // 28: vkav.agent.v1.ResizeTTYRequest
-	(*ResizeTTYResponse)(nil),       // 29: vkav.agent.v1.ResizeTTYResponse
-	(*CloseStdinRequest)(nil),       // 30: vkav.agent.v1.CloseStdinRequest
-	(*CloseStdinResponse)(nil),      // 31: vkav.agent.v1.CloseStdinResponse
-	(*DeleteProcessRequest)(nil),    // 32: vkav.agent.v1.DeleteProcessRequest
-	(*DeleteProcessResponse)(nil),   // 33: vkav.agent.v1.DeleteProcessResponse
-	(*StatsRequest)(nil),            // 34: vkav.agent.v1.StatsRequest
-	(*StatsResponse)(nil),           // 35: vkav.agent.v1.StatsResponse
-	(*ForwardRequest)(nil),          // 36: vkav.agent.v1.ForwardRequest
-	(*ForwardResponse)(nil),         // 37: vkav.agent.v1.ForwardResponse
-	(*ListenersRequest)(nil),        // 38: vkav.agent.v1.ListenersRequest
-	(*ListenPort)(nil),              // 39: vkav.agent.v1.ListenPort
-	(*ListenersResponse)(nil),       // 40: vkav.agent.v1.ListenersResponse
-	(*SetRelaysRequest)(nil),        // 41: vkav.agent.v1.SetRelaysRequest
-	(*SetRelaysResponse)(nil),       // 42: vkav.agent.v1.SetRelaysResponse
-	(*ShutdownRequest)(nil),         // 43: vkav.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),        // 44: vkav.agent.v1.ShutdownResponse
-	nil,                             // 45: vkav.agent.v1.SetupRequest.SysctlsEntry
+	(*Security)(nil),                // 10: vkav.agent.v1.Security
+	(*Mount)(nil),                   // 11: vkav.agent.v1.Mount
+	(*File)(nil),                    // 12: vkav.agent.v1.File
+	(*CreateContainerResponse)(nil), // 13: vkav.agent.v1.CreateContainerResponse
+	(*WriteFilesRequest)(nil),       // 14: vkav.agent.v1.WriteFilesRequest
+	(*WriteFilesResponse)(nil),      // 15: vkav.agent.v1.WriteFilesResponse
+	(*ReadFileRequest)(nil),         // 16: vkav.agent.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),        // 17: vkav.agent.v1.ReadFileResponse
+	(*CreateProcessRequest)(nil),    // 18: vkav.agent.v1.CreateProcessRequest
+	(*CreateProcessResponse)(nil),   // 19: vkav.agent.v1.CreateProcessResponse
+	(*StartProcessRequest)(nil),     // 20: vkav.agent.v1.StartProcessRequest
+	(*StartProcessResponse)(nil),    // 21: vkav.agent.v1.StartProcessResponse
+	(*AttachRequest)(nil),           // 22: vkav.agent.v1.AttachRequest
+	(*AttachResponse)(nil),          // 23: vkav.agent.v1.AttachResponse
+	(*ExitStatus)(nil),              // 24: vkav.agent.v1.ExitStatus
+	(*WaitRequest)(nil),             // 25: vkav.agent.v1.WaitRequest
+	(*WaitResponse)(nil),            // 26: vkav.agent.v1.WaitResponse
+	(*SignalRequest)(nil),           // 27: vkav.agent.v1.SignalRequest
+	(*SignalResponse)(nil),          // 28: vkav.agent.v1.SignalResponse
+	(*ResizeTTYRequest)(nil),        // 29: vkav.agent.v1.ResizeTTYRequest
+	(*ResizeTTYResponse)(nil),       // 30: vkav.agent.v1.ResizeTTYResponse
+	(*CloseStdinRequest)(nil),       // 31: vkav.agent.v1.CloseStdinRequest
+	(*CloseStdinResponse)(nil),      // 32: vkav.agent.v1.CloseStdinResponse
+	(*DeleteProcessRequest)(nil),    // 33: vkav.agent.v1.DeleteProcessRequest
+	(*DeleteProcessResponse)(nil),   // 34: vkav.agent.v1.DeleteProcessResponse
+	(*StatsRequest)(nil),            // 35: vkav.agent.v1.StatsRequest
+	(*StatsResponse)(nil),           // 36: vkav.agent.v1.StatsResponse
+	(*ForwardRequest)(nil),          // 37: vkav.agent.v1.ForwardRequest
+	(*ForwardResponse)(nil),         // 38: vkav.agent.v1.ForwardResponse
+	(*ListenersRequest)(nil),        // 39: vkav.agent.v1.ListenersRequest
+	(*ListenPort)(nil),              // 40: vkav.agent.v1.ListenPort
+	(*ListenersResponse)(nil),       // 41: vkav.agent.v1.ListenersResponse
+	(*SetRelaysRequest)(nil),        // 42: vkav.agent.v1.SetRelaysRequest
+	(*SetRelaysResponse)(nil),       // 43: vkav.agent.v1.SetRelaysResponse
+	(*ShutdownRequest)(nil),         // 44: vkav.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),        // 45: vkav.agent.v1.ShutdownResponse
+	nil,                             // 46: vkav.agent.v1.SetupRequest.SysctlsEntry
+	nil,                             // 47: vkav.agent.v1.Security.SysctlsEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	4,  // 0: vkav.agent.v1.SetupRequest.interfaces:type_name -> vkav.agent.v1.Interface
 	5,  // 1: vkav.agent.v1.SetupRequest.routes:type_name -> vkav.agent.v1.Route
 	6,  // 2: vkav.agent.v1.SetupRequest.dns:type_name -> vkav.agent.v1.DNS
 	7,  // 3: vkav.agent.v1.SetupRequest.hosts:type_name -> vkav.agent.v1.HostEntry
-	45, // 4: vkav.agent.v1.SetupRequest.sysctls:type_name -> vkav.agent.v1.SetupRequest.SysctlsEntry
-	10, // 5: vkav.agent.v1.CreateContainerRequest.mounts:type_name -> vkav.agent.v1.Mount
-	11, // 6: vkav.agent.v1.Mount.files:type_name -> vkav.agent.v1.File
-	11, // 7: vkav.agent.v1.WriteFilesRequest.files:type_name -> vkav.agent.v1.File
-	0,  // 8: vkav.agent.v1.AttachResponse.stream:type_name -> vkav.agent.v1.AttachResponse.Stream
-	23, // 9: vkav.agent.v1.AttachResponse.exit:type_name -> vkav.agent.v1.ExitStatus
-	23, // 10: vkav.agent.v1.WaitResponse.exit:type_name -> vkav.agent.v1.ExitStatus
-	39, // 11: vkav.agent.v1.ListenersResponse.ports:type_name -> vkav.agent.v1.ListenPort
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	46, // 4: vkav.agent.v1.SetupRequest.sysctls:type_name -> vkav.agent.v1.SetupRequest.SysctlsEntry
+	11, // 5: vkav.agent.v1.CreateContainerRequest.mounts:type_name -> vkav.agent.v1.Mount
+	10, // 6: vkav.agent.v1.CreateContainerRequest.security:type_name -> vkav.agent.v1.Security
+	47, // 7: vkav.agent.v1.Security.sysctls:type_name -> vkav.agent.v1.Security.SysctlsEntry
+	12, // 8: vkav.agent.v1.Mount.files:type_name -> vkav.agent.v1.File
+	12, // 9: vkav.agent.v1.WriteFilesRequest.files:type_name -> vkav.agent.v1.File
+	0,  // 10: vkav.agent.v1.AttachResponse.stream:type_name -> vkav.agent.v1.AttachResponse.Stream
+	24, // 11: vkav.agent.v1.AttachResponse.exit:type_name -> vkav.agent.v1.ExitStatus
+	24, // 12: vkav.agent.v1.WaitResponse.exit:type_name -> vkav.agent.v1.ExitStatus
+	40, // 13: vkav.agent.v1.ListenersResponse.ports:type_name -> vkav.agent.v1.ListenPort
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -3192,13 +3366,14 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
+	file_agent_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -24,12 +24,22 @@ const (
 	// not read can hold, and with round trips of a few milliseconds over a
 	// virtio port it keeps a 1 MiB WriteFiles request to one window.
 	streamRecvWindow = 1 << 20
-	// connRecvWindow is the connection's window; it is replenished as data
-	// arrives, so it only paces the client.
-	connRecvWindow = 1 << 20
-	// maxHeaderBlock bounds a request's header block (HEADERS plus its
-	// CONTINUATIONs); gRPC requests carry a few hundred bytes.
-	maxHeaderBlock = 1 << 20
+	// connRecvBudget bounds the received data of all of a connection's
+	// streams that their handlers have not read: the connection window is
+	// given back only as far as that stays below it, so a few streams
+	// whose handlers do not read cannot stall the others, and many cannot
+	// hold more than this.
+	connRecvBudget = 8 << 20
+	// maxHeaderListSize is the SETTINGS_MAX_HEADER_LIST_SIZE advertised
+	// and enforced while decoding (RFC 9113 §6.5.2: names, values and 32
+	// bytes a field); gRPC requests carry a few hundred bytes.
+	// maxHeaderBlock bounds the encoded block (HEADERS plus its
+	// CONTINUATIONs) the same way.
+	maxHeaderListSize = 64 << 10
+	maxHeaderBlock    = maxHeaderListSize
+	// maxConcurrentStreams is the SETTINGS_MAX_CONCURRENT_STREAMS
+	// advertised and enforced; grpc-go's client queues calls beyond it.
+	maxConcurrentStreams = 256
 )
 
 // conn is one HTTP/2 connection. One goroutine reads frames (run); each
@@ -61,8 +71,18 @@ type conn struct {
 	maxID   uint32 // highest stream the client opened
 
 	// The reading goroutine's own.
-	hdec        *hpack.Decoder
-	recvUnacked int64 // connection-level bytes received since the last WINDOW_UPDATE
+	hdec *hpack.Decoder
+	// largestHeaderList is the largest header list kept (tests check the
+	// bound).
+	largestHeaderList int
+
+	// Connection-level receive accounting (limits.go).
+	rmu      sync.Mutex
+	buffered int64 // received for streams, not read by their handlers yet
+	credit   int64 // connection window the client still has
+	// msgBytes is what the connection's RecvMsg calls hold for messages
+	// being assembled (bounded by Options.MaxConnMessageBytes).
+	msgBytes atomic.Int64
 
 	closeOnce sync.Once
 }
@@ -76,11 +96,12 @@ func newConn(s *Server, nc net.Conn) *conn {
 		peerInitialWindow: defaultWindow,
 		streams:           map[uint32]*Stream{},
 		hdec:              hpack.NewDecoder(4096, func(hpack.HeaderField) {}),
+		credit:            connRecvBudget,
 	}
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.fcond = sync.NewCond(&c.fmu)
 	c.peerMaxFrame.Store(defaultMaxFrameSize)
-	c.hdec.SetMaxStringLength(maxHeaderBlock)
+	c.hdec.SetMaxStringLength(maxHeaderListSize)
 	return c
 }
 
@@ -102,14 +123,16 @@ func (c *conn) serve() {
 
 func (c *conn) run() error {
 	// The server's preface is its SETTINGS; the connection window then
-	// grows from the default to connRecvWindow.
+	// grows from the default to connRecvBudget.
 	settings := binary.BigEndian.AppendUint16(nil, settingInitialWindowSize)
 	settings = binary.BigEndian.AppendUint32(settings, streamRecvWindow)
 	settings = binary.BigEndian.AppendUint16(settings, settingMaxHeaderListSize)
-	settings = binary.BigEndian.AppendUint32(settings, maxHeaderBlock)
+	settings = binary.BigEndian.AppendUint32(settings, maxHeaderListSize)
+	settings = binary.BigEndian.AppendUint16(settings, settingMaxConcurrentStreams)
+	settings = binary.BigEndian.AppendUint32(settings, maxConcurrentStreams)
 	c.wmu.Lock()
 	c.bufferFrame(frameSettings, 0, 0, settings)
-	c.bufferFrame(frameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, connRecvWindow-defaultWindow))
+	c.bufferFrame(frameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, connRecvBudget-defaultWindow))
 	err := c.flush()
 	c.wmu.Unlock()
 	if err != nil {
@@ -204,7 +227,10 @@ func (c *conn) onHeaders(br *bufio.Reader, buf *[]byte, h frameHeader, p []byte)
 		}
 		frag = frag[5:]
 	}
-	block := append([]byte(nil), frag...)
+	d := c.newHeaderDecode()
+	if err := d.write(frag); err != nil {
+		return err
+	}
 	for end := h.has(flagEndHeaders); !end; {
 		ch, cp, err := readFrame(br, buf, defaultMaxFrameSize)
 		if err != nil {
@@ -213,14 +239,14 @@ func (c *conn) onHeaders(br *bufio.Reader, buf *[]byte, h frameHeader, p []byte)
 		if ch.typ != frameContinuation || ch.stream != h.stream {
 			return connError{errCodeProtocol, "header block interrupted"}
 		}
-		if block = append(block, cp...); len(block) > maxHeaderBlock {
-			return connError{errCodeProtocol, "header block too large"}
+		if err := d.write(cp); err != nil {
+			return err
 		}
 		end = ch.has(flagEndHeaders)
 	}
-	fields, err := c.hdec.DecodeFull(block)
+	fields, err := d.finish()
 	if err != nil {
-		return connError{errCodeCompression, fmt.Sprintf("decode headers: %v", err)}
+		return err
 	}
 	endStream := h.has(flagEndStream)
 	if st := c.stream(h.stream); st != nil {
@@ -237,8 +263,13 @@ func (c *conn) onHeaders(br *bufio.Reader, buf *[]byte, h frameHeader, p []byte)
 		return connError{errCodeProtocol, fmt.Sprintf("HEADERS opening stream %d after %d", h.stream, c.maxID)}
 	}
 	c.maxID = h.stream
+	open := len(c.streams)
 	c.smu.Unlock()
-	c.startStream(h.stream, fields, endStream)
+	if open >= maxConcurrentStreams {
+		// RFC 9113 §5.1.2: beyond the advertised limit, refused.
+		return c.writeRSTStream(h.stream, errCodeRefused)
+	}
+	c.startStream(h.stream, fields, endStream, d.tooLarge)
 	return nil
 }
 
@@ -246,13 +277,8 @@ func (c *conn) onData(h frameHeader, p []byte) error {
 	if h.stream == 0 {
 		return connError{errCodeProtocol, "DATA on stream 0"}
 	}
-	// The connection window is replenished on arrival, whatever happens
-	// to the data.
-	if c.recvUnacked += int64(len(p)); c.recvUnacked >= connRecvWindow/4 {
-		if err := c.writeWindowUpdate(0, uint32(c.recvUnacked)); err != nil {
-			return err
-		}
-		c.recvUnacked = 0
+	if err := c.arrived(int64(len(p))); err != nil {
+		return err
 	}
 	data, err := unpad(h, p)
 	if err != nil {
@@ -266,9 +292,16 @@ func (c *conn) onData(h frameHeader, p []byte) error {
 		if idle {
 			return connError{errCodeProtocol, fmt.Sprintf("DATA on idle stream %d", h.stream)}
 		}
-		return nil // a stream that ended here; the client's data was in flight
+		// A stream that ended here; the client's data was in flight.
+		return c.released(int64(len(p)))
 	}
-	if code := st.receive(int64(len(p)), data, h.has(flagEndStream)); code != errCodeNo {
+	kept, code := st.receive(int64(len(p)), data, h.has(flagEndStream))
+	// What the stream did not keep (padding, data after its end) is
+	// given back at once.
+	if err := c.released(int64(len(p)) - kept); err != nil {
+		return err
+	}
+	if code != errCodeNo {
 		st.resetByServer(code)
 		return c.writeRSTStream(h.stream, code)
 	}

@@ -25,16 +25,18 @@ const (
 	flagPadded     = 0x8
 	flagPriority   = 0x20
 
-	settingHeaderTableSize   = 0x1
-	settingInitialWindowSize = 0x4
-	settingMaxFrameSize      = 0x5
-	settingMaxHeaderListSize = 0x6
+	settingHeaderTableSize      = 0x1
+	settingMaxConcurrentStreams = 0x3
+	settingInitialWindowSize    = 0x4
+	settingMaxFrameSize         = 0x5
+	settingMaxHeaderListSize    = 0x6
 
 	errCodeNo           = 0x0
 	errCodeProtocol     = 0x1
 	errCodeInternal     = 0x2
 	errCodeFlowControl  = 0x3
 	errCodeStreamClosed = 0x5
+	errCodeRefused      = 0x7
 	errCodeFrameSize    = 0x6
 	errCodeCompression  = 0x9
 )

@@ -1,6 +1,7 @@
 package grpcserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -32,6 +34,21 @@ func FuzzConn(f *testing.F) {
 	f.Add(frame(frameSettings, 0, 0, []byte{0, settingInitialWindowSize, 0xff, 0xff, 0xff, 0xff}))
 	f.Add(frame(framePing, 0, 0, make([]byte, 8)))
 	f.Add(frame(frameContinuation, 0, 1, hdrs))
+	// HPACK's other paths: indexed fields (static and dynamic), Huffman
+	// strings, a literal added to the dynamic table, table size updates,
+	// and a block whose fields exceed the advertised list size.
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, kv := range [][2]string{{":method", "POST"}, {":path", "/t.T/E"}, {"content-type", "application/grpc"}, {"x-huffman-value", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}} {
+		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	huff := append([]byte(nil), hb.Bytes()...)
+	f.Add(append(append(settings, frame(frameHeaders, flagEndHeaders, 1, huff)...), frame(frameData, flagEndStream, 1, msg)...))
+	indexed := append(append([]byte{0x3f, 0xe1, 0x1f, 0x20, 0x3f, 0xe1, 0x1f}, huff...), 0x82, 0x86, 0xbe, 0xbf, 0xc0)
+	f.Add(frame(frameHeaders, flagEndHeaders|flagEndStream, 1, indexed))
+	big := append(append([]byte(nil), huff...), bytes.Repeat([]byte{0xbe}, 900)...)
+	f.Add(append(frame(frameHeaders, 0, 1, big[:len(big)/2]), frame(frameContinuation, flagEndHeaders, 1, big[len(big)/2:])...))
+	f.Add(frame(frameHeaders, flagEndHeaders, 1, []byte{0x3f, 0xff, 0xff, 0xff, 0x0f})) // table size above the limit
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s := New(Options{})
 		HandleUnary(s, "/t.T/E", func(_ context.Context, r *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
@@ -53,6 +70,15 @@ func FuzzConn(f *testing.F) {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Fatal("the connection did not end after the client closed")
+		}
+		if c.largestHeaderList > maxHeaderListSize {
+			t.Fatalf("kept a header list of %d bytes, above the advertised %d", c.largestHeaderList, maxHeaderListSize)
+		}
+		c.rmu.Lock()
+		buffered, credit := c.buffered, c.credit
+		c.rmu.Unlock()
+		if buffered+credit > connRecvBudget {
+			t.Fatalf("unread %d plus window %d exceed the connection's %d", buffered, credit, connRecvBudget)
 		}
 	})
 }

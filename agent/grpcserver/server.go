@@ -35,6 +35,11 @@ type Options struct {
 	MaxRecvMsgSize int
 	// Intercept wraps every call when set.
 	Intercept Interceptor
+	// MaxConnMessageBytes bounds the messages a connection's calls hold
+	// while they arrive (default MaxRecvMsgSize plus 4 MiB, so one largest
+	// message and small ones fit); beyond it a call fails with
+	// ResourceExhausted instead of the agent allocating it.
+	MaxConnMessageBytes int64
 }
 
 // Server serves registered methods on the connections of its listeners.
@@ -56,6 +61,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxRecvMsgSize <= 0 {
 		opts.MaxRecvMsgSize = DefaultMaxRecvMsgSize
+	}
+	if opts.MaxConnMessageBytes <= 0 {
+		opts.MaxConnMessageBytes = int64(opts.MaxRecvMsgSize) + 4<<20
 	}
 	return &Server{
 		opts:      opts,

@@ -50,7 +50,7 @@ type Stream struct {
 // deadline it sent passes, or the connection closes.
 func (st *Stream) Context() context.Context { return st.ctx }
 
-func (c *conn) startStream(id uint32, fields []hpack.HeaderField, endStream bool) {
+func (c *conn) startStream(id uint32, fields []hpack.HeaderField, endStream, headersTooLarge bool) {
 	var path, method, contentType, timeout string
 	for _, f := range fields {
 		switch f.Name {
@@ -100,7 +100,17 @@ func (c *conn) startStream(id uint32, fields []hpack.HeaderField, endStream bool
 			c.smu.Lock()
 			delete(c.streams, id)
 			c.smu.Unlock()
+			// Data the handler never read leaves the connection's budget.
+			st.mu.Lock()
+			unread := st.recvLen
+			st.recvBuf, st.recvLen, st.ended = nil, 0, true
+			st.mu.Unlock()
+			_ = c.released(int64(unread))
 		}()
+		if headersTooLarge {
+			st.finishHTTP("431")
+			return
+		}
 		if method != "POST" || !isGRPCContentType(contentType) {
 			st.finishHTTP("415")
 			return
@@ -120,18 +130,19 @@ func isGRPCContentType(v string) bool {
 }
 
 // receive takes a DATA frame of n bytes (padding included) carrying data;
-// it returns the RST_STREAM code for a frame the stream cannot take.
-func (st *Stream) receive(n int64, data []byte, end bool) uint32 {
+// it returns how many bytes it kept for the handler and the RST_STREAM
+// code for a frame the stream cannot take.
+func (st *Stream) receive(n int64, data []byte, end bool) (int64, uint32) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.ended {
-		return errCodeNo
+		return 0, errCodeNo
 	}
 	if st.recvClosed {
-		return errCodeStreamClosed
+		return 0, errCodeStreamClosed
 	}
 	if n > st.inWindow {
-		return errCodeFlowControl
+		return 0, errCodeFlowControl
 	}
 	st.inWindow -= n
 	st.consumed += n - int64(len(data)) // padding counts as read
@@ -141,7 +152,7 @@ func (st *Stream) receive(n int64, data []byte, end bool) uint32 {
 	}
 	st.recvClosed = end
 	st.cond.Broadcast()
-	return errCodeNo
+	return int64(len(data)), errCodeNo
 }
 
 func (st *Stream) closeRecv() {
@@ -192,6 +203,9 @@ func (st *Stream) readFull(p []byte) error {
 			return err
 		}
 		n += k
+		if err := st.c.released(int64(k)); err != nil {
+			return err
+		}
 		if update > 0 {
 			if err := st.c.writeWindowUpdate(st.id, uint32(update)); err != nil {
 				return err
@@ -253,6 +267,10 @@ func (st *Stream) RecvMsg(m proto.Message) error {
 	if max := st.c.srv.opts.MaxRecvMsgSize; int64(n) > int64(max) {
 		return status.Errorf(codes.ResourceExhausted, "received message of %d bytes exceeds the limit of %d", n, max)
 	}
+	if err := st.c.reserveMessage(int64(n)); err != nil {
+		return err
+	}
+	defer st.c.msgBytes.Add(-int64(n))
 	b := make([]byte, n)
 	if err := st.readFull(b); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -107,6 +107,12 @@ func buildFixtures(t testing.TB) {
 		if layers, fixtures.err = img.Layers(); fixtures.err != nil {
 			return
 		}
+		// A setuid-root copy of busybox, for the no_new_privs test.
+		var suid v1.Layer
+		if suid, fixtures.err = suidBusyboxLayer(ctx); fixtures.err != nil {
+			return
+		}
+		layers = append(layers, suid)
 		fixtures.rootfs = filepath.Join(fixtures.dir, "busybox.ext4")
 		_, fixtures.err = rootfs.Build(ctx, layers, fixtures.rootfs)
 	})
@@ -221,11 +227,16 @@ func (v *testVM) console(t testing.TB) string {
 // createContainer makes container "c" on the VM's disks with mounts.
 func (v *testVM) createContainer(t testing.TB, mounts ...*api.Mount) {
 	t.Helper()
+	v.create(t, &api.CreateContainerRequest{ContainerId: "c", Mounts: mounts})
+}
+
+// create makes a container on the VM's disks.
+func (v *testVM) create(t testing.TB, req *api.CreateContainerRequest) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	_, err := v.agent.CreateContainer(ctx, &api.CreateContainerRequest{
-		ContainerId: "c", RootfsDisk: vm.DiskRootfs, ScratchDisk: vm.DiskScratch, Mounts: mounts})
-	if err != nil {
+	req.RootfsDisk, req.ScratchDisk = vm.DiskRootfs, vm.DiskScratch
+	if _, err := v.agent.CreateContainer(ctx, req); err != nil {
 		t.Fatalf("create container: %v\nconsole:\n%s", err, v.console(t))
 	}
 }
@@ -234,11 +245,17 @@ func (v *testVM) createContainer(t testing.TB, mounts ...*api.Mount) {
 // and exit code.
 func (v *testVM) sh(t testing.TB, script string) (string, string, int32) {
 	t.Helper()
+	return v.shIn(t, "c", "", script)
+}
+
+// shIn runs a shell script in container id as user ("" for the image's).
+func (v *testVM) shIn(t testing.TB, id, user, script string) (string, string, int32) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb strings.Builder
 	st, err := v.agent.Exec(ctx, client.ExecOptions{
-		ContainerID: "c", ProcessID: randomID(), Args: []string{"sh", "-c", script}, Stdout: &out, Stderr: &errb})
+		ContainerID: id, ProcessID: randomID(), User: user, Args: []string{"sh", "-c", script}, Stdout: &out, Stderr: &errb})
 	if err != nil {
 		t.Fatalf("exec %q: %v", script, err)
 	}

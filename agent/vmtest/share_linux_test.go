@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/security"
 	"github.com/vk-applevm/vk-applevm/vm"
 )
 
@@ -71,7 +72,10 @@ func TestReadOnlyShare(t *testing.T) {
 	host := t.TempDir()
 	writeHost(t, host, "given.txt", "from-host\n")
 	v := bootVMs(t, 1, vmOptions{shares: []vm.Share{{Tag: "ro", HostPath: host, ReadOnly: true}}})[0]
-	v.createContainer(t, &api.Mount{Type: "share", Source: "ro", Destination: "/ro", ReadOnly: true})
+	// CAP_SYS_ADMIN on top of the defaults: the container can remount.
+	v.create(t, &api.CreateContainerRequest{ContainerId: "c",
+		Mounts:   []*api.Mount{{Type: "share", Source: "ro", Destination: "/ro", ReadOnly: true}},
+		Security: &api.Security{Capabilities: append([]string{"CAP_SYS_ADMIN"}, security.DefaultCapabilities...)}})
 	if got := v.mustSh(t, "cat /ro/given.txt"); got != "from-host\n" {
 		t.Fatalf("guest reads %q from the read-only share", got)
 	}
@@ -79,7 +83,6 @@ func TestReadOnlyShare(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "Read-only file system") {
 		t.Fatalf("writing into the read-only share: exit %d, %q", code, errOut)
 	}
-	// The container runs as root with every capability: it can remount.
 	v.mustSh(t, "mount -o remount,rw /ro")
 	_, errOut, code = v.sh(t, "echo x > /ro/guest.txt")
 	if code == 0 || !strings.Contains(errOut, "Read-only file system") {

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -36,7 +37,14 @@ const (
 	memoryLimit = 8 << 20
 )
 
+// The main goroutine keeps the main thread: the agent joins containers'
+// namespaces on threads it then discards (agent.inNamespacesOf), which
+// must never be the main one, as the runtime keeps it alive.
+func init() { runtime.LockOSThread() }
+
 func main() {
+	// Executed again to start a container's process: that and nothing else.
+	agent.MaybeContainerInit()
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}

@@ -47,6 +47,9 @@ func TestUsageErrorsExit125OneLine(t *testing.T) {
 		{[]string{"run", "--pull", "sometimes", "busybox"}, `--pull "sometimes"`},
 		{[]string{"run", "-v", "relative-only", "busybox"}, "want HOST:CONTAINER[:ro]"},
 		{[]string{"run", "-d", "--rm", "busybox"}, "-d and --rm together"},
+		{[]string{"run", "--cap-add", "SYS_WIZARD", "busybox"}, `unknown capability "SYS_WIZARD"`},
+		{[]string{"run", "--sysctl", "vm.swappiness=1", "busybox"}, `forbidden sysctl: "vm.swappiness" not allowlisted`},
+		{[]string{"run", "--security-opt", "apparmor=x", "busybox"}, `--security-opt "apparmor=x"`},
 		{[]string{"no-such-command"}, `unknown command "no-such-command"`},
 		{[]string{"images", "frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"logs"}, "want one CONTAINER"},
@@ -109,6 +112,11 @@ func parseRun(t *testing.T, args ...string) (*runFlags, []string) {
 	captured.volumes, _ = fl.GetStringArray("volume")
 	captured.name, _ = fl.GetString("name")
 	captured.entrypoint, _ = fl.GetString("entrypoint")
+	captured.capAdd, _ = fl.GetStringArray("cap-add")
+	captured.capDrop, _ = fl.GetStringArray("cap-drop")
+	captured.readOnly, _ = fl.GetBool("read-only")
+	captured.secOpts, _ = fl.GetStringArray("security-opt")
+	captured.sysctls, _ = fl.GetStringArray("sysctl")
 	return &captured, rest
 }
 
@@ -127,6 +135,39 @@ func TestRunFlagsAsDocker(t *testing.T) {
 	f, _ = parseRun(t, "-dit", "busybox")
 	if !f.stdin || !f.tty || !f.detach {
 		t.Fatalf("-dit: %+v", f)
+	}
+}
+
+func TestSecuritySettingsAsDocker(t *testing.T) {
+	profile := filepath.Join(t.TempDir(), "p.json")
+	if err := os.WriteFile(profile, []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := parseRun(t, "--cap-add", "NET_ADMIN", "--cap-drop", "ALL", "--read-only", "--security-opt", "no-new-privileges",
+		"--security-opt", "seccomp="+profile, "--sysctl", "net.ipv4.tcp_syncookies=0", "busybox")
+	s, err := securitySettings(f.capAdd, f.capDrop, f.readOnly, f.secOpts, f.sysctls, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, _ := s.Capabilities()
+	if strings.Join(caps, ",") != "CAP_NET_ADMIN" || !s.ReadOnlyRootfs || s.NoNewPrivileges == nil || !*s.NoNewPrivileges ||
+		s.Seccomp != container.SeccompLocalhost || string(s.SeccompProfile) != `{"defaultAction":"SCMP_ACT_ALLOW"}` ||
+		s.Sysctls["net.ipv4.tcp_syncookies"] != "0" {
+		t.Fatalf("security %+v caps %v", s, caps)
+	}
+	// Docker's defaults: the runtime's seccomp profile, no_new_privs unset.
+	s, err = securitySettings(nil, nil, false, nil, nil, os.ReadFile)
+	if err != nil || s.Seccomp != container.SeccompRuntimeDefault || s.NoNewPrivileges != nil {
+		t.Fatalf("defaults %+v %v", s, err)
+	}
+	for opt, want := range map[string]string{"seccomp=unconfined": container.SeccompUnconfined, "no-new-privileges:false": ""} {
+		s, err = securitySettings(nil, nil, false, []string{opt}, nil, os.ReadFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want != "" && s.Seccomp != want || want == "" && (s.NoNewPrivileges == nil || *s.NoNewPrivileges) {
+			t.Errorf("%s: %+v", opt, s)
+		}
 	}
 }
 

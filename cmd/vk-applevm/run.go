@@ -36,6 +36,11 @@ type runFlags struct {
 	platform   string
 	pull       string
 	insecure   []string
+	capAdd     []string
+	capDrop    []string
+	readOnly   bool
+	secOpts    []string
+	sysctls    []string
 }
 
 func newRunCommand(g *globals) *cobra.Command {
@@ -71,6 +76,11 @@ func newRunCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.platform, "platform", "", "image platform, e.g. linux/amd64 (default: the host's)")
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: always, missing, never")
 	fl.StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host:port reached over plain HTTP (repeatable; loopback needs no flag)")
+	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability (ALL for every one)")
+	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability (ALL for every one)")
+	fl.BoolVar(&f.readOnly, "read-only", false, "mount the container's root filesystem read-only")
+	fl.StringArrayVar(&f.secOpts, "security-opt", nil, "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json (default: the runtime's profile)")
+	fl.StringArrayVar(&f.sysctls, "sysctl", nil, "set a namespaced kernel parameter KEY=VALUE (the kubelet's safe set)")
 	return cmd
 }
 
@@ -93,6 +103,10 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 		return usagef(cmd, "%v", err)
 	}
 	mounts, err := parseVolumes(f.volumes)
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
+	sec, err := securitySettings(f.capAdd, f.capDrop, f.readOnly, f.secOpts, f.sysctls, os.ReadFile)
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
@@ -129,6 +143,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 		MemoryBytes: uint64(mem.Value()),
 		Hostname:    f.name,
 		Mounts:      mounts,
+		Security:    sec,
 		Publish:     published,
 	}
 	cfg.ID = container.NewID()

@@ -95,3 +95,61 @@ func parseVolumes(specs []string) ([]container.Mount, error) {
 	}
 	return out, nil
 }
+
+// securitySettings turns docker run's --cap-add, --cap-drop, --read-only,
+// --security-opt and --sysctl into a container's Security. As with
+// docker, the runtime's default seccomp profile applies unless
+// --security-opt seccomp=unconfined or seccomp=FILE says otherwise.
+func securitySettings(capAdd, capDrop []string, readOnly bool, opts, sysctls []string, readFile func(string) ([]byte, error)) (container.Security, error) {
+	s := container.Security{CapAdd: capAdd, CapDrop: capDrop, ReadOnlyRootfs: readOnly, Seccomp: container.SeccompRuntimeDefault}
+	for _, o := range opts {
+		key, val, hasVal := strings.Cut(o, "=")
+		if !hasVal {
+			key, val, hasVal = strings.Cut(o, ":")
+		}
+		switch key {
+		case "no-new-privileges":
+			nnp := true
+			switch {
+			case !hasVal:
+			case val == "true":
+			case val == "false":
+				nnp = false
+			default:
+				return s, fmt.Errorf("--security-opt %q: no-new-privileges takes true or false", o)
+			}
+			s.NoNewPrivileges = &nnp
+		case "seccomp":
+			switch {
+			case !hasVal || val == "":
+				return s, fmt.Errorf("--security-opt %q: want seccomp=unconfined or seccomp=FILE", o)
+			case val == "unconfined":
+				s.Seccomp = container.SeccompUnconfined
+			case val == "builtin" || val == "default":
+				s.Seccomp = container.SeccompRuntimeDefault
+			default:
+				b, err := readFile(val)
+				if err != nil {
+					return s, fmt.Errorf("--security-opt seccomp: %w", err)
+				}
+				s.Seccomp, s.SeccompProfile = container.SeccompLocalhost, b
+			}
+		default:
+			return s, fmt.Errorf("--security-opt %q: supported are no-new-privileges and seccomp=unconfined|FILE", o)
+		}
+	}
+	for _, kv := range sysctls {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return s, fmt.Errorf("--sysctl %q: want KEY=VALUE", kv)
+		}
+		if s.Sysctls == nil {
+			s.Sysctls = map[string]string{}
+		}
+		s.Sysctls[k] = v
+	}
+	if err := s.Check(); err != nil {
+		return s, err
+	}
+	return s, nil
+}

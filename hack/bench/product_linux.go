@@ -158,7 +158,7 @@ func (p *productBench) round(ctx context.Context, settle time.Duration) (s produ
 	if s.AgentRSSWorked, err = agentRSS(ctx, ac); err != nil {
 		return s, err
 	}
-	if s.AgentAnon, s.AgentFile, err = agentRSSParts(ctx, sb); err != nil {
+	if s.AgentAnon, s.AgentFile, err = agentRSSParts(ctx, ac); err != nil {
 		return s, err
 	}
 	if s.QEMU, err = processMemory(st.HypervisorPid); err != nil {
@@ -204,22 +204,17 @@ func workload(ctx context.Context, sb *container.VM) error {
 	return nil
 }
 
-// agentRSSParts reads the agent's (PID 1's) anonymous and file-backed
-// resident memory from inside the container, which shares the guest's PID
-// namespace.
-func agentRSSParts(ctx context.Context, sb *container.VM) (anon, file uint64, err error) {
-	var out bytes.Buffer
-	st, err := sb.Exec(ctx, container.ProcessConfig{ID: "status", Args: []string{"cat", "/proc/1/status"}}, container.IO{Stdout: &out, Stderr: &out})
-	if err != nil || st.Code != 0 {
-		return 0, 0, fmt.Errorf("read the agent's /proc/1/status: exit %d, %v: %s", st.Code, err, out.String())
+// agentRSSParts reads the agent's anonymous and file-backed resident
+// memory from Info (a container no longer sees the agent's /proc entry).
+func agentRSSParts(ctx context.Context, ac *client.Client) (anon, file uint64, err error) {
+	info, err := ac.Info(ctx, &api.InfoRequest{})
+	if err != nil {
+		return 0, 0, fmt.Errorf("agent info: %w", err)
 	}
-	anon, ok1 := statusBytes(out.String(), "RssAnon")
-	file, ok2 := statusBytes(out.String(), "RssFile")
-	shmem, ok3 := statusBytes(out.String(), "RssShmem")
-	if !ok1 || !ok2 || !ok3 {
-		return 0, 0, fmt.Errorf("the agent's /proc/1/status lacks RssAnon, RssFile or RssShmem: %s", out.String())
+	if info.GetAgentRssAnonBytes() == 0 {
+		return 0, 0, fmt.Errorf("the agent reports no anonymous memory (an agent older than its RSS split?)")
 	}
-	return anon, file + shmem, nil
+	return info.GetAgentRssAnonBytes(), info.GetAgentRssFileBytes(), nil
 }
 
 // close deletes what newProductBench made.

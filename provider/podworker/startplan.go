@@ -2,7 +2,8 @@ package podworker
 
 import (
 	"context"
-
+	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -81,6 +82,9 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 	proc.TTY, proc.Stdin = spec.TTY, spec.Stdin
 	p.Process = proc
 
+	if err := makePodDir(w.dir()); err != nil {
+		return p, err
+	}
 	mounts, err := mountsFor(pod, spec, w.dir())
 	if err != nil {
 		return p, err
@@ -95,6 +99,10 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 			return p, env.ConfigErrorf("volume %q: %v", mounts[i].Volume, err)
 		}
 		mounts[i].Files = files
+	}
+	sec, err := securityFor(pod, spec, w.cfg.Root)
+	if err != nil {
+		return p, err
 	}
 	size := w.cfg.Sizing.VMSizeFor(spec)
 	p.VM = container.VMConfig{
@@ -115,11 +123,30 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 		Mounts:      mounts,
 		Network:     podnet.Placement(pod, spec.Name),
 		LogDir:      filepath.Join(w.dir(), spec.Name),
+		Security:    sec,
 	}
 	if q, ok := spec.Resources.Limits[corev1.ResourceEphemeralStorage]; ok {
 		p.VM.ScratchBytes = q.Value()
 	}
 	return p, nil
+}
+
+// podDirMode keeps other local users out of a pod's directory, as the
+// kubelet's pods directory is 0750: its emptyDirs are the container's to
+// write (world-writable, so any uid in the VM can) and hold whatever a
+// root container put there.
+const podDirMode = 0o750
+
+// makePodDir creates the pod's directory, or narrows the mode of one made
+// by an older node.
+func makePodDir(dir string) error {
+	if err := os.MkdirAll(dir, podDirMode); err != nil {
+		return fmt.Errorf("create the pod directory: %w", err)
+	}
+	if err := os.Chmod(dir, podDirMode); err != nil {
+		return fmt.Errorf("restrict the pod directory: %w", err)
+	}
+	return nil
 }
 
 // podHostname is the pod's hostname (spec.hostname or the pod name,

@@ -38,6 +38,10 @@ func TestMain(m *testing.M) {
 		runShimHelper()
 		return
 	}
+	if p := os.Getenv(createSetuidEnv); p != "" {
+		createSetuid(p)
+		return
+	}
 	code := m.Run()
 	if bundleDir != "" {
 		os.RemoveAll(bundleDir)

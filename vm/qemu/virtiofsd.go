@@ -26,6 +26,12 @@ const ShareCache = "none"
 // "chroot" is the weaker mode for when namespaces are unavailable.
 const ShareSandbox = "namespace"
 
+// ShareModcaps drops capabilities from virtiofsd's default set (chown,
+// dac_override, fowner, fsetid, setgid, setuid, mknod, setfcap): a root
+// container must not make device nodes on the host, nor keep the setuid
+// and setgid bits that the kernel clears without CAP_FSETID.
+const ShareModcaps = "-mknod:-fsetid"
+
 // virtiofsdFD is virtiofsd's listening socket in the child: the first of
 // ExtraFiles (os/exec numbers them after stdin, stdout and stderr).
 const virtiofsdFD = 3
@@ -51,6 +57,7 @@ func VirtiofsdArgs(share vm.Share) []string {
 		"-o", "source=" + fuseOptEscape(filepath.Clean(share.HostPath)),
 		"-o", "cache=" + ShareCache,
 		"-o", "sandbox=" + ShareSandbox,
+		"-o", "modcaps=" + ShareModcaps,
 	}
 }
 

@@ -52,7 +52,9 @@ type virtiofsd struct {
 // itself: virtiofsd inherits the namespace and its sandbox's bind of the
 // source keeps the read-only flag, so the host refuses writes even from a
 // guest that remounts the share read-write. The namespace ends with the
-// thread and virtiofsd; nothing is left mounted on the host.
+// thread and virtiofsd; nothing is left mounted on the host. The thread
+// also carries the seccomp filter that virtiofsd inherits
+// (refuseSetuidOnThisThread).
 func startVirtiofsd(bin, dir string, i int, share vm.Share, log *slog.Logger) (*virtiofsd, error) {
 	src, err := filepath.Abs(share.HostPath)
 	if err != nil {
@@ -96,6 +98,10 @@ func startVirtiofsd(bin, dir string, i int, share vm.Share, log *slog.Logger) (*
 				started <- fmt.Errorf("share %s: %w", share.Tag, err)
 				return
 			}
+		}
+		if err := refuseSetuidOnThisThread(); err != nil {
+			started <- fmt.Errorf("share %s: %w", share.Tag, err)
+			return
 		}
 		if err := cmd.Start(); err != nil {
 			started <- fmt.Errorf("share %s: run %s: %w", share.Tag, bin, err)

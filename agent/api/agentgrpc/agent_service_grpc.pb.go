@@ -76,8 +76,11 @@ type AgentClient interface {
 	// maps it to exit code 127), PermissionDenied when it is not executable
 	// or a directory (126).
 	CreateProcess(ctx context.Context, in *api.CreateProcessRequest, opts ...grpc.CallOption) (*api.CreateProcessResponse, error)
-	// StartProcess runs a created process, chrooted into the container's root
-	// filesystem and placed in its cgroup.
+	// StartProcess runs a created process in the container's cgroup, with
+	// the container's Security. A process started while none of the
+	// container runs gets new namespaces (pivot_root into the container's
+	// root filesystem) and is PID 1 there; the others join its namespaces,
+	// as runc exec does.
 	StartProcess(ctx context.Context, in *api.StartProcessRequest, opts ...grpc.CallOption) (*api.StartProcessResponse, error)
 	// Attach streams a process's stdin in and its stdout/stderr out. The
 	// first response (no data, no exit) confirms the attachment; the last
@@ -345,8 +348,11 @@ type AgentServer interface {
 	// maps it to exit code 127), PermissionDenied when it is not executable
 	// or a directory (126).
 	CreateProcess(context.Context, *api.CreateProcessRequest) (*api.CreateProcessResponse, error)
-	// StartProcess runs a created process, chrooted into the container's root
-	// filesystem and placed in its cgroup.
+	// StartProcess runs a created process in the container's cgroup, with
+	// the container's Security. A process started while none of the
+	// container runs gets new namespaces (pivot_root into the container's
+	// root filesystem) and is PID 1 there; the others join its namespaces,
+	// as runc exec does.
 	StartProcess(context.Context, *api.StartProcessRequest) (*api.StartProcessResponse, error)
 	// Attach streams a process's stdin in and its stdout/stderr out. The
 	// first response (no data, no exit) confirms the attachment; the last
