@@ -23,4 +23,3 @@ func TestDoctorFullDisk(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
-
