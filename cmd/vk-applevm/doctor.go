@@ -23,6 +23,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/internal/doctor"
 	"github.com/vk-applevm/vk-applevm/network/switchnet"
 	"github.com/vk-applevm/vk-applevm/network/vswitch"
+	"github.com/vk-applevm/vk-applevm/vm/shim"
 	"github.com/vk-applevm/vk-applevm/vm/vz/kernelformat"
 	"golang.org/x/sys/unix"
 )
@@ -66,6 +67,7 @@ func (g *globals) doctorChecks(kubeconfig string) []doctor.Check {
 	checks := []doctor.Check{
 		{Name: "hypervisor", Run: g.checkHypervisor},
 		{Name: "guest kernel and initrd", Run: g.checkGuest},
+		{Name: "shim binary", Run: checkShimBinary},
 		{Name: "state root", Run: g.checkStateRoot},
 		{Name: "disk space", Run: g.checkDisk},
 		{Name: "pod network", Run: g.checkSwitch},
@@ -110,6 +112,17 @@ func (g *globals) checkGuest(context.Context) doctor.Result {
 			Fix: guestFix + " for this machine's architecture"}
 	}
 	return doctor.Result{Detail: detail}
+}
+
+// checkShimBinary finds the per-VM helper every VM runs in
+// (vk-applevm-shim next to this binary).
+func checkShimBinary(context.Context) doctor.Result {
+	bin, err := shim.FindBinary()
+	if err != nil {
+		return doctor.Result{Status: doctor.Fail, Detail: err.Error(),
+			Fix: "`make build` builds bin/vk-applevm-shim next to bin/vk-applevm; install both in one directory"}
+	}
+	return doctor.Result{Detail: bin}
 }
 
 // checkKernelFormat checks the kernel is what the hypervisor boots: an

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vk-applevm/vk-applevm/internal/testenv"
+	"github.com/vk-applevm/vk-applevm/vm/shim"
 )
 
 // doctorLine is the table line of check name.
@@ -39,12 +40,14 @@ current-context: x
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv(shim.BinaryEnv, "")
 	code, out, stderr := run(t, "--root", root, "--guest", filepath.Join(t.TempDir(), "no-guest"), "doctor", "--kubeconfig", kubeconfig)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s%s", code, out, stderr)
 	}
 	for _, want := range []struct{ check, status, fix string }{
 		{"guest kernel and initrd", "FAIL", "make guest"},
+		{"shim binary", "FAIL", "make build"}, // none next to the test binary
 		{"state root", "warn", "chmod 700 " + root},
 		{"cluster", "FAIL", "server address"},
 		{"cluster RBAC", "skip", ""},
@@ -70,11 +73,16 @@ func TestDoctorHealthy(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(guestDir, "bundle.json")); err != nil {
 		t.Fatalf("no guest bundle in %s: run make guest", guestDir)
 	}
+	shimBin := filepath.Join(strings.TrimSpace(string(repo)), "bin", shim.BinaryName)
+	if _, err := os.Stat(shimBin); err != nil {
+		t.Fatalf("no shim binary: run make build (%v)", err)
+	}
+	t.Setenv(shim.BinaryEnv, shimBin) // the test binary has none beside it
 	code, out, stderr := run(t, "--root", filepath.Join(t.TempDir(), "root"), "--guest", guestDir, "doctor")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s%s", code, out, stderr)
 	}
-	for _, c := range []string{"hypervisor", "guest kernel and initrd", "state root", "disk space", "pod network"} {
+	for _, c := range []string{"hypervisor", "guest kernel and initrd", "shim binary", "state root", "disk space", "pod network"} {
 		if l := doctorLine(out, c); !strings.Contains(l, " ok ") {
 			t.Errorf("%s: %q", c, l)
 		}
