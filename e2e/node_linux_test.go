@@ -386,8 +386,16 @@ spec:`+tolerate+`
 		}
 	})
 	t.Run("env from configMap and a secret volume", func(t *testing.T) {
-		if out := ne.kubectl(t, "logs", name); !strings.Contains(out, "hello-from-configmap test") {
-			t.Fatalf("logs %q", out)
+		// Running means the process started, not that its first line has
+		// reached the log: the shim writes output as the guest sends it.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			out := ne.kubectl(t, "logs", name)
+			if strings.Contains(out, "hello-from-configmap test") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("logs %q", out)
+			}
 		}
 		if out := ne.kubectl(t, "exec", name, "--", "cat", "/etc/creds/password"); out != "s3cr3t" {
 			t.Fatalf("secret volume: %q", out)
