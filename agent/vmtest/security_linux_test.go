@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,29 @@ t=c; case $f in /sys/block/*) t=b;; esac; mknod /tmp/n$ma-$mi $t $ma $mi && head
 			}
 		}
 		checkNoSetuidOrDevices(t, host)
+	})
+
+	// The container keeps the VM's network namespace (the pod network
+	// expects it there): the agent reports a server the container runs,
+	// though it cannot see the container's processes or mounts.
+	t.Run("the container's server is the pod's", func(t *testing.T) {
+		if _, err := v.agent.CreateProcess(ctx, &api.CreateProcessRequest{ContainerId: "c", ProcessId: "srv", Args: []string{"busybox", "nc", "-l", "-p", "8079"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.agent.StartProcess(ctx, &api.StartProcessRequest{ContainerId: "c", ProcessId: "srv"}); err != nil {
+			t.Fatal(err)
+		}
+		version := ""
+		for {
+			resp, err := v.agent.Listeners(ctx, &api.ListenersRequest{KnownVersion: version, WaitNs: int64(10 * time.Second)})
+			if err != nil {
+				t.Fatalf("listeners (last %q): %v", version, err)
+			}
+			if slices.ContainsFunc(resp.GetPorts(), func(p *api.ListenPort) bool { return p.GetProtocol() == "TCP" && p.GetPort() == 8079 }) {
+				break
+			}
+			version = resp.GetVersion()
+		}
 	})
 
 	yes := true

@@ -82,8 +82,9 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 	proc.TTY, proc.Stdin = spec.TTY, spec.Stdin
 	p.Process = proc
 
-	if err := makePodDir(w.dir()); err != nil {
-		return p, err
+	w.podDir.Do(func() { w.podDirErr = makePodDir(w.dir()) })
+	if w.podDirErr != nil {
+		return p, w.podDirErr
 	}
 	mounts, err := mountsFor(pod, spec, w.dir())
 	if err != nil {

@@ -88,6 +88,10 @@ type Worker struct {
 	volumes         *volume.Manager
 	ports           *podPorts
 	backoff         *flowcontrol.Backoff
+	// podDir is set once the pod's directory has been made (makePodDir),
+	// by the first start of any of its containers.
+	podDir    sync.Once
+	podDirErr error
 
 	// runCtx ends when the pod is stopped: containers stop restarting.
 	runCtx   context.Context
