@@ -491,6 +491,21 @@ type harness struct {
 	seen    []string      // events read by waitEvent
 }
 
+// providerRoot is a state root for a test's provider. The provider has no
+// stop: its pod workers (a crash-looping container's restarts, volume
+// syncs) may still write there for a moment after the test returns, which
+// made t.TempDir's removal fail now and then ("directory not empty"). The
+// root is removed when the test ends, and what a straggling worker writes
+// after that is left to the system's temporary directory cleanup.
+func providerRoot(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "provider-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	clk := testingclock.NewFakeClock(t0)
@@ -504,7 +519,7 @@ func newHarnessOn(t *testing.T, clk *testingclock.FakeClock, rt *fakeRuntime) *h
 	h := &harness{t: t, clock: clk, rt: rt, sess: sess, rec: record.NewFakeRecorder(1000), last: map[string]*corev1.Pod{}, changed: make(chan struct{}),
 		objects: &fakeObjects{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}}
 	p, err := New(Config{
-		NodeName: "mac", NodeIP: "10.201.0.2", Root: t.TempDir(), Runtime: sess, Objects: h.objects, Recorder: h.rec,
+		NodeName: "mac", NodeIP: "10.201.0.2", Root: providerRoot(t), Runtime: sess, Objects: h.objects, Recorder: h.rec,
 		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi"),
 			corev1.ResourcePods: resource.MustParse("10")},
 		VMOverheadBytes: 64 << 20, BackoffInitial: 10 * time.Second, BackoffMax: 160 * time.Second,
