@@ -19,6 +19,9 @@
 //   - volume: the files volumes (configMap, secret, projected,
 //     downwardAPI, tokens), kept up to date inside the VMs.
 //   - env: environment and downward API resolution.
+//   - podnet: the pod's place on the node's pod network (one address for
+//     all its VMs, the ports each serves, relays between siblings) and
+//     the Services and host ports the node gives the switch.
 //   - vmruntime: the container runtime behind two small interfaces
 //     (Runtime, VM); package container implements them.
 //
