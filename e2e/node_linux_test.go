@@ -219,8 +219,8 @@ func TestNode(t *testing.T) {
 	t.Run("doctor", func(t *testing.T) {
 		// With the node's own credentials, where the node runs: every
 		// check passes, the cluster's included.
-		cmd := exec.Command(ne.c.Tool, "exec", "--dir", ne.c.Dir, "--", env.bin, "--root", ne.root, "--guest", env.guestDir,
-			"doctor", "--kubeconfig", filepath.Join(ne.root, "kubelet.kubeconfig"))
+		cmd := diesWithTest(exec.Command(ne.c.Tool, "exec", "--dir", ne.c.Dir, "--", env.bin, "--root", ne.root, "--guest", env.guestDir,
+			"doctor", "--kubeconfig", filepath.Join(ne.root, "kubelet.kubeconfig")))
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("doctor: %v\n%s", err, out)

@@ -36,7 +36,8 @@ func TestNodePodNetwork(t *testing.T) {
 	ns := "net-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
 	ne.kubectl(t, "create", "namespace", ns)
 	t.Cleanup(func() { ne.kubectl(t, "delete", "namespace", ns, "--wait=false") })
-	hostPort := 18000 + os.Getpid()%1000
+	// Another per run: the previous run's pod may still hold its port.
+	hostPort := 18000 + int(os.Getpid()+int(nameSeq.Add(1)))%1000
 
 	// web: a sidecar (first container) that waits for localhost:80 and is
 	// Ready only while it answers, and the web server (second container)

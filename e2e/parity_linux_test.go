@@ -17,10 +17,11 @@ import (
 // container that wrote none.
 func TestNodeTerminationMessage(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	fileName, logsName := uniqueName("termmsg-file"), uniqueName("termmsg-logs")
+	ne.apply(t, strings.NewReplacer("FILE_POD", fileName, "LOGS_POD", logsName).Replace(`
 apiVersion: v1
 kind: Pod
-metadata: {name: termmsg-file}
+metadata: {name: FILE_POD}
 spec:`+tolerate+`
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
@@ -31,7 +32,7 @@ spec:`+tolerate+`
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: termmsg-logs}
+metadata: {name: LOGS_POD}
 spec:`+tolerate+`
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
@@ -40,18 +41,18 @@ spec:`+tolerate+`
     image: BUSYBOX
     terminationMessagePolicy: FallbackToLogsOnError
     command: ["sh", "-c", "echo first; echo 'cannot open the database' >&2; exit 3"]
-`)
-	p := ne.waitPod(t, "termmsg-file", "Succeeded", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+`))
+	p := ne.waitPod(t, fileName, "Succeeded", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
 	if term := p.Status.ContainerStatuses[0].State.Terminated; term == nil || term.Message != "all went well" {
 		t.Fatalf("policy File: terminated %+v", term)
 	}
-	p = ne.waitPod(t, "termmsg-logs", "Failed", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	p = ne.waitPod(t, logsName, "Failed", 2*time.Minute, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	term := p.Status.ContainerStatuses[0].State.Terminated
 	if term == nil || term.ExitCode != 3 || !strings.Contains(term.Message, "cannot open the database") {
 		t.Fatalf("policy FallbackToLogsOnError: terminated %+v", term)
 	}
 	// kubectl shows it where users look.
-	if out := ne.kubectl(t, "get", "pod", "termmsg-logs", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}"); !strings.Contains(out, "cannot open the database") {
+	if out := ne.kubectl(t, "get", "pod", logsName, "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}"); !strings.Contains(out, "cannot open the database") {
 		t.Fatalf("kubectl get: %q", out)
 	}
 }
@@ -60,18 +61,19 @@ spec:`+tolerate+`
 // DeadlineExceeded and its container is killed.
 func TestNodeActiveDeadlineSeconds(t *testing.T) {
 	ne := clusterNode(t)
-	ne.apply(t, `
+	name := uniqueName("deadline")
+	ne.apply(t, named(`
 apiVersion: v1
 kind: Pod
-metadata: {name: deadline}
+metadata: {name: NAME}
 spec:`+tolerate+`
   activeDeadlineSeconds: 15
   terminationGracePeriodSeconds: 1
   containers:
   - {name: app, image: BUSYBOX, command: ["sleep", "3600"]}
-`)
-	ne.waitPod(t, "deadline", "Running", 2*time.Minute, podRunning)
-	p := ne.waitPod(t, "deadline", "Failed with DeadlineExceeded", 2*time.Minute, func(p corev1.Pod) bool {
+`, name))
+	ne.waitPod(t, name, "Running", 2*time.Minute, podRunning)
+	p := ne.waitPod(t, name, "Failed with DeadlineExceeded", 2*time.Minute, func(p corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodFailed && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Terminated != nil
 	})
 	if p.Status.Reason != "DeadlineExceeded" || p.Status.Message != "Pod was active on the node longer than the specified deadline" {
@@ -83,7 +85,7 @@ spec:`+tolerate+`
 	if got := p.Status.StartTime; got == nil {
 		t.Fatal("no startTime")
 	}
-	events := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name=deadline", "-o", "jsonpath={.items[*].reason}")
+	events := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name, "-o", "jsonpath={.items[*].reason}")
 	if !strings.Contains(events, "DeadlineExceeded") {
 		t.Fatalf("events %q lack DeadlineExceeded", events)
 	}

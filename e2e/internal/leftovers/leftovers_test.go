@@ -12,7 +12,7 @@ func TestNamesCarryTheirRunsPid(t *testing.T) {
 			t.Errorf("namespaceOwner(%q) = %d, %v; want %d", name, got, ok, want)
 		}
 	}
-	// Not a run's: the node's own namespaces, other tools', odd spellings.
+	// Not a run's: the kernel bridge's of old nodes, the benchmark's, odd spellings.
 	for _, name := range []string{"vkav-1a2b3c4d", "vkav-bench-net-12", "vkav-e2e-", "vkav-e2e-k8s-", "vkav-e2e-012", "vkav-e2e-12x", "vk-applevm"} {
 		if got, ok := namespaceOwner(name); ok {
 			t.Errorf("namespaceOwner(%q) = %d; want none", name, got)
