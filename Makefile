@@ -30,7 +30,7 @@ all: build
 
 # Debian packages the tests and the node need; installed only when missing.
 DEB_PACKAGES := qemu-system-x86 qemu-system-common qemu-utils e2fsprogs busybox-static cpio kmod \
-	iproute2 nftables iptables dnsmasq-base
+	iproute2
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -181,6 +181,54 @@ func TestNode(t *testing.T) {
 		if code := get(token); code != http.StatusForbidden {
 			t.Fatalf("service account without RBAC: HTTP %d, want 403", code)
 		}
+		// Read-only monitoring credentials (get nodes/proxy) read the
+		// node but open no shell: exec over a WebSocket arrives as GET.
+		monitor := fmt.Sprintf("monitor-%d", time.Now().UnixNano()%1e9)
+		ne.kubectl(t, "create", "serviceaccount", monitor)
+		ne.kubectl(t, "create", "clusterrole", monitor, "--verb=get", "--resource=nodes/proxy")
+		ne.kubectl(t, "create", "clusterrolebinding", monitor, "--clusterrole="+monitor, "--serviceaccount=default:"+monitor)
+		t.Cleanup(func() {
+			ne.c.Kubectl(context.Background(), "", "delete", "clusterrolebinding,clusterrole", monitor)
+			ne.c.Kubectl(context.Background(), "", "delete", "serviceaccount", monitor)
+		})
+		mtoken := strings.TrimSpace(ne.kubectl(t, "create", "token", monitor))
+		execURL := fmt.Sprintf("https://%s:10250/exec/default/%s/%s?command=id&output=1", ne.c.Node.IP, pod.Name, pod.Spec.Containers[0].Name)
+		do := func(method, u, token string) int {
+			req, _ := http.NewRequest(method, u, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		// The role takes a moment to reach the authorizer.
+		for deadline := time.Now().Add(30 * time.Second); get(mtoken) != http.StatusOK; time.Sleep(time.Second) {
+			if time.Now().After(deadline) {
+				t.Fatalf("get nodes/proxy: GET /pods: HTTP %d, want 200", get(mtoken))
+			}
+		}
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			if code := do(m, execURL, mtoken); code != http.StatusForbidden {
+				t.Errorf("get nodes/proxy only: %s /exec: HTTP %d, want 403", m, code)
+			}
+		}
+	})
+	t.Run("doctor", func(t *testing.T) {
+		// With the node's own credentials, where the node runs: every
+		// check passes, the cluster's included.
+		cmd := exec.Command(ne.c.Tool, "exec", "--dir", ne.c.Dir, "--", env.bin, "--root", ne.root, "--guest", env.guestDir,
+			"doctor", "--kubeconfig", filepath.Join(ne.root, "kubelet.kubeconfig"))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("doctor: %v\n%s", err, out)
+		}
+		for _, c := range []string{"hypervisor", "guest kernel and initrd", "disk space", "pod network", "cluster", "cluster RBAC", "clock"} {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c) + ` +ok `).Match(out) {
+				t.Errorf("doctor's %s check is not ok:\n%s", c, out)
+			}
+		}
 	})
 	t.Run("node restart keeps the pod", func(t *testing.T) {
 		before := ne.pod(t, pod.Name)

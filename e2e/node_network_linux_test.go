@@ -28,6 +28,9 @@ import (
 // one address per pod shared by its containers, pod to pod, Services by
 // name, headless Services, hostPort, port-forward, dnsPolicy None, a pod
 // that spoofs another's address, a node restart and a switch crash.
+//
+// Debian's busybox-static wget crashes (SIGSEGV, exit 139) when given -T:
+// timeouts here come from busybox's timeout applet instead.
 func TestNodePodNetwork(t *testing.T) {
 	ne := clusterNode(t)
 	ns := "net-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
@@ -132,7 +135,7 @@ spec:`+tolerate+`
 			// Endpoints reach the node's table a moment after the pod is
 			// Ready.
 			for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
-				out, err = exec("client", "wget", "-q", "-T", "5", "-O-", "http://"+name+"/")
+				out, err = exec("client", "timeout", "5", "wget", "-q", "-O-", "http://"+name+"/")
 				if err == nil || time.Now().After(deadline) {
 					break
 				}
@@ -183,7 +186,7 @@ spec:`+tolerate+`
 		before := switchCounters(t, ne)
 		// Take the client's address and ask web for its page from it.
 		client := ne.podIn(t, ns, "client")
-		script := fmt.Sprintf("ip addr del %s/32 dev eth0; ip addr add %s/32 dev eth0; ip route add 10.213.0.1 dev eth0; ip route add default via 10.213.0.1; wget -q -T 5 -O- http://%s/", sp.Status.PodIP, client.Status.PodIP, podIP)
+		script := fmt.Sprintf("ip addr del %s/32 dev eth0; ip addr add %s/32 dev eth0; ip route add 10.213.0.1 dev eth0; ip route add default via 10.213.0.1; timeout 5 wget -q -O- http://%s/", sp.Status.PodIP, client.Status.PodIP, podIP)
 		if out, err := exec("spoofer", "sh", "-c", script); err == nil {
 			t.Fatalf("a pod with another pod's address got an answer: %q", out)
 		}
@@ -219,7 +222,7 @@ spec:`+tolerate+`
 		var out string
 		var err error
 		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-			out, err = exec("client", "wget", "-q", "-T", "2", "-O-", "http://"+podIP+"/")
+			out, err = exec("client", "timeout", "2", "wget", "-q", "-O-", "http://"+podIP+"/")
 			if err == nil {
 				break
 			}

@@ -25,6 +25,10 @@ func (s *Store) Rootfs(ctx context.Context, img *Image) (string, error) {
 	}
 	dst := filepath.Join(s.rootfsDir(), h.Hex+".ext4")
 	if fileExists(dst) {
+		// Its time is the image's last use, which garbage collection
+		// orders by (GC).
+		now := time.Now()
+		_ = os.Chtimes(dst, now, now)
 		return dst, nil
 	}
 	unlock, err := s.lockGC(ctx, false)

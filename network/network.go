@@ -6,8 +6,7 @@
 // identities derived from a VM id (MAC) and a file-backed address allocator
 // shared by every process using one state root. The implementation is
 // network/switchnet: every VM plugs into the node's user-space switch
-// (network/vswitch), on Linux and macOS alike. network/bridge (a kernel
-// bridge and taps, root only) stays for the benchmark that compares them.
+// (network/vswitch), on Linux and macOS alike.
 package network
 
 import (
@@ -112,9 +111,6 @@ type GuestConfig struct {
 	// through a link route (as Calico and Cilium configure pods).
 	OnLinkGateway bool `json:"onLinkGateway,omitempty"`
 }
-
-// DefaultMTU is the MTU of bridge, taps and guests: plain Ethernet.
-const DefaultMTU = 1500
 
 var (
 	// ErrInvalidID is returned for a VM id that is not a valid vm.Spec ID.

@@ -1,10 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
+	"path/filepath"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +20,74 @@ import (
 // root-ca-cert-publisher; kube-public is readable by any authenticated
 // user in kubeadm clusters, kube-system is the fallback.
 const rootCAConfigMap = "kube-root-ca.crt"
+
+// pinnedClientCA is where the node keeps the client CA it found at its
+// first start, in its certificate directory.
+const pinnedClientCA = "client-ca.crt"
+
+// clientCA is loadClientCA with pinning: without a file, the CA found at
+// the node's first start is written to pin and used from then on. The root
+// CA ConfigMap can be rewritten by whoever may edit ConfigMaps in
+// kube-public or kube-system; a node that re-read it at every start would
+// let them mint credentials for every pod's exec. A CA that later differs
+// is reported, never taken: rotating it is the operator's step (delete the
+// pinned file or pass --client-ca-file).
+func clientCA(ctx context.Context, client kubernetes.Interface, file string, kubeconfigCA []byte, pin string, log *slog.Logger) ([]byte, string, error) {
+	if file != "" || pin == "" {
+		return loadClientCA(ctx, client, file, kubeconfigCA)
+	}
+	pinned, err := os.ReadFile(pin)
+	switch {
+	case err == nil:
+		if _, err := cert.ParseCertsPEM(pinned); err != nil {
+			return nil, "", fmt.Errorf("pinned client CA %s: %w (delete it to take the cluster's again)", pin, err)
+		}
+		if found, src, err := loadClientCA(ctx, client, "", kubeconfigCA); err == nil && !bytes.Equal(bytes.TrimSpace(found), bytes.TrimSpace(pinned)) {
+			log.Warn("the cluster's client CA differs from the one pinned at the node's first start; keeping the pinned one (delete it or pass --client-ca-file to change)",
+				"pinned", pin, "found", src)
+		}
+		return pinned, pin + " (pinned at first start)", nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, "", fmt.Errorf("read pinned client CA: %w", err)
+	}
+	found, src, err := loadClientCA(ctx, client, "", kubeconfigCA)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := writeFileAtomic(pin, found, 0o600); err != nil {
+		return nil, "", fmt.Errorf("pin the client CA: %w", err)
+	}
+	return found, src + ", pinned in " + pin, nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
 
 // loadClientCA returns the PEM bundle that signs clients of the kubelet API
 // (above all the API server's kubelet client certificate) and where it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
@@ -74,7 +75,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New(status.notReady)
 	}
 
-	caPEM, caSource, err := loadClientCA(ctx, client, cfg.ClientCAFile, caFromKubeconfig)
+	pin := ""
+	if cfg.CertDir != "" {
+		pin = filepath.Join(cfg.CertDir, pinnedClientCA)
+	}
+	caPEM, caSource, err := clientCA(ctx, client, cfg.ClientCAFile, caFromKubeconfig, pin, log)
 	if err != nil {
 		log.Error("NO CLIENT CA: the API server's kubelet client certificate will not authenticate, so kubectl logs/exec fail with 401; pass --client-ca-file", "err", err)
 	} else {
@@ -161,6 +166,9 @@ func buildProvider(ctx context.Context, cfg *Config, pc nodeutil.ProviderConfig,
 	}
 	if err := p.Reconcile(ctx); err != nil {
 		return nil, fmt.Errorf("reconcile VMs of an earlier run: %w", err)
+	}
+	if err := p.SweepPodDirs(ctx); err != nil {
+		c.Logger.Warn("sweep pod directories", "err", err)
 	}
 	return p, nil
 }

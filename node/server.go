@@ -5,12 +5,15 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
@@ -35,7 +38,34 @@ func newAuth(client kubernetes.Interface, nodeName string, caPEM []byte) (nodeut
 	if err != nil {
 		return nil, fmt.Errorf("webhook auth: %w", err)
 	}
-	return auth, nil
+	return streamsNeedCreate{auth}, nil
+}
+
+// streamsNeedCreate authorizes exec, attach, port-forward and run as
+// `create` on nodes/proxy whatever the HTTP method. virtual-kubelet derives
+// the verb from the method, and a WebSocket upgrade (kubectl's default
+// since 1.30) arrives as GET: read-only `get nodes/proxy` credentials, as
+// monitoring agents hold, would open a shell in every pod.
+type streamsNeedCreate struct{ nodeutil.Auth }
+
+func (a streamsNeedCreate) GetRequestAttributes(u user.Info, r *http.Request) authorizer.Attributes {
+	attrs := a.Auth.GetRequestAttributes(u, r)
+	rec, ok := attrs.(authorizer.AttributesRecord)
+	if !ok || !isStreamPath(r.URL.Path) {
+		return attrs
+	}
+	rec.Verb = "create"
+	return rec
+}
+
+// isStreamPath reports whether path opens a process or a tunnel in a pod.
+func isStreamPath(path string) bool {
+	for _, p := range []string{"/exec/", "/attach/", "/portForward/", "/run/"} {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // streamTimeouts are the exec/attach/port-forward stream limits.
@@ -79,6 +109,15 @@ func portForwardConfig(cfg api.PodHandlerConfig) api.PodHandlerConfig {
 func tlsOptions(sc *servingCert, caPEM []byte) []func(*tls.Config) error {
 	opts := []func(*tls.Config) error{func(c *tls.Config) error {
 		c.GetCertificate = sc.GetCertificate
+		// TLS 1.2 and up, and of 1.2's suites only the AEAD ones with
+		// forward secrecy: no CBC (Lucky13-style padding oracles), no RSA
+		// key exchange. TLS 1.3's suites are not configurable and all AEAD.
+		c.MinVersion = tls.VersionTLS12
+		c.CipherSuites = []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		}
 		return nil
 	}}
 	if len(caPEM) > 0 {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,5 +264,93 @@ func TestClientCAFromClusterOrFile(t *testing.T) {
 	}
 	if _, _, err := loadClientCA(ctx, client, file, nil); err == nil {
 		t.Fatal("a broken CA file was accepted")
+	}
+}
+
+// The CA found at the first start is pinned: a rewritten root CA ConfigMap
+// is reported, not taken.
+func TestClientCAPinnedAtFirstStart(t *testing.T) {
+	ctx := context.Background()
+	first, second := newTestCA(t, "first"), newTestCA(t, "attacker")
+	cm := func(pem []byte) *corev1.ConfigMap {
+		return &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "kube-public", Name: rootCAConfigMap},
+			Data:       map[string]string{"ca.crt": string(pem)},
+		}
+	}
+	pin := filepath.Join(t.TempDir(), "pki", pinnedClientCA)
+	got, _, err := clientCA(ctx, fake.NewClientset(cm(first.pem)), "", nil, pin, quietLog())
+	if err != nil || string(got) != string(first.pem) {
+		t.Fatalf("first start: %v", err)
+	}
+	if fi, err := os.Stat(pin); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pinned file: %v %v", fi, err)
+	}
+	var logs bytes.Buffer
+	got, src, err := clientCA(ctx, fake.NewClientset(cm(second.pem)), "", nil, pin, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || string(got) != string(first.pem) {
+		t.Fatalf("second start took the rewritten ConfigMap's CA (%s, %v)", src, err)
+	}
+	if !strings.Contains(logs.String(), "differs from the one pinned") {
+		t.Fatalf("the change was not reported: %s", logs.String())
+	}
+	// --client-ca-file wins over the pin: the operator's way to rotate.
+	file := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(file, second.pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := clientCA(ctx, nil, file, nil, pin, quietLog()); err != nil || string(got) != string(second.pem) {
+		t.Fatalf("--client-ca-file: %v", err)
+	}
+}
+
+// The kubelet API refuses TLS below 1.2 and CBC suites.
+func TestServingTLSVersionsAndSuites(t *testing.T) {
+	cfg0 := testConfig(t)
+	cfg0.ServingCSR = false
+	sc, err := setupServing(context.Background(), &cfg0, nil, testNames, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{}
+	for _, o := range tlsOptions(sc, nil) {
+		if err := o(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	dial := func(c *tls.Config) error {
+		c.InsecureSkipVerify = true
+		conn, err := tls.Dial("tcp", l.Addr().String(), c)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := dial(&tls.Config{MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("a TLS 1.1 client was served")
+	}
+	if err := dial(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}); err == nil {
+		t.Error("a client offering only CBC suites was served")
+	}
+	if err := dial(&tls.Config{MaxVersion: tls.VersionTLS12}); err != nil {
+		t.Errorf("TLS 1.2 with the defaults: %v", err)
+	}
+	if err := dial(&tls.Config{}); err != nil {
+		t.Errorf("TLS 1.3: %v", err)
 	}
 }

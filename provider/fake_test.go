@@ -152,6 +152,7 @@ type fakeVM struct {
 type fakeProc struct {
 	vm      *fakeVM
 	args    []string
+	size    container.TermSize // the initial terminal size
 	logName string
 	started time.Time
 	done    chan struct{}
@@ -195,7 +196,7 @@ func (v *fakeVM) Start(ctx context.Context, p container.ProcessConfig) (time.Tim
 	if _, ok := v.procs[p.ID]; ok {
 		return time.Time{}, fmt.Errorf("process %s exists", p.ID)
 	}
-	fp := &fakeProc{vm: v, args: p.Args, logName: p.LogName, started: v.rt.clock.Now(), done: make(chan struct{}), sig: make(chan syscall.Signal, 4)}
+	fp := &fakeProc{vm: v, args: p.Args, size: container.TermSize{Rows: p.Rows, Cols: p.Cols}, logName: p.LogName, started: v.rt.clock.Now(), done: make(chan struct{}), sig: make(chan syscall.Signal, 4)}
 	// A timed exit's timer starts with the process, so a test that saw
 	// the container running may step the clock past it.
 	for i := 0; i < len(p.Args); {

@@ -293,6 +293,37 @@ func (p *Provider) deleteOrphan(o *orphanPod) {
 			p.log.Warn("release the address of a pod Kubernetes no longer has", "pod", o.pod.Namespace+"/"+o.pod.Name, "err", err)
 		}
 	}
+	if err := podworker.RemovePodDir(p.cfg.Root, o.pod); err != nil {
+		p.log.Warn("remove the directory of a pod Kubernetes no longer has", "pod", o.pod.Namespace+"/"+o.pod.Name, "err", err)
+	}
+}
+
+// SweepPodDirs removes, at start, the directories of pods that are neither
+// bound to this node in the API server nor have VMs here: what a node that
+// died between a pod's deletion and its cleanup left behind. Call it after
+// Reconcile and before pods are handed over.
+func (p *Provider) SweepPodDirs(ctx context.Context) error {
+	if p.cfg.Client == nil {
+		return nil
+	}
+	list, err := p.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + p.cfg.NodeName})
+	if err != nil {
+		return fmt.Errorf("list the node's pods to sweep pod directories: %w", err)
+	}
+	known := map[types.UID]bool{}
+	for _, pod := range list.Items {
+		known[pod.UID] = true
+	}
+	p.mu.Lock()
+	for uid := range p.orphans {
+		known[uid] = true
+	}
+	p.mu.Unlock()
+	removed, err := podworker.SweepPodDirs(p.cfg.Root, func(uid types.UID) bool { return known[uid] })
+	if len(removed) > 0 {
+		p.log.Info("removed directories of pods this node no longer has", "dirs", removed)
+	}
+	return err
 }
 
 func gracePeriod(pod *corev1.Pod) time.Duration {

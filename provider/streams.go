@@ -116,7 +116,11 @@ func (p *Provider) RunInContainer(ctx context.Context, namespace, podName, conta
 		stdio.Stderr = e
 	}
 	if proc.TTY {
-		stdio.Resize = termSizes(ctx, attach.Resize())
+		sizes := termSizes(ctx, attach.Resize())
+		if first, ok := p.initialSize(ctx, sizes); ok {
+			proc.Rows, proc.Cols = first.Rows, first.Cols
+		}
+		stdio.Resize = sizes
 	}
 	exit, err := vm.Exec(ctx, proc, stdio)
 	if err != nil {
@@ -147,6 +151,29 @@ func (p *Provider) AttachToContainer(ctx context.Context, namespace, podName, co
 		stdio.Resize = termSizes(ctx, attach.Resize())
 	}
 	return vm.Attach(ctx, procID, stdio)
+}
+
+// initialSizeWait bounds how long a TTY exec waits for the client's
+// terminal size before starting without one.
+const initialSizeWait = time.Second
+
+// initialSize takes the first terminal size from sizes: kubectl sends it
+// on the resize stream right after the streams open, which is after the
+// exec request. A process started before it arrives sees a 0×0 terminal
+// (`stty size` fails, full-screen programs draw nothing), so a TTY exec
+// waits for it, briefly: a client that never sends one still gets its
+// process.
+func (p *Provider) initialSize(ctx context.Context, sizes <-chan container.TermSize) (container.TermSize, bool) {
+	if sizes == nil {
+		return container.TermSize{}, false
+	}
+	select {
+	case s, ok := <-sizes:
+		return s, ok
+	case <-p.cfg.Clock.After(initialSizeWait):
+	case <-ctx.Done():
+	}
+	return container.TermSize{}, false
 }
 
 func termSizes(ctx context.Context, in <-chan api.TermSize) <-chan container.TermSize {

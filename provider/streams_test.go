@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"github.com/vk-applevm/vk-applevm/container"
 	"io"
 	"strings"
 	"testing"
@@ -242,4 +243,57 @@ func TestTermSizes(t *testing.T) {
 		t.Fatal("sizes continue after the input closed")
 	}
 	cancel()
+}
+
+// A TTY exec starts with the client's terminal size, which kubectl sends on
+// the resize stream after the request; without one it starts anyway once
+// the wait is over.
+func TestTTYExecStartsWithTheClientsSize(t *testing.T) {
+	h := newHarness(t)
+	h.create(testPod("exec", ctr("app", "run")))
+	h.waitFor("exec", "running", running)
+	sized := &attachIO{tty: true, resize: make(chan api.TermSize, 1)}
+	sized.withOut()
+	sized.resize <- api.TermSize{Width: 88, Height: 24}
+	if err := h.p.RunInContainer(context.Background(), "ns", "exec", "app", []string{"true"}, sized); err != nil {
+		t.Fatal(err)
+	}
+	execSizes := func() []container.TermSize {
+		vm := h.rt.vm("uid--exec", "app")
+		vm.mu.Lock()
+		defer vm.mu.Unlock()
+		var out []container.TermSize
+		for id, p := range vm.procs {
+			if strings.HasPrefix(id, "exec-") {
+				out = append(out, p.size)
+			}
+		}
+		return out
+	}
+	if got := execSizes(); len(got) != 1 || got[0] != (container.TermSize{Rows: 24, Cols: 88}) {
+		t.Fatalf("initial sizes %v, want 24×88", got)
+	}
+	silent := &attachIO{tty: true, resize: make(chan api.TermSize)}
+	silent.withOut()
+	done := make(chan error, 1)
+	go func() {
+		done <- h.p.RunInContainer(context.Background(), "ns", "exec", "app", []string{"true"}, silent)
+	}()
+	for deadline := time.Now().Add(waitTimeout); ; {
+		h.clock.Step(initialSizeWait)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := execSizes(); len(got) != 2 {
+				t.Fatalf("exec processes %v", got)
+			}
+			return
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a TTY exec without a size never started")
+		}
+	}
 }

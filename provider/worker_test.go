@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -311,6 +313,11 @@ func TestGracefulDeleteThenKill(t *testing.T) {
 	h.waitFor("del", "running", func(p *corev1.Pod) bool {
 		return running(p) && p.Status.ContainerStatuses[1].State.Running != nil
 	})
+	// What the runtime keeps there: logs, emptyDir contents.
+	podDir := h.p.podDir(pod)
+	if err := os.MkdirAll(filepath.Join(podDir, "polite"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	pod.DeletionGracePeriodSeconds = &grace
 	now := metav1.NewTime(h.clock.Now())
 	pod.DeletionTimestamp = &now
@@ -355,6 +362,11 @@ func TestGracefulDeleteThenKill(t *testing.T) {
 		h.clock.Step(100 * time.Millisecond)
 		time.Sleep(time.Millisecond)
 	}
+	// Its directory (logs, emptyDirs) goes with it.
+	h.eventually("the pod's directory removed", func() bool {
+		_, err := os.Stat(podDir)
+		return os.IsNotExist(err)
+	})
 }
 
 func TestMissingConfigMapThenAppears(t *testing.T) {
@@ -581,10 +593,17 @@ func TestOrphanVMsDeletedWithTheirPod(t *testing.T) {
 	if err := h2.p.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(h2.p.podDir(pod), "app"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := h2.p.DeletePod(context.Background(), pod); err != nil {
 		t.Fatalf("DeletePod of an orphan: %v", err)
 	}
 	h.eventually("the orphan's VM deleted", func() bool { return h.rt.live() == 0 })
+	h.eventually("the orphan's directory removed", func() bool {
+		_, err := os.Stat(h2.p.podDir(pod))
+		return os.IsNotExist(err)
+	})
 	if err := h2.p.DeletePod(context.Background(), testPod("never-here")); err == nil {
 		t.Fatal("DeletePod of an unknown pod must be NotFound")
 	}
@@ -604,5 +623,29 @@ func TestSameNameNewUIDWaitsForTheOld(t *testing.T) {
 	p := h.stepUntil("same", "the new pod running", 100*time.Millisecond, func(p *corev1.Pod) bool { return p.UID == newer.UID && running(p) })
 	if p.Status.ContainerStatuses[0].RestartCount != 0 {
 		t.Fatal("the new pod inherited the old one's restarts")
+	}
+}
+
+// At start the node removes directories of pods the API server no longer
+// binds to it and no VM here belongs to.
+func TestSweepPodDirsAtStart(t *testing.T) {
+	h := newHarness(t)
+	kept := testPod("kept", ctr("app", "run"))
+	kept.Spec.NodeName = "mac"
+	gone := testPod("gone", ctr("app", "run"))
+	for _, p := range []*corev1.Pod{kept, gone} {
+		if err := os.MkdirAll(filepath.Join(h.p.podDir(p), "app"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.p.cfg.Client = fake.NewSimpleClientset(kept.DeepCopy())
+	if err := h.p.SweepPodDirs(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(h.p.podDir(kept)); err != nil {
+		t.Fatalf("the directory of a pod bound to the node: %v", err)
+	}
+	if _, err := os.Stat(h.p.podDir(gone)); !os.IsNotExist(err) {
+		t.Fatalf("the directory of a pod the cluster no longer has: %v", err)
 	}
 }

@@ -40,7 +40,9 @@ func (e *cliEnv) close(ctx context.Context) {
 }
 
 // openRuntime opens images, the VM network and the guest bundle.
-func (g *globals) openRuntime(ctx context.Context, insecure []string) (*cliEnv, error) {
+// hostLoopback, when set, is the node's policy for the switch (see
+// switchnet.Config.EnforceHostLoopback); the CLI passes nil.
+func (g *globals) openRuntime(ctx context.Context, insecure []string, hostLoopback *bool) (*cliEnv, error) {
 	b, err := guest.Find(g.guestDir)
 	if err != nil {
 		return nil, fmt.Errorf("%w (looked in %s; set --guest or VKAV_GUEST_DIR)", err, g.guestDir)
@@ -53,7 +55,7 @@ func (g *globals) openRuntime(ctx context.Context, insecure []string) (*cliEnv, 
 	if err != nil {
 		return nil, err
 	}
-	n, err := g.openNetwork(ctx)
+	n, err := g.openNetwork(ctx, hostLoopback)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +71,7 @@ func (g *globals) openRuntime(ctx context.Context, insecure []string) (*cliEnv, 
 
 // openNetwork opens the pod network of the state root, starting its switch
 // process (this binary's `switch` command) if none runs.
-func (g *globals) openNetwork(ctx context.Context) (*switchnet.Network, error) {
+func (g *globals) openNetwork(ctx context.Context, hostLoopback *bool) (*switchnet.Network, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find this binary to start the switch: %w", err)
@@ -77,7 +79,8 @@ func (g *globals) openNetwork(ctx context.Context) (*switchnet.Network, error) {
 	dir := switchnet.SwitchDir(g.root)
 	n, err := switchnet.Open(ctx, switchnet.Config{
 		StateDir: g.root, Log: g.log,
-		SwitchCommand: []string{exe, "switch", "--dir", dir},
+		SwitchCommand:     []string{exe, "switch", "--dir", dir},
+		AllowHostLoopback: hostLoopback != nil && *hostLoopback, EnforceHostLoopback: hostLoopback != nil,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up the pod network: %w", err)

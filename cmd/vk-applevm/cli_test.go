@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/internal/rootlock"
 )
 
 // run runs the CLI in-process and returns its exit code and output.
@@ -178,5 +179,23 @@ func TestParseVolumes(t *testing.T) {
 		if _, err := parseVolumes([]string{bad}); err == nil {
 			t.Errorf("-v %q accepted", bad)
 		}
+	}
+}
+
+// A second node on a state root in use fails at once and says which
+// process holds it.
+func TestSecondNodeOnOneRootFailsFast(t *testing.T) {
+	root := t.TempDir()
+	l, err := rootlock.Acquire(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	code, _, stderr := run(t, "--root", root, "node", "--kubeconfig", filepath.Join(root, "kubeconfig"))
+	if code == 0 || !strings.Contains(stderr, "in use by another node") || !strings.Contains(stderr, "pid ") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if fi, err := os.Stat(root); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("state root mode: %v %v", fi.Mode(), err)
 	}
 }

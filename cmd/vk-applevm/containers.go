@@ -87,7 +87,7 @@ func newPsCommand(g *globals) *cobra.Command {
 
 func runPs(cmd *cobra.Command, g *globals, all bool, format string) error {
 	ctx := cmd.Context()
-	env, err := g.openRuntime(ctx, nil)
+	env, err := g.openRuntime(ctx, nil, nil)
 	if err != nil {
 		return internal(err)
 	}
@@ -156,7 +156,7 @@ func newLogsCommand(g *globals) *cobra.Command {
 
 func runLogs(cmd *cobra.Command, g *globals, f logsFlags, name string) error {
 	ctx := cmd.Context()
-	env, err := g.openRuntime(ctx, nil)
+	env, err := g.openRuntime(ctx, nil, nil)
 	if err != nil {
 		return internal(err)
 	}
@@ -209,7 +209,7 @@ func runExec(cmd *cobra.Command, g *globals, f runFlags, name string, args []str
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
-	env, err := g.openRuntime(ctx, nil)
+	env, err := g.openRuntime(ctx, nil, nil)
 	if err != nil {
 		return internal(err)
 	}
@@ -295,7 +295,7 @@ func newRmCommand(g *globals) *cobra.Command {
 // printing each name done and each failure; the last failure is returned.
 func (g *globals) eachContainer(cmd *cobra.Command, names []string, verb string, fn func(*container.VM) error) error {
 	ctx := cmd.Context()
-	env, err := g.openRuntime(ctx, nil)
+	env, err := g.openRuntime(ctx, nil, nil)
 	if err != nil {
 		return internal(err)
 	}
@@ -328,7 +328,7 @@ func newCleanupCommand(g *globals) *cobra.Command {
 // runCleanup removes every sandbox (CLI containers and pod VMs alike) and
 // tears the VM network down: `make stop`, or a clean slate after a crash.
 func runCleanup(ctx context.Context, g *globals) error {
-	env, err := g.openRuntime(ctx, nil)
+	env, err := g.openRuntime(ctx, nil, nil)
 	if err != nil {
 		return internal(err)
 	}

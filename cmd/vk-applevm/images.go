@@ -119,7 +119,7 @@ func imagesRm(cmd *cobra.Command, g *globals, refs []string) error {
 // imagesPrune removes content no image ref and no existing container uses.
 func imagesPrune(cmd *cobra.Command, g *globals) error {
 	ctx := cmd.Context()
-	env, err := g.openRuntime(ctx, nil)
+	env, err := g.openRuntime(ctx, nil, nil)
 	if err != nil {
 		return internal(err)
 	}

@@ -38,7 +38,7 @@ func newInspectCommand(g *globals) *cobra.Command {
 		Args:  minArgs(1, "at least one CONTAINER"),
 		RunE: func(cmd *cobra.Command, names []string) error {
 			ctx := cmd.Context()
-			env, err := g.openRuntime(ctx, nil)
+			env, err := g.openRuntime(ctx, nil, nil)
 			if err != nil {
 				return internal(err)
 			}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vk-applevm/vk-applevm/image"
+	"github.com/vk-applevm/vk-applevm/internal/rootlock"
 	"github.com/vk-applevm/vk-applevm/node"
 	"github.com/vk-applevm/vk-applevm/provider"
 	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
@@ -60,6 +62,38 @@ type runtimeOptions struct {
 	clusterDomain string
 	mirrors       map[string]string
 	insecure      []string
+	// allowHostLoopback is the pod network's host-loopback policy.
+	allowHostLoopback bool
+	imageGC           image.GCPolicy
+}
+
+// imageGCPeriod is the kubelet's ImageGCPeriod.
+const imageGCPeriod = 5 * time.Minute
+
+// collectImages runs image garbage collection every imageGCPeriod: images
+// of existing VMs (pods' and the CLI's) are in use.
+func collectImages(ctx context.Context, g *globals, env *cliEnv, policy image.GCPolicy) {
+	t := time.NewTicker(imageGCPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		vms, err := env.rt.List(ctx)
+		if err != nil {
+			g.log.Warn("image garbage collection: list VMs", "err", err)
+			continue
+		}
+		used := map[string]bool{}
+		for _, vm := range vms {
+			used[vm.ImageDigest()] = true
+		}
+		if _, err := env.images.GC(ctx, policy, func(d string) bool { return used[d] }); err != nil {
+			g.log.Warn("image garbage collection", "err", err)
+		}
+	}
 }
 
 // nodeSettings turns a resolved NodeConfig into node.Config.
@@ -100,6 +134,11 @@ func nodeSettings(nc NodeConfig) (node.Config, runtimeOptions, error) {
 	opts := runtimeOptions{
 		defaultMemory: uint64(defMem.Value()), clusterDNS: nc.ClusterDNS, clusterDomain: nc.ClusterDomain,
 		mirrors: map[string]string{}, insecure: append([]string{}, nc.InsecureRegistries...),
+		allowHostLoopback: nc.AllowHostLoopback,
+		imageGC:           image.GCPolicy{HighPercent: nc.ImageGCHighThresholdPercent, LowPercent: nc.ImageGCLowThresholdPercent},
+	}
+	if g := opts.imageGC; g.LowPercent < 0 || g.HighPercent > 100 || g.LowPercent > g.HighPercent {
+		return cfg, opts, fmt.Errorf("image GC thresholds %d%%/%d%%: want 0 <= low <= high <= 100", g.HighPercent, g.LowPercent)
 	}
 	for from, to := range nc.RegistryMirrors {
 		if from == "" || to == "" || strings.Contains(to, "=") {
@@ -112,10 +151,20 @@ func nodeSettings(nc NodeConfig) (node.Config, runtimeOptions, error) {
 }
 
 func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions) error {
-	if err := os.MkdirAll(g.root, 0o755); err != nil {
+	// 0700: pod directories below hold emptyDir contents, logs and secrets.
+	if err := os.MkdirAll(g.root, 0o700); err != nil {
 		return internal(fmt.Errorf("create state root: %w", err))
 	}
-	env, err := g.openRuntime(ctx, o.insecure)
+	if err := os.Chmod(g.root, 0o700); err != nil {
+		return internal(fmt.Errorf("restrict state root: %w", err))
+	}
+	lock, err := rootlock.Acquire(g.root)
+	if err != nil {
+		return internal(err)
+	}
+	defer lock.Release()
+	hostLoopback := o.allowHostLoopback
+	env, err := g.openRuntime(ctx, o.insecure, &hostLoopback)
 	if err != nil {
 		return internal(err)
 	}
@@ -123,6 +172,7 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 	// A crashed switch costs pods their network until it is back: look
 	// every second, not only at the lease's health check.
 	go env.net.Watch(ctx, time.Second)
+	go collectImages(ctx, g, env, o.imageGC)
 	drv := g.drivers()[defaultDriver]
 	cfg.Version = version
 	cfg.Logger = g.log

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/node"
 	"sigs.k8s.io/yaml"
 )
@@ -61,6 +62,13 @@ type NodeConfig struct {
 
 	ClusterDNS    []string `json:"clusterDNS,omitempty"`
 	ClusterDomain string   `json:"clusterDomain,omitempty"`
+	// AllowHostLoopback lets pods reach services that listen only on the
+	// host's loopback, at the gateway's address.
+	AllowHostLoopback bool `json:"allowHostLoopback,omitempty"`
+
+	// Image garbage collection thresholds, as the kubelet's.
+	ImageGCHighThresholdPercent int `json:"imageGCHighThresholdPercent,omitempty"`
+	ImageGCLowThresholdPercent  int `json:"imageGCLowThresholdPercent,omitempty"`
 
 	RegistryMirrors    map[string]string `json:"registryMirrors,omitempty"`
 	InsecureRegistries []string          `json:"insecureRegistries,omitempty"`
@@ -74,6 +82,7 @@ func defaultNodeConfig() NodeConfig {
 		Root: defaultRoot(), Guest: defaultGuestDir(), LogLevel: "info",
 		RotateCertificates: true, ServerTLSBootstrap: true,
 		NodeName: strings.ToLower(host), Taint: node.DefaultTaint, MaxPods: 110,
+		ImageGCHighThresholdPercent: image.DefaultGCPolicy.HighPercent, ImageGCLowThresholdPercent: image.DefaultGCPolicy.LowPercent,
 		Listen:      ":10250",
 		ReservedCPU: "500m", ReservedMemory: "2Gi", DefaultMemory: "512Mi",
 		ClusterDomain: "cluster.local",
@@ -133,6 +142,9 @@ var nodeFlags = []nodeFlag{
 	{name: "default-memory", usage: "VM memory of a container without a memory request or limit", field: func(c *NodeConfig) any { return &c.DefaultMemory }},
 	{name: "cluster-dns", usage: "nameserver for pods with dnsPolicy ClusterFirst (repeatable)", field: func(c *NodeConfig) any { return &c.ClusterDNS }},
 	{name: "cluster-domain", usage: "the cluster's DNS domain", field: func(c *NodeConfig) any { return &c.ClusterDomain }},
+	{name: "image-gc-high-threshold", usage: "disk usage percent of the state root's filesystem above which unused images are removed", field: func(c *NodeConfig) any { return &c.ImageGCHighThresholdPercent }},
+	{name: "image-gc-low-threshold", usage: "disk usage percent image garbage collection frees down to", field: func(c *NodeConfig) any { return &c.ImageGCLowThresholdPercent }},
+	{name: "allow-host-loopback", usage: "let pods reach services listening only on this host's loopback (at the pod network's gateway address)", field: func(c *NodeConfig) any { return &c.AllowHostLoopback }},
 	{name: "registry-mirror", usage: "REGISTRY=MIRROR: pull REGISTRY's images from MIRROR (host[:port]; repeatable), e.g. index.docker.io=10.0.0.5:5000", field: func(c *NodeConfig) any { return &c.RegistryMirrors }},
 	{name: "insecure-registry", usage: "registry host:port reached over plain HTTP (repeatable; loopback needs no flag)", field: func(c *NodeConfig) any { return &c.InsecureRegistries }},
 }

@@ -105,7 +105,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 	}
 	f.env = envs
 
-	env, err := g.openRuntime(ctx, f.insecure)
+	env, err := g.openRuntime(ctx, f.insecure, nil)
 	if err != nil {
 		return internal(err)
 	}

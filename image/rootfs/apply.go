@@ -135,6 +135,9 @@ func (b *builder) apply(ls *layerState, ord int, hdr *tar.Header, data io.Reader
 		if err != nil {
 			return err
 		}
+		if err := b.account(hdr.Size); err != nil {
+			return err
+		}
 		if err := b.w.Add(entry, data); err != nil {
 			return err
 		}

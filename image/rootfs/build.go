@@ -50,6 +50,9 @@ func Build(ctx context.Context, layers []v1.Layer, dst string) (info Info, err e
 		return Info{}, fmt.Errorf("build %s: %w", dst, err)
 	}
 	b := newBuilder(w, layers)
+	if b.limit, b.limitWhy, err = expansionLimit(dir); err != nil {
+		return Info{}, fmt.Errorf("build %s: %w", dst, err)
+	}
 	if err := b.run(ctx); err != nil {
 		return Info{}, fmt.Errorf("build %s: %w", dst, err)
 	}
@@ -85,6 +88,48 @@ type builder struct {
 	// second lists, per layer, hidden regular files that hard links need
 	// and whose data had streamed past when the need appeared.
 	second map[int][]*layerEntry
+	// written counts file data added to the image; limit bounds it (see
+	// expansionLimit), limitWhy says where the bound comes from.
+	written, limit int64
+	limitWhy       string
+}
+
+// ErrTooLarge is returned when an image's files would expand past what the
+// disk can hold: a gzip "bomb" (a few kilobytes inflating to terabytes)
+// fails before it fills the disk.
+var ErrTooLarge = errors.New("image too large")
+
+// maxImageBytes bounds an image whatever the free space: the ext4 writer's
+// own bound.
+const maxImageBytes = 1 << 40
+
+// freeSpaceReserve is kept free on the state root's filesystem: a build
+// never takes the last of it (logs, VM disks and the node need it): 5 % of
+// the filesystem, at most 256 MiB.
+func freeSpaceReserve(size int64) int64 { return min(size/20, 256<<20) }
+
+// expansionLimit is how many bytes of file data an image built in dir may
+// hold: the free space of dir's filesystem less a reserve, at most
+// maxImageBytes. Tar headers declare each file's size before its data, so
+// the bound is checked before anything is written.
+func expansionLimit(dir string) (int64, string, error) {
+	free, size, err := freeBytes(dir)
+	if err != nil {
+		return 0, "", fmt.Errorf("free space for the image: %w", err)
+	}
+	if reserve := freeSpaceReserve(size); free-reserve < maxImageBytes {
+		return max(free-reserve, 0), fmt.Sprintf("%d bytes free in %s, %d kept in reserve", free, dir, reserve), nil
+	}
+	return maxImageBytes, "the 1 TiB bound of an image", nil
+}
+
+// account adds n bytes of file data, failing once the limit is passed.
+func (b *builder) account(n int64) error {
+	if n < 0 || b.written+n > b.limit {
+		return fmt.Errorf("%w: its files expand to more than %d bytes (%s)", ErrTooLarge, b.limit, b.limitWhy)
+	}
+	b.written += n
+	return nil
 }
 
 func newBuilder(w *ext4.Writer, layers []v1.Layer) *builder {

@@ -181,6 +181,9 @@ func (b *builder) materialize(e *layerEntry, data io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if err := b.account(e.hdr.Size); err != nil {
+		return err
+	}
 	if err := b.w.Add(entry, data); err != nil {
 		return err
 	}

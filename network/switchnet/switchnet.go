@@ -50,6 +50,10 @@ type Config struct {
 	// AllowHostLoopback lets pods reach services on the host's 127.0.0.1
 	// at the gateway's address.
 	AllowHostLoopback bool
+	// EnforceHostLoopback refuses a switch already running with the other
+	// AllowHostLoopback (the node: its flag is a security setting); without
+	// it (the CLI) the running switch's policy is taken as it is.
+	EnforceHostLoopback bool
 	// SwitchCommand starts the switch process: the vk-applevm binary and
 	// its arguments (`switch --dir DIR`). Empty runs the switch inside this
 	// process instead, for as long as it lives (tests).
@@ -106,6 +110,17 @@ func Open(ctx context.Context, cfg Config) (*Network, error) {
 	}
 	if err := n.ensureSwitch(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.EnforceHostLoopback {
+		st, err := n.sw.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("pod network switch status: %w", err)
+		}
+		if st.AllowHostLoopback != cfg.AllowHostLoopback {
+			n.Close(ctx)
+			return nil, fmt.Errorf("the pod network's switch (pid %d) runs with allowHostLoopback=%v, not %v: stop it (kill %d; its VMs plug into the next one) and start again",
+				st.Pid, st.AllowHostLoopback, cfg.AllowHostLoopback, st.Pid)
+		}
 	}
 	return n, nil
 }

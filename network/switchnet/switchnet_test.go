@@ -3,6 +3,7 @@ package switchnet
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,35 @@ func TestCheckRestartsADeadSwitch(t *testing.T) {
 	st, err := n.Switch().Status(ctx)
 	if err != nil || len(st.Endpoints) != 1 || st.Endpoints[0].ID != "aaaaaaaaaaaa" {
 		t.Fatalf("after the restart: %+v %v (the endpoints must survive)", st, err)
+	}
+}
+
+// The node's host-loopback flag is a security setting: a node must not
+// silently take a running switch with the other policy; the CLI takes the
+// running one as it is.
+func TestHostLoopbackPolicyOfARunningSwitch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	root := shortRoot(t)
+	open, err := Open(ctx, Config{StateDir: root, AllowHostLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Teardown(ctx)
+	if _, err := Open(ctx, Config{StateDir: root, EnforceHostLoopback: true}); err == nil || !strings.Contains(err.Error(), "allowHostLoopback=true, not false") {
+		t.Fatalf("a node without the flag took a switch that lets pods reach the host's loopback: %v", err)
+	}
+	same, err := Open(ctx, Config{StateDir: root, AllowHostLoopback: true, EnforceHostLoopback: true})
+	if err != nil {
+		t.Fatalf("the same policy: %v", err)
+	}
+	defer same.Close(ctx)
+	cli, err := Open(ctx, Config{StateDir: root})
+	if err != nil {
+		t.Fatalf("the CLI: %v", err)
+	}
+	defer cli.Close(ctx)
+	if st, err := cli.Switch().Status(ctx); err != nil || !st.AllowHostLoopback {
+		t.Fatalf("status: %+v %v", st, err)
 	}
 }

@@ -362,6 +362,8 @@ type Status struct {
 	Counters  Counters         `json:"counters"`
 	HostPorts []HostPort       `json:"hostPorts,omitempty"`
 	Services  int              `json:"services"`
+	// AllowHostLoopback: whether pods reach the host's loopback (Config).
+	AllowHostLoopback bool `json:"allowHostLoopback"`
 }
 
 // EndpointStatus is one VM's endpoint and whether its VM is plugged in.
@@ -374,7 +376,7 @@ type EndpointStatus struct {
 func (s *Switch) status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Pid: os.Getpid(), Since: s.start, Subnet: s.cfg.Subnet, Gateway: s.cfg.Gateway, Counters: s.r.Counters(), HostPorts: s.hp.list()}
+	st := Status{Pid: os.Getpid(), Since: s.start, Subnet: s.cfg.Subnet, Gateway: s.cfg.Gateway, Counters: s.r.Counters(), HostPorts: s.hp.list(), AllowHostLoopback: s.cfg.AllowHostLoopback}
 	if s.services != nil {
 		st.Services = len(s.services.Services)
 	}

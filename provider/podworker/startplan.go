@@ -75,6 +75,9 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 	}
 	proc.ID = processID(instance)
 	proc.LogName = strconv.Itoa(int(instance))
+	if err := pruneInstanceLogs(filepath.Join(w.dir(), spec.Name), instance); err != nil {
+		w.log.Warn("remove the logs of old instances", "container", spec.Name, "err", err)
+	}
 	proc.TTY, proc.Stdin = spec.TTY, spec.Stdin
 	p.Process = proc
 

@@ -279,6 +279,23 @@ func (w *Worker) run() {
 	w.publish()
 	<-w.deleted
 	w.finish()
+	w.removeDir()
+}
+
+// removeDir removes the pod's directory once Kubernetes deleted the pod
+// and its VMs are gone, as the kubelet cleans up orphaned pod directories.
+// A VM whose deletion failed may still share the directory: then it stays
+// for the next start's sweep.
+func (w *Worker) removeDir() {
+	for _, c := range w.containers() {
+		if c.hasVM() {
+			w.log.Warn("keep the pod's directory: a VM of the pod is still there")
+			return
+		}
+	}
+	if err := RemovePodDir(w.cfg.Root, w.Pod()); err != nil {
+		w.log.Error("remove the pod's directory", "err", err)
+	}
 }
 
 // runInits runs the init containers in order; it returns false when the

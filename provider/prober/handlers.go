@@ -128,9 +128,12 @@ func httpCheck(ctx context.Context, t Target, spec corev1.Container, g *corev1.H
 		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 10<<10))
+	// Read a bounded part of the body so the connection can be reused, as
+	// the kubelet does, but never report it: events and conditions are
+	// readable by far more users than the pod's responses.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 10<<10))
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return fmt.Errorf("HTTP probe failed with statuscode: %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
 	}
 	return nil
 }

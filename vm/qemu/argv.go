@@ -152,7 +152,11 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 	}
 	for i, d := range spec.Disks {
 		id := "disk" + strconv.Itoa(i)
-		drive := "id=" + id + ",if=none,format=raw,cache=" + DiskCache + ",file=" + escape(d.Path)
+		// werror/rerror=report: an I/O error (a full host disk above all)
+		// reaches the guest as EIO, which fails the container's write,
+		// instead of QEMU's default for writes (enospc: pause the VM),
+		// which would leave a pod Running whose VM is silently stopped.
+		drive := "id=" + id + ",if=none,format=raw,cache=" + DiskCache + ",werror=report,rerror=report,file=" + escape(d.Path)
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}

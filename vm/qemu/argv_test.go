@@ -62,9 +62,9 @@ func TestArgs(t *testing.T) {
 			}
 		},
 		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
-			" -drive id=disk0,if=none,format=raw,cache=writeback,file=/img/a,,b.ext4,readonly=on" +
+			" -drive id=disk0,if=none,format=raw,cache=writeback,werror=report,rerror=report,file=/img/a,,b.ext4,readonly=on" +
 			" -device virtio-blk-pci,drive=disk0,serial=vkav-rootfs" +
-			" -drive id=disk1,if=none,format=raw,cache=writeback,file=/s/scratch.ext4" +
+			" -drive id=disk1,if=none,format=raw,cache=writeback,werror=report,rerror=report,file=/s/scratch.ext4" +
 			" -device virtio-blk-pci,drive=disk1,serial=vkav-scratch" + rng,
 	}, {
 		name: "virtio-fs shares: shared memfd RAM, one vhost-user socket per share",
