@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -11,8 +12,13 @@ import (
 // every vz guest; UTM #5252) and lags by the pause afterwards. The RTC does
 // not: vz's PL031 and QEMU's CMOS RTC (clock=host, its default) follow the
 // host's time. So the agent compares the two now and then and, when they
-// disagree, sets the clock to the RTC at the tick of its next second,
-// which makes a one-second RTC good to a few milliseconds.
+// disagree, sets the clock to the RTC at the tick of its next second.
+//
+// An RTC's seconds need not tick on the host's second boundaries: QEMU's
+// starts counting at the whole second it read at start-up, so its ticks lag
+// the host's by that moment's fraction (0.7 s in one run here). Right after
+// Setup has set the host's time, Calibrate measures that lag (the phase)
+// at one tick, and later steps add it back.
 const (
 	// ClockCheckInterval paces the comparison: a resumed guest is within a
 	// second of the host at most this long plus a second later.
@@ -24,6 +30,9 @@ const (
 
 // ClockKeeper keeps the wall clock on the RTC.
 type ClockKeeper struct {
+	mu    sync.Mutex
+	phase time.Duration // host time at an RTC tick minus the RTC's value
+
 	// ReadRTC returns the RTC's time (whole seconds, UTC).
 	ReadRTC func() (time.Time, error)
 	// Now and Set read and set the wall clock.
@@ -45,25 +54,47 @@ func (k *ClockKeeper) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// Calibrate measures the RTC's phase against the wall clock, which the
+// caller has just set to the host's time.
+func (k *ClockKeeper) Calibrate(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	rtc, err := k.ReadRTC()
+	if err != nil {
+		return fmt.Errorf("read RTC: %w", err)
+	}
+	tick, err := k.nextTick(ctx, rtc)
+	if err != nil {
+		return err
+	}
+	k.phase = k.Now().Sub(tick)
+	k.Log.Info("RTC phase measured", "phase", k.phase.Round(time.Millisecond))
+	return nil
+}
+
 // Check steps the clock to the RTC if it is certainly outside the RTC's
-// second, and reports whether it did.
+// second (shifted by the phase).
 func (k *ClockKeeper) Check(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	before := k.Now()
 	rtc, err := k.ReadRTC()
 	after := k.Now()
 	if err != nil {
 		return fmt.Errorf("read RTC: %w", err)
 	}
+	rtc = rtc.Add(k.phase)
 	// When the RTC was read, the host's time was in [rtc, rtc+1s) and the
 	// clock in [before, after]: only a clock outside that window is wrong
 	// for certain, whatever the timing of the two reads.
 	if !after.Before(rtc) && before.Before(rtc.Add(time.Second)) {
 		return nil
 	}
-	tick, err := k.nextTick(ctx, rtc)
+	tick, err := k.nextTick(ctx, rtc.Add(-k.phase))
 	if err != nil {
 		return err
 	}
+	tick = tick.Add(k.phase)
 	if err := k.Set(tick); err != nil {
 		return fmt.Errorf("set the clock to the RTC: %w", err)
 	}

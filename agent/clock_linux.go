@@ -13,23 +13,20 @@ import (
 // RTCDevice is the guest's RTC: vz's PL031 or QEMU's CMOS RTC.
 const RTCDevice = "/dev/rtc0"
 
-// KeepClock runs a ClockKeeper on the RTC at path until ctx ends. A guest
-// without an RTC logs why once and keeps only the time Setup gave it.
-func KeepClock(ctx context.Context, path string, set func(time.Time) error, log *slog.Logger) {
+// NewRTCClock returns a ClockKeeper on the RTC at path, which Run keeps
+// open. A guest without an RTC gets an error saying so.
+func NewRTCClock(path string, set func(time.Time) error, log *slog.Logger) (*ClockKeeper, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		log.Warn("no RTC: the clock will lag after the VM is paused", "err", err)
-		return
+		return nil, fmt.Errorf("open the RTC: %w", err)
 	}
-	defer f.Close()
-	k := &ClockKeeper{
+	return &ClockKeeper{
 		ReadRTC: func() (time.Time, error) { return readRTC(f) },
 		Now:     time.Now,
 		Set:     set,
 		Sleep:   sleepCtx,
 		Log:     log,
-	}
-	k.Run(ctx, ClockCheckInterval)
+	}, nil
 }
 
 // readRTC reads the RTC's time (RTC_RD_TIME; the RTC keeps UTC).

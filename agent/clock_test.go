@@ -10,14 +10,15 @@ import (
 // fakeClocks: host time advances only through Sleep; the guest's clock is
 // host time plus an offset; the RTC shows host time truncated to seconds.
 type fakeClocks struct {
-	host   time.Time
-	offset time.Duration
-	sets   int
+	host     time.Time
+	offset   time.Duration
+	rtcPhase time.Duration // the RTC's ticks lag the host's seconds by this
+	sets     int
 }
 
 func (f *fakeClocks) keeper() *ClockKeeper {
 	return &ClockKeeper{
-		ReadRTC: func() (time.Time, error) { return f.host.Truncate(time.Second), nil },
+		ReadRTC: func() (time.Time, error) { return f.host.Add(-f.rtcPhase).Truncate(time.Second), nil },
 		Now:     func() time.Time { return f.host.Add(f.offset) },
 		Set:     func(t time.Time) error { f.offset = t.Sub(f.host); f.sets++; return nil },
 		Sleep:   func(ctx context.Context, d time.Duration) error { f.host = f.host.Add(d); return nil },
@@ -62,5 +63,38 @@ func TestClockKeeperGivesUpOnAStuckRTC(t *testing.T) {
 	k.ReadRTC = func() (time.Time, error) { return time.Unix(1e9, 0), nil }
 	if err := k.Check(context.Background()); err == nil || f.sets != 0 {
 		t.Fatalf("stuck RTC: err %v, sets %d", err, f.sets)
+	}
+}
+
+func TestClockKeeperCalibratesTheRTCsPhase(t *testing.T) {
+	// QEMU's RTC ticks 0.7 s after the host's seconds (seen in a run).
+	f := &fakeClocks{host: time.Date(2026, 12, 7, 4, 41, 0, 100e6, time.UTC), rtcPhase: 700 * time.Millisecond}
+	k := f.keeper()
+	// Setup has just set the host's time: calibrate.
+	if err := k.Calibrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := (k.phase - f.rtcPhase).Abs(); d > rtcTickPoll {
+		t.Fatalf("phase %v, want %v", k.phase, f.rtcPhase)
+	}
+	// A 30 s pause later, the step lands on the host's time, not 0.7 s
+	// behind it.
+	f.host = f.host.Add(30 * time.Second)
+	f.offset = -30 * time.Second
+	if err := k.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if f.sets != 1 || f.offset.Abs() > rtcTickPoll {
+		t.Fatalf("after the step: off by %v (%d sets)", f.offset, f.sets)
+	}
+	// In step: no more changes.
+	for range 5 {
+		f.host = f.host.Add(ClockCheckInterval)
+		if err := k.Check(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.sets != 1 {
+		t.Fatalf("%d sets for a clock in step", f.sets)
 	}
 }

@@ -60,6 +60,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// SetClock sets the wall clock (default settimeofday(2)).
 	SetClock func(time.Time) error
+	// ClockSet, if set, runs in the background after Setup has set the
+	// clock to the host's time (the RTC keeper calibrates then).
+	ClockSet func(ctx context.Context)
 	// PowerOff runs after Shutdown has stopped every process and replied
 	// (PID 1: sync, unmount, reboot(2)). Nil does nothing.
 	PowerOff func()

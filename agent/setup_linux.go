@@ -23,6 +23,9 @@ func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupRe
 		if err := s.cfg.SetClock(time.Unix(0, ns)); err != nil {
 			return nil, fmt.Errorf("setup: set clock: %w", err)
 		}
+		if f := s.cfg.ClockSet; f != nil {
+			s.goSafe("clock calibration", func() { f(s.ctx) })
+		}
 	}
 	if h := req.GetHostname(); h != "" {
 		if err := unix.Sethostname([]byte(h)); err != nil {

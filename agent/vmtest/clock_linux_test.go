@@ -38,6 +38,11 @@ func TestGuestClockRecoversAfterPauseOnQEMU(t *testing.T) {
 	if _, err := ac.WaitReady(ctx); err != nil {
 		t.Fatalf("agent not ready: %v\nconsole:\n%s", err, console())
 	}
+	// As the container package does: Setup gives the guest the host's
+	// time, and the agent measures its RTC's phase against it.
+	if _, err := ac.Setup(ctx, &api.SetupRequest{TimeUnixNs: time.Now().UnixNano()}); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
 	if _, err := ac.CreateContainer(ctx, &api.CreateContainerRequest{
 		ContainerId: "c", RootfsDisk: vm.DiskRootfs, ScratchDisk: vm.DiskScratch}); err != nil {
 		t.Fatalf("create container: %v\nconsole:\n%s", err, console())
@@ -62,6 +67,9 @@ func TestGuestClockRecoversAfterPauseOnQEMU(t *testing.T) {
 		}
 		return g.Sub(after), g.Sub(before)
 	}
+	waitFor(t, 30*time.Second, "the agent measures the RTC's phase (console)", func() bool {
+		return strings.Contains(console(), "RTC phase measured")
+	})
 	lo, hi := guestOffset()
 	t.Logf("before the pause: guest clock off by [%v, %v]", lo.Round(time.Millisecond), hi.Round(time.Millisecond))
 
@@ -99,7 +107,7 @@ func TestGuestClockRecoversAfterPauseOnQEMU(t *testing.T) {
 		t.Fatalf("the console lacks the agent's clock step; console:\n%s", console())
 	}
 	for _, line := range strings.Split(console(), "\n") {
-		if strings.Contains(line, "clock") {
+		if strings.Contains(line, "clock set") || strings.Contains(line, "RTC") {
 			t.Log("console: " + line)
 		}
 	}

@@ -83,12 +83,26 @@ func runGuest() {
 		log.Error("boot", "err", err)
 		return
 	}
+	// The clock follows the RTC after the VM was paused (a Mac asleep).
+	clock, err := agent.NewRTCClock(agent.RTCDevice, agent.SetClock, log)
+	var clockSet func(context.Context)
+	if err != nil {
+		log.Warn("no RTC: the clock will lag after the VM is paused", "err", err)
+	} else {
+		go clock.Run(ctx, agent.ClockCheckInterval)
+		clockSet = func(ctx context.Context) {
+			if err := clock.Calibrate(ctx); err != nil {
+				log.Warn("measure the RTC's phase", "err", err)
+			}
+		}
+	}
 	srv, err := agent.New(agent.Config{
-		Version: version,
-		Log:     log,
-		Reaper:  g.Reaper,
-		Modules: g.Modules,
-		LogSink: g.LogPort,
+		Version:  version,
+		ClockSet: clockSet,
+		Log:      log,
+		Reaper:   g.Reaper,
+		Modules:  g.Modules,
+		LogSink:  g.LogPort,
 		PowerOff: func() {
 			_ = agent.PowerOff(ctx, agent.GuestPowerOps(), time.Second, log)
 		},
@@ -98,8 +112,6 @@ func runGuest() {
 		log.Error("start agent", "err", err)
 		return
 	}
-	// The clock follows the RTC after the VM was paused (a Mac asleep).
-	go agent.KeepClock(ctx, agent.RTCDevice, agent.SetClock, log)
 	l := transport.Listen(ctx, g.AgentPort, log)
 	log.Info("agent serving", "version", version, "port", g.AgentPort.Path)
 	if err := srv.Serve(ctx, l); err != nil {
