@@ -181,7 +181,9 @@ kind: Pod
 metadata: {name: spoofer, namespace: %s}
 spec:`+tolerate+`
   containers:
-  - {name: c, image: BUSYBOX, command: ["sleep", "3600"]}
+  # NET_ADMIN: the attacker owns its VM's kernel and may set any
+  # address; only the switch stands in its way.
+  - {name: c, image: BUSYBOX, command: ["sleep", "3600"], securityContext: {capabilities: {add: [NET_ADMIN]}}}
 `, ns))
 		sp := ne.waitPodIn(t, ns, "spoofer", "Running", 5*time.Minute, podRunning)
 		before := switchCounters(t, ne)
