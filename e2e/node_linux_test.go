@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -108,38 +107,7 @@ func TestNode(t *testing.T) {
 		}
 	})
 	t.Run("port-forward", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		cmd := diesWithTest(exec.CommandContext(ctx, "kubectl", "--kubeconfig", ne.c.AdminKubeconfig, "port-forward", pod.Name, "0:8080"))
-		stdout, _ := cmd.StdoutPipe()
-		var stderr syncBuffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { cancel(); _ = cmd.Wait() }()
-		lines := make(chan string, 1)
-		go func() {
-			line, _ := bufio.NewReader(stdout).ReadString('\n')
-			lines <- line
-		}()
-		var line string
-		select {
-		case line = <-lines:
-		case <-time.After(time.Minute):
-			t.Fatalf("kubectl port-forward printed nothing in a minute; stderr %q", stderr.String())
-		}
-		m := regexp.MustCompile(`127\.0\.0\.1:(\d+)`).FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("port-forward said %q", line)
-		}
-		resp, err := http.Get("http://127.0.0.1:" + m[1] + "/index.html")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(body) != "served-by-pod\n" {
+		if body := portForwardGet(t, ne, "default", pod.Name, 8080, "/index.html"); body != "served-by-pod\n" {
 			t.Fatalf("body %q", body)
 		}
 	})
