@@ -353,8 +353,11 @@ func (e *starterError) Unwrap() error {
 
 // exited records the exit status; the reaper calls it.
 func (s *Server) exited(p *process, ws syscall.WaitStatus) {
-	now := time.Now()
+	// The time is read under the lock: start holds it until it has
+	// recorded the start time, and a process that exits at once (before
+	// start's handshake returns) must not finish before it started.
 	p.mu.Lock()
+	now := time.Now()
 	st := exitStatusOf(ws, func() bool { return p.c.cgroup != nil && p.c.cgroup.oomKills() > p.oomBefore })
 	st.StartedUnixNs, st.FinishedUnixNs = p.started.UnixNano(), now.UnixNano()
 	p.exit, p.state = st, procExited
