@@ -140,6 +140,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	fmt.Printf("load average (1/5/15 min): %s at the start, %s at the end\n\n", loadBefore, loadAverage())
 	passed, failed := printTable(os.Stdout, sections)
 	fmt.Printf("\n%d targets met, %d missed (a benchmark reports; the exit status is 0 either way)\n", passed, failed)
+	if n, err := recordResults(*resultsPath, sections); err != nil {
+		return fmt.Errorf("record the figures: %w", err)
+	} else if n > 0 {
+		fmt.Printf("%d figures recorded in %s (go run ./hack/bench/readme puts them in the README)\n", n, *resultsPath)
+	}
 	return nil
 }
 
