@@ -126,15 +126,22 @@ func churn(ctx context.Context, cluster *localcluster.Cluster, work string, log 
 
 	// Each node gets a client of its own (its own rate limiter) with the
 	// settings `vk-applevm node` uses: client-go's defaults.
-	ours, err := startOurNode(ctx, rc, work, log)
-	if err != nil {
-		return nil, nil, err
+	var variants []*churnVariant
+	for _, start := range []func(context.Context, kubernetes.Interface) (*churnVariant, error){
+		func(ctx context.Context, c kubernetes.Interface) (*churnVariant, error) { return startOurNode(ctx, c, work, log) },
+		startMockNode,
+	} {
+		client, counter, err := nodeClient(rc)
+		if err != nil {
+			return nil, nil, err
+		}
+		v, err := start(ctx, client)
+		if err != nil {
+			return nil, nil, err
+		}
+		v.requests = counter
+		variants = append(variants, v)
 	}
-	mock, err := startMockNode(ctx, rc)
-	if err != nil {
-		return nil, nil, err
-	}
-	variants := []*churnVariant{ours, mock}
 	for _, v := range variants {
 		if err := localcluster.WaitFor(ctx, 2*time.Minute, "node "+v.node+" Ready", func() (bool, error) {
 			return nodeReady(ctx, harness, v.node)
@@ -193,10 +200,14 @@ func churnRound(ctx context.Context, client kubernetes.Interface, w *podWatcher,
 		return s, err
 	}
 	s.Delete = time.Since(start)
-	if v.leftover != nil {
-		if what := v.leftover(); what != "" {
-			return s, fmt.Errorf("every pod is gone but the provider still holds %s", what)
+	// The provider may finish its own cleanup just after the API server
+	// forgot the pod (not counted): it must, within a few seconds.
+	deadline := time.Now().Add(10 * time.Second)
+	for what := v.leftover(); what != ""; what = v.leftover() {
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("every pod is gone but the provider still holds %s after 10 s", what)
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return s, nil
 }
@@ -294,11 +305,7 @@ func nodeClient(rc *rest.Config) (kubernetes.Interface, *requestCounter, error) 
 
 // startOurNode runs vk-applevm's node in this process on the instant
 // runtime until ctx ends.
-func startOurNode(ctx context.Context, rc *rest.Config, work string, log *slog.Logger) (*churnVariant, error) {
-	client, counter, err := nodeClient(rc)
-	if err != nil {
-		return nil, err
-	}
+func startOurNode(ctx context.Context, client kubernetes.Interface, work string, log *slog.Logger) (*churnVariant, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -316,11 +323,10 @@ func startOurNode(ctx context.Context, rc *rest.Config, work string, log *slog.L
 	// The node's log at warnings only (unless -v): node.Run makes it
 	// virtual-kubelet's logger too, so the mock's node logs through it
 	// alike.
-	level := slog.LevelWarn
-	if log.Enabled(ctx, slog.LevelDebug) {
-		level = slog.LevelDebug
+	cfg.Logger = log
+	if !log.Enabled(ctx, slog.LevelDebug) {
+		cfg.Logger = slog.New(warnings{log.Handler()})
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", churnNodeOurs)
 	cfg.Provider = provider.Config{
 		Root: filepath.Join(work, "churn-root"), Runtime: rt,
 		DefaultMemoryBytes: 16 << 20, MaxCPUs: 2, // the instant VMs cost nothing
@@ -332,7 +338,7 @@ func startOurNode(ctx context.Context, rc *rest.Config, work string, log *slog.L
 			log.Error("vk-applevm node of the churn benchmark ended", "err", err)
 		}
 	}()
-	return &churnVariant{name: "vk-applevm (instant runtime)", node: churnNodeOurs, requests: counter, leftover: func() string {
+	return &churnVariant{name: "vk-applevm (instant runtime)", node: churnNodeOurs, leftover: func() string {
 		if n := rt.live(); n > 0 {
 			return fmt.Sprintf("%d VMs", n)
 		}
@@ -344,11 +350,7 @@ func startOurNode(ctx context.Context, rc *rest.Config, work string, log *slog.L
 // virtual-kubelet's own command runs it, until ctx ends. Its node offers
 // what ours does (pods, CPU, memory), so the scheduler and admission see
 // the same.
-func startMockNode(ctx context.Context, rc *rest.Config) (*churnVariant, error) {
-	client, counter, err := nodeClient(rc)
-	if err != nil {
-		return nil, err
-	}
+func startMockNode(ctx context.Context, client kubernetes.Interface) (*churnVariant, error) {
 	mock := newMockProvider()
 	n, err := nodeutil.NewNode(churnNodeMock, func(nodeutil.ProviderConfig) (nodeutil.Provider, vknode.NodeProvider, error) {
 		return mock, nil, nil
@@ -368,13 +370,23 @@ func startMockNode(ctx context.Context, rc *rest.Config) (*churnVariant, error) 
 	if err := n.WaitReady(ctx, 2*time.Minute); err != nil {
 		return nil, fmt.Errorf("mock node: %w", err)
 	}
-	return &churnVariant{name: "virtual-kubelet's mock provider", node: churnNodeMock, requests: counter, leftover: func() string {
+	return &churnVariant{name: "virtual-kubelet's mock provider", node: churnNodeMock, leftover: func() string {
 		if pods, _ := mock.GetPods(ctx); len(pods) > 0 {
 			return fmt.Sprintf("%d pods", len(pods))
 		}
 		return ""
 	}}, nil
 }
+
+// warnings passes on what is at least a warning.
+type warnings struct{ slog.Handler }
+
+func (w warnings) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnings) WithAttrs(attrs []slog.Attr) slog.Handler { return warnings{w.Handler.WithAttrs(attrs)} }
+func (w warnings) WithGroup(name string) slog.Handler       { return warnings{w.Handler.WithGroup(name)} }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
