@@ -128,7 +128,9 @@ func churn(ctx context.Context, cluster *localcluster.Cluster, work string, log 
 	// settings `vk-applevm node` uses: client-go's defaults.
 	var variants []*churnVariant
 	for _, start := range []func(context.Context, kubernetes.Interface) (*churnVariant, error){
-		func(ctx context.Context, c kubernetes.Interface) (*churnVariant, error) { return startOurNode(ctx, c, work, log) },
+		func(ctx context.Context, c kubernetes.Interface) (*churnVariant, error) {
+			return startOurNode(ctx, c, work, log)
+		},
 		startMockNode,
 	} {
 		client, counter, err := nodeClient(rc)
@@ -385,8 +387,10 @@ func (w warnings) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
 }
 
-func (w warnings) WithAttrs(attrs []slog.Attr) slog.Handler { return warnings{w.Handler.WithAttrs(attrs)} }
-func (w warnings) WithGroup(name string) slog.Handler       { return warnings{w.Handler.WithGroup(name)} }
+func (w warnings) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnings{w.Handler.WithAttrs(attrs)}
+}
+func (w warnings) WithGroup(name string) slog.Handler { return warnings{w.Handler.WithGroup(name)} }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -24,7 +24,9 @@ func TestChurnRoundOnFakeAPI(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
 	for i, start := range []func(context.Context, kubernetes.Interface) (*churnVariant, error){
-		func(ctx context.Context, c kubernetes.Interface) (*churnVariant, error) { return startOurNode(ctx, c, t.TempDir(), log) },
+		func(ctx context.Context, c kubernetes.Interface) (*churnVariant, error) {
+			return startOurNode(ctx, c, t.TempDir(), log)
+		},
 		startMockNode,
 	} {
 		client := fake.NewClientset()
