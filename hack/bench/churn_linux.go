@@ -32,7 +32,7 @@ var (
 )
 
 // churnCommand reproduces the churn figures alone.
-const churnCommand = "make build controlplane && go run ./hack/bench -skip boot,product,shim,convert,net"
+const churnCommand = "go run ./hack/bench -skip boot,product,shim,convert,net"
 
 // The two nodes of the churn benchmark.
 const (

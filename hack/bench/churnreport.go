@@ -155,5 +155,7 @@ func churnSection(s section, samples [][]churnSample, variants []*churnVariant) 
 			Value:  median(series(ours, del)).Seconds(), Unit: "s", Reference: ref(del), Ratio: speed(del), Command: churnCommand,
 		}),
 	)
+	s.Rows = append(s.Rows, info("API requests of each node per round (median)",
+		fmt.Sprintf("%d (mock: %d)", requests(ours), requests(mock))))
 	return s
 }

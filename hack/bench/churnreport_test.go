@@ -88,8 +88,8 @@ func TestChurnSectionRatios(t *testing.T) {
 	samples := [][]churnSample{{s(2, 1), s(3, 1), s(2, 2)}, {s(4, 2), s(4, 1), s(5, 1)}}
 	variants := []*churnVariant{{name: "ours"}, {name: "mock"}}
 	sec := churnSection(section{}, samples, variants)
-	if len(sec.Rows) != 3 {
-		t.Fatalf("%d rows, want total, create, delete", len(sec.Rows))
+	if len(sec.Rows) != 4 || !strings.Contains(sec.Rows[3].Value, "400 (mock: 400)") {
+		t.Fatalf("rows %+v, want total, create, delete and the requests", sec.Rows)
 	}
 	total := sec.Rows[0].figure
 	if total == nil || total.ID != "churn.total" || total.Value != 4 || total.Reference.Value != 6 || total.Ratio != 1.5 || total.Verdict != results.Pass {
