@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
 	"time"
@@ -22,8 +23,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 )
 
 var (
@@ -124,24 +128,25 @@ func churn(ctx context.Context, cluster *localcluster.Cluster, work string, log 
 		return nil, nil, err
 	}
 
-	// Each node gets a client of its own (its own rate limiter) with the
-	// settings `vk-applevm node` uses: client-go's defaults.
+	// Each node gets clients of its own (their own rate limiters) with the
+	// settings `vk-applevm node` uses: the kubelet's limits, events on a
+	// client of their own.
 	var variants []*churnVariant
-	for _, start := range []func(context.Context, kubernetes.Interface) (*churnVariant, error){
-		func(ctx context.Context, c kubernetes.Interface) (*churnVariant, error) {
+	for _, start := range []func(context.Context, nodeClients) (*churnVariant, error){
+		func(ctx context.Context, c nodeClients) (*churnVariant, error) {
 			return startOurNode(ctx, c, work, log)
 		},
 		startMockNode,
 	} {
-		client, counter, err := nodeClient(rc)
+		clients, err := newNodeClients(rc)
 		if err != nil {
 			return nil, nil, err
 		}
-		v, err := start(ctx, client)
+		v, err := start(ctx, clients)
 		if err != nil {
 			return nil, nil, err
 		}
-		v.requests = counter
+		v.requests = clients.requests
 		variants = append(variants, v)
 	}
 	for _, v := range variants {
@@ -294,20 +299,31 @@ func nodeReady(ctx context.Context, client kubernetes.Interface, name string) (b
 	return false, nil
 }
 
-// nodeClient is a node's client: the kubeconfig's settings (client-go's
-// default rate limits, as `vk-applevm node` has them), its requests
-// counted.
-func nodeClient(rc *rest.Config) (kubernetes.Interface, *requestCounter, error) {
-	c := rest.CopyConfig(rc)
-	counter := &requestCounter{}
-	c.Wrap(counter.wrap)
-	client, err := kubernetes.NewForConfig(c)
-	return client, counter, err
+// nodeClients are a node's API and event clients.
+type nodeClients struct {
+	api, events kubernetes.Interface
+	// requests counts both clients' requests.
+	requests *requestCounter
+}
+
+// newNodeClients makes a node's clients as `vk-applevm node` makes its
+// own from a kubeconfig (node.KubeletRateLimits), their requests counted.
+func newNodeClients(rc *rest.Config) (nodeClients, error) {
+	c := nodeClients{requests: &requestCounter{}}
+	api, events := node.KubeletRateLimits(rc)
+	api.Wrap(c.requests.wrap)
+	events.Wrap(c.requests.wrap)
+	var err error
+	if c.api, err = kubernetes.NewForConfig(api); err != nil {
+		return c, err
+	}
+	c.events, err = kubernetes.NewForConfig(events)
+	return c, err
 }
 
 // startOurNode runs vk-applevm's node in this process on the instant
 // runtime until ctx ends.
-func startOurNode(ctx context.Context, client kubernetes.Interface, work string, log *slog.Logger) (*churnVariant, error) {
+func startOurNode(ctx context.Context, clients nodeClients, work string, log *slog.Logger) (*churnVariant, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -315,7 +331,7 @@ func startOurNode(ctx context.Context, client kubernetes.Interface, work string,
 	rt := newInstantRuntime()
 	cfg := node.DefaultConfig()
 	cfg.NodeName = churnNodeOurs
-	cfg.Client = client
+	cfg.Client, cfg.EventClient = clients.api, clients.events
 	cfg.ListenAddr = net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
 	cfg.NodeIP, cfg.Hostname = "127.0.0.1", churnNodeOurs
 	cfg.ServingCSR, cfg.RotateCertificates = false, false
@@ -352,12 +368,18 @@ func startOurNode(ctx context.Context, client kubernetes.Interface, work string,
 // virtual-kubelet's own command runs it, until ctx ends. Its node offers
 // what ours does (pods, CPU, memory), so the scheduler and admission see
 // the same.
-func startMockNode(ctx context.Context, client kubernetes.Interface) (*churnVariant, error) {
+func startMockNode(ctx context.Context, clients nodeClients) (*churnVariant, error) {
 	mock := newMockProvider()
+	// Events through the event client, as our node's: nodeutil would
+	// record them through its one client.
+	eb := record.NewBroadcaster(record.WithContext(ctx))
+	eb.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: clients.events.CoreV1().Events(metav1.NamespaceAll)})
+	context.AfterFunc(ctx, eb.Shutdown)
 	n, err := nodeutil.NewNode(churnNodeMock, func(nodeutil.ProviderConfig) (nodeutil.Provider, vknode.NodeProvider, error) {
 		return mock, nil, nil
-	}, nodeutil.WithClient(client), func(nc *nodeutil.NodeConfig) error {
+	}, nodeutil.WithClient(clients.api), func(nc *nodeutil.NodeConfig) error {
 		nc.HTTPListenAddr = "127.0.0.1:0" // no TLS config: no HTTP server
+		nc.EventRecorder = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: path.Join(churnNodeMock, "pod-controller")})
 		res := corev1.ResourceList{
 			corev1.ResourcePods: resource.MustParse("110"), corev1.ResourceCPU: resource.MustParse("2"),
 			corev1.ResourceMemory: resource.MustParse("24Gi"),

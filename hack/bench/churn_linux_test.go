@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -23,8 +22,8 @@ func TestChurnRoundOnFakeAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	for i, start := range []func(context.Context, kubernetes.Interface) (*churnVariant, error){
-		func(ctx context.Context, c kubernetes.Interface) (*churnVariant, error) {
+	for i, start := range []func(context.Context, nodeClients) (*churnVariant, error){
+		func(ctx context.Context, c nodeClients) (*churnVariant, error) {
 			return startOurNode(ctx, c, t.TempDir(), log)
 		},
 		startMockNode,
@@ -39,7 +38,7 @@ func TestChurnRoundOnFakeAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, err := start(ctx, client)
+		v, err := start(ctx, nodeClients{api: client, events: client})
 		if err != nil {
 			t.Fatal(err)
 		}
