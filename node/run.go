@@ -157,6 +157,7 @@ func buildProvider(ctx context.Context, cfg *Config, pc nodeutil.ProviderConfig,
 	}
 	c.Objects = newAPIObjects(client, pc.Services)
 	c.Client = client
+	c.Pods = pc.Pods
 	c.Recorder = recorder
 	c.Allocatable = initial.Status.Allocatable
 	c.Logger = cfg.Logger.With("node", cfg.NodeName)
