@@ -104,6 +104,10 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// churnDeleteDetail explains the deletion figures.
+const churnDeleteDetail = "the mock's pods keep their objects for their 30 s grace period: virtual-kubelet v1.14.1 deletes a pod object " +
+	"when the grace period ends, a status-only update not requeuing the pod; vk-applevm deletes it once the containers are gone, as the kubelet does"
+
 // churnSection turns the rounds into figures: ours against the mock,
 // total and each phase, as medians of the rounds and the median of the
 // per-round ratios (the two ran back to back, under about the same load).
@@ -153,6 +157,7 @@ func churnSection(s section, samples [][]churnSample, variants []*churnVariant) 
 			ID:     "churn.delete",
 			Figure: fmt.Sprintf("… and %d pods deleted → all gone", pods),
 			Value:  median(series(ours, del)).Seconds(), Unit: "s", Reference: ref(del), Ratio: speed(del), Command: churnCommand,
+			Detail: churnDeleteDetail,
 		}),
 	)
 	s.Rows = append(s.Rows, info("API requests of each node per round (median)",
