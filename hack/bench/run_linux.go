@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +22,11 @@ import (
 	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/qemu"
 )
+
+// runBaseline is another build of the CLI run in the same rounds (before
+// and after a change): a directory holding vk-applevm, vk-applevm-shim and
+// guest/<arch>, as a checkout's bin/ after `make build guest`.
+var runBaseline = flag.String("run-baseline", "", "bin directory of another build (vk-applevm, vk-applevm-shim, guest/ARCH) whose `run --rm` runs in the same rounds, e.g. /tmp/old/bin")
 
 // runTarget is the issue's bound on `vk-applevm run --rm busybox echo`
 // against the floor VM's full cycle.
@@ -68,14 +75,22 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	bb := &bootBench{keep: o.keep, bundle: bundle, driver: qemu.New(qemu.Options{Logger: quiet}), work: work, memoryMiB: o.memoryMiB, log: log}
-	cb, err := newCLIBench(ctx, o, filepath.Join(work, "cli"))
+	cb, err := newCLIBench(ctx, o.binary, o.guestDir, filepath.Join(work, "cli"))
 	if err != nil {
 		return fail(err)
 	}
 	defer cb.close(context.WithoutCancel(ctx), log)
+	var base *cliBench
+	if *runBaseline != "" {
+		base, err = newCLIBench(ctx, filepath.Join(*runBaseline, "vk-applevm"), filepath.Join(*runBaseline, "guest", runtime.GOARCH), filepath.Join(work, "cli-baseline"))
+		if err != nil {
+			return fail(fmt.Errorf("baseline: %w", err))
+		}
+		defer base.close(context.WithoutCancel(ctx), log)
+	}
 
-	var floor, runs, inits []time.Duration
-	var samples []runSample
+	var floor, runs, inits, baseRuns []time.Duration
+	var samples, baseSamples []runSample
 	variants := []variant{
 		{"floor cycle", func(ctx context.Context, keep bool) error {
 			d, err := bb.floorCycle(ctx)
@@ -100,6 +115,16 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 			return err
 		}},
 	}
+	if base != nil {
+		variants = append(variants, variant{"run --rm (baseline)", func(ctx context.Context, keep bool) error {
+			rs, err := base.run(ctx)
+			if err == nil && keep {
+				baseRuns = append(baseRuns, rs.Wall)
+				baseSamples = append(baseSamples, rs)
+			}
+			return err
+		}})
+	}
 	for round := 0; round <= o.rounds; round++ {
 		for _, i := range roundOrder(len(variants), round) {
 			if err := variants[i].run(ctx, round > 0); err != nil {
@@ -118,22 +143,41 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 		atMost(name, fmt.Sprintf("%.3fx (paired median %.3fx)", r, median(pairedRatios(runs, floor))), r, runTarget, fmt.Sprintf("%.2fx", runTarget)),
 		info("  CLI process start and exit (vk-applevm version)", fmtDuration(median(inits))),
 	)
-	for _, step := range stepNames(samples) {
-		var ds []time.Duration
-		for _, rs := range samples {
-			ds = append(ds, rs.Steps[step])
-		}
-		s.Rows = append(s.Rows, info("  "+step, fmtDuration(median(ds))))
+	s.Rows = append(s.Rows, stepRows(samples, "  ")...)
+	if base != nil {
+		br := ratio(median(baseRuns), median(floor))
+		s.Rows = append(s.Rows,
+			info("baseline ("+*runBaseline+") run --rm", fmtDuration(median(baseRuns))+"  "+fmtSeries(baseRuns)),
+			info("baseline run --rm / floor full cycle", fmt.Sprintf("%.3fx (paired median %.3fx)", br, median(pairedRatios(baseRuns, floor)))),
+			info("this build / baseline", fmt.Sprintf("%.3fx (paired median %.3fx)", ratio(median(runs), median(baseRuns)), median(pairedRatios(runs, baseRuns)))),
+		)
+		s.Rows = append(s.Rows, stepRows(baseSamples, "  baseline ")...)
 	}
 	return s
 }
 
-func newCLIBench(ctx context.Context, o options, dir string) (_ *cliBench, err error) {
-	bin, err := filepath.Abs(o.binary)
+// stepRows are the medians of the CLI's steps (a build without the
+// phase log has none).
+func stepRows(samples []runSample, prefix string) []row {
+	var rows []row
+	for _, step := range stepNames(samples) {
+		var ds []time.Duration
+		for _, rs := range samples {
+			if d, ok := rs.Steps[step]; ok {
+				ds = append(ds, d)
+			}
+		}
+		rows = append(rows, info(prefix+step, fmtDuration(median(ds))))
+	}
+	return rows
+}
+
+func newCLIBench(ctx context.Context, binary, guest, dir string) (_ *cliBench, err error) {
+	bin, err := filepath.Abs(binary)
 	if err != nil {
 		return nil, err
 	}
-	guestDir, err := filepath.Abs(o.guestDir)
+	guestDir, err := filepath.Abs(guest)
 	if err != nil {
 		return nil, err
 	}
