@@ -41,7 +41,8 @@ const manyPods = 20
 // (client-go's fake clientset) instead of kube-apiserver, so what is
 // measured is the node's own overhead, not the control plane's.
 type podBench struct {
-	pb     *productBench
+	rt     vmruntime.Runtime
+	image  string
 	client kubernetes.Interface
 	prov   *provider.Provider
 	n      int
@@ -74,7 +75,11 @@ func runPodBench(ctx context.Context, o options, work string, log *slog.Logger) 
 	defer pb.close(context.WithoutCancel(ctx))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	b, err := newPodBench(ctx, pb)
+	podNet, ok := pb.net.(vmruntime.PodNetwork)
+	if !ok {
+		return fail(errors.New("the VM network is not a pod network"))
+	}
+	b, err := newPodBench(ctx, &vmruntime.Adapter{Runtime: pb.rt}, podNet, filepath.Join(pb.root, "node"), pb.ref, pb.rt.Overhead())
 	if err != nil {
 		return fail(err)
 	}
@@ -82,7 +87,7 @@ func runPodBench(ctx context.Context, o options, work string, log *slog.Logger) 
 	var creates, pods []time.Duration
 	variants := []variant{
 		{"Runtime.Create", func(ctx context.Context, keep bool) error {
-			d, err := b.create(ctx)
+			d, err := directCreate(ctx, pb)
 			if err == nil && keep {
 				creates = append(creates, d)
 			}
@@ -141,20 +146,18 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	return ds[max(0, min(i, len(ds)-1))]
 }
 
-func newPodBench(ctx context.Context, pb *productBench) (*podBench, error) {
-	podNet, ok := pb.net.(vmruntime.PodNetwork)
-	if !ok {
-		return nil, errors.New("the VM network is not a pod network")
-	}
+// newPodBench runs virtual-kubelet's pod controller and a provider over rt
+// for pods of image; root is the node's state directory.
+func newPodBench(ctx context.Context, rt vmruntime.Runtime, podNet vmruntime.PodNetwork, root, image string, overhead uint64) (*podBench, error) {
 	client := fake.NewClientset()
 	factory := informers.NewSharedInformerFactory(client, 0)
 	rec := &record.FakeRecorder{} // no channel: events are dropped
 	prov, err := provider.New(provider.Config{
-		NodeName: benchNode, NodeIP: "10.201.0.2", Root: filepath.Join(pb.root, "node"),
-		Runtime: &vmruntime.Adapter{Runtime: pb.rt}, Objects: clientObjects{client}, Client: client, Recorder: rec,
+		NodeName: benchNode, NodeIP: "10.201.0.2", Root: root,
+		Runtime: rt, Objects: clientObjects{client}, Client: client, Recorder: rec,
 		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("64"), corev1.ResourceMemory: resource.MustParse("256Gi"),
 			corev1.ResourcePods: resource.MustParse("110")},
-		VMOverheadBytes: pb.rt.Overhead(), Network: podNet,
+		VMOverheadBytes: overhead, Network: podNet,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -177,17 +180,17 @@ func newPodBench(ctx context.Context, pb *productBench) (*podBench, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return &podBench{pb: pb, client: client, prov: prov}, nil
+	return &podBench{rt: rt, image: image, client: client, prov: prov}, nil
 }
 
-// create times Runtime.Create of a busybox container with the size a pod
-// without requests gets, then deletes it.
-func (b *podBench) create(ctx context.Context) (time.Duration, error) {
-	b.n++
+// directCreate times Runtime.Create of a busybox container with the size a
+// pod without requests gets, then deletes it.
+func directCreate(ctx context.Context, pb *productBench) (time.Duration, error) {
+	pb.n++
 	start := time.Now()
-	sb, err := b.pb.rt.Create(ctx, container.VMConfig{
-		Name: "direct-" + strconv.Itoa(b.n), ImageRef: b.pb.ref, MemoryBytes: containerMemory,
-		LogDir: filepath.Join(b.pb.root, "logs"),
+	sb, err := pb.rt.Create(ctx, container.VMConfig{
+		Name: "direct-" + strconv.Itoa(pb.n), ImageRef: pb.ref, MemoryBytes: containerMemory,
+		LogDir: filepath.Join(pb.root, "logs"),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("create container: %w", err)
@@ -213,7 +216,7 @@ func (b *podBench) pods(ctx context.Context, n int) ([]time.Duration, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pod := benchPod(names[i], b.pb.ref)
+			pod := benchPod(names[i], b.image)
 			mu.Lock()
 			created[i] = time.Now()
 			mu.Unlock()
@@ -269,7 +272,7 @@ func (b *podBench) deleteAll(ctx context.Context, names []string) {
 		_ = b.client.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{})
 	}
 	for ctx.Err() == nil {
-		vms, err := b.pb.rt.List(ctx)
+		vms, err := b.rt.VMs(ctx)
 		if err == nil && len(vms) == 0 {
 			return
 		}
