@@ -54,7 +54,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 		return nil, fmt.Errorf("create container %s: agent is shutting down: %w", id, ErrFailedPrecondition)
 	}
 	// Disks, overlay and virtio-fs may need modules still loading.
-	if err := s.waitModules(ctx, "create container "+id); err != nil {
+	if err := s.waitModules(ctx, "create container "+id, containerModules(req)...); err != nil {
 		return nil, err
 	}
 	sec, err := s.resolveSecurity(req.GetSecurity())
@@ -118,6 +118,18 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 	s.mu.Unlock()
 	s.log.Info("container created", "container", id)
 	return &api.CreateContainerResponse{}, nil
+}
+
+// containerModules names the kernel modules a container needs: its disks
+// and overlay, and virtio-fs when it mounts shares.
+func containerModules(req *api.CreateContainerRequest) []string {
+	names := []string{"virtio_blk", "overlay"}
+	for _, m := range req.GetMounts() {
+		if m.GetType() == "share" {
+			return append(names, "fuse", "virtiofs")
+		}
+	}
+	return names
 }
 
 // newContainer mounts the container's disks and makes its cgroup.

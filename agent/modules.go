@@ -72,9 +72,14 @@ type ModuleLoader struct {
 	then      func()
 	thenAfter string
 
+	// tried holds, per listed module, a channel closed once it has been
+	// tried (fixed at construction; closing is guarded by mu).
+	tried map[string]chan struct{}
+
 	mu     sync.Mutex
 	loaded []string
 	failed map[string]error
+	closed map[string]bool
 	done   chan struct{}
 }
 
@@ -83,7 +88,12 @@ func NewModuleLoader(dir string, list []string, load func(path string) error, lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ModuleLoader{dir: dir, list: list, load: load, log: log, failed: map[string]error{}, done: make(chan struct{})}
+	m := &ModuleLoader{dir: dir, list: list, load: load, log: log, failed: map[string]error{}, done: make(chan struct{}),
+		tried: map[string]chan struct{}{}, closed: map[string]bool{}}
+	for _, rel := range list {
+		m.tried[ModuleName(rel)] = make(chan struct{})
+	}
+	return m
 }
 
 // AfterModule makes Run call then on its own OS thread once the module
@@ -126,16 +136,33 @@ func (m *ModuleLoader) Run(ctx context.Context) {
 
 func (m *ModuleLoader) loadOne(rel, name string) {
 	err := m.load(filepath.Join(m.dir, filepath.FromSlash(rel)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.closed[name] {
+		m.closed[name] = true
+		defer close(m.tried[name])
+	}
 	if err != nil && !errors.Is(err, ErrModuleLoaded) {
 		m.log.Warn("load kernel module", "module", name, "err", err)
-		m.mu.Lock()
 		m.failed[name] = err
-		m.mu.Unlock()
 		return
 	}
-	m.mu.Lock()
 	m.loaded = append(m.loaded, name)
-	m.mu.Unlock()
+}
+
+// closedChan stands for a module that is not in the list: built into the
+// kernel, or not carried; nothing to wait for.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Tried returns a channel closed once the module called name (the
+// kernel's name, e.g. "virtio_net") has been tried, loaded or not; at once
+// for a module the list does not hold. A loader stopped by its context
+// never closes it: wait on Done too.
+func (m *ModuleLoader) Tried(name string) <-chan struct{} {
+	if ch, ok := m.tried[name]; ok {
+		return ch
+	}
+	return closedChan
 }
 
 // Loaded returns the modules loaded so far, in order.

@@ -90,3 +90,41 @@ func TestModuleLoaderRunsAfterModuleBeforeTheRest(t *testing.T) {
 		})
 	}
 }
+
+// TestModuleLoaderTellsWhenOneModuleWasTried: a container that needs its
+// disks and overlay waits for those, not for the modules after them.
+func TestModuleLoaderTellsWhenOneModuleWasTried(t *testing.T) {
+	release := make(chan struct{})
+	load := func(path string) error {
+		switch ModuleName(path) {
+		case "evdev":
+			<-release // a slow module at the end of the list
+		case "broken":
+			return errors.New("no such device")
+		}
+		return nil
+	}
+	m := NewModuleLoader("/mods", []string{"virtio_blk.ko", "broken.ko", "overlay.ko", "evdev.ko"}, load, nil)
+	go m.Run(context.Background())
+	for _, name := range []string{"virtio_blk", "broken", "overlay", "not_listed"} {
+		select {
+		case <-m.Tried(name):
+		case <-m.Done():
+			t.Fatalf("the loader finished before %s was reported tried", name)
+		}
+	}
+	select {
+	case <-m.Tried("evdev"):
+		t.Fatal("evdev reported tried while its load still runs")
+	case <-m.Done():
+		t.Fatal("Done before the last module loaded")
+	default:
+	}
+	close(release)
+	<-m.Done()
+	select {
+	case <-m.Tried("evdev"):
+	default:
+		t.Fatal("evdev not reported tried after Done")
+	}
+}

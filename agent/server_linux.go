@@ -345,19 +345,43 @@ func (s *Server) Close(ctx context.Context) error {
 }
 
 // waitModules blocks until the kernel modules are loaded (devices they
-// drive may appear only then). It does not wait for the power button
+// drive may appear only then): the named ones when the loader can tell
+// (ModuleWaiter), else all of them. It does not wait for the power button
 // search: the host stops the guest through the agent (vm/shim), the button
 // is QEMU's fallback, and vz on Apple silicon provides none, so waiting
 // for the search to give up would only delay every container there.
-func (s *Server) waitModules(ctx context.Context, what string) error {
+//
+// Naming the modules matters for the start of a container: under TCG the
+// modules it does not need (vsock, the entropy device, the power button,
+// virtio-fs without shares) took longer to load than the container's own
+// setup, and the first CreateContainer waited for all of them.
+func (s *Server) waitModules(ctx context.Context, what string, names ...string) error {
 	m := s.cfg.Modules
 	if m == nil {
 		return nil
 	}
-	select {
-	case <-m.Done():
-	case <-ctx.Done():
-		return fmt.Errorf("%s: wait for kernel modules: %w", what, ctx.Err())
+	var waits []<-chan struct{}
+	if mw, ok := m.(ModuleWaiter); ok && len(names) > 0 {
+		for _, name := range names {
+			waits = append(waits, mw.Tried(name))
+		}
+	} else {
+		waits = append(waits, m.Done())
+	}
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-m.Done():
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%s: wait for kernel modules: %w", what, ctx.Err())
+		}
 	}
 	return nil
+}
+
+// ModuleWaiter is a ModuleStatus that tells when one module has been
+// tried (ModuleLoader).
+type ModuleWaiter interface {
+	Tried(name string) <-chan struct{}
 }

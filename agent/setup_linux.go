@@ -47,7 +47,7 @@ func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupRe
 	}
 	if len(req.GetInterfaces()) > 0 {
 		// virtio_net may still be loading, or its device still probing.
-		if err := s.waitModules(ctx, "setup"); err != nil {
+		if err := s.waitModules(ctx, "setup", "virtio_net"); err != nil {
 			return nil, err
 		}
 	}

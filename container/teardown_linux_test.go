@@ -147,7 +147,7 @@ type execResult struct {
 	err error
 }
 
-// startStubbornExec runs an exec that ignores SIGTERM (`trap '' TERM`: only
+// startStubbornExec runs an exec that ignores SIGTERM (`trap ” TERM`: only
 // a kill ends it) and returns once it has said "started".
 func startStubbornExec(t *testing.T, ctx context.Context, sb *container.VM) (*syncbuf.Buffer, <-chan execResult) {
 	t.Helper()

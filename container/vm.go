@@ -465,9 +465,11 @@ func (s *VM) Delete(ctx context.Context) error {
 		s.drainStreams(ctx)
 	}
 	s.closeAgent()
+	began := time.Now()
 	if err := s.shim.Delete(ctx); err != nil {
 		return fmt.Errorf("delete VM %s: %w", s.id, err)
 	}
+	stopped := time.Now()
 	if pub, ok := s.rt.cfg.Network.(network.Publisher); ok && len(s.rec.Config.Publish) > 0 {
 		if err := pub.Publish(ctx, s.id, netip.Addr{}, nil); err != nil {
 			return fmt.Errorf("withdraw the published ports of VM %s: %w", s.id, err)
@@ -483,9 +485,11 @@ func (s *VM) Delete(ctx context.Context) error {
 			return fmt.Errorf("release the address of VM %s: %w", s.id, err)
 		}
 	}
+	unplugged := time.Now()
 	if err := os.RemoveAll(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", s.dir, err)
 	}
+	s.rt.log.Debug("VM deleted", "id", s.id, "shim", stopped.Sub(began), "network", unplugged.Sub(stopped), "files", time.Since(unplugged))
 	return nil
 }
 

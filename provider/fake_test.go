@@ -51,6 +51,10 @@ type fakeRuntime struct {
 	starts    []string // "container/process" in start order
 	flags     map[string]bool
 	createErr error
+	// gates hold a pull ("pull/<ref>") or a VM creation ("create/<image>")
+	// until closed; blocked lists the ones waiting (head-of-line tests).
+	gates   map[string]chan struct{}
+	blocked map[string]bool
 }
 
 func newFakeRuntime(clk *testingclock.FakeClock) *fakeRuntime {
@@ -60,7 +64,49 @@ func newFakeRuntime(clk *testingclock.FakeClock) *fakeRuntime {
 			Pulled: true, PullDuration: 1500 * time.Millisecond, Size: 1234}},
 		vms:   map[string]*fakeVM{},
 		flags: map[string]bool{},
+		gates: map[string]chan struct{}{}, blocked: map[string]bool{},
 	}
+}
+
+// hold makes the pull or creation called key ("pull/<ref>",
+// "create/<image>") wait until the returned function is called.
+func (r *fakeRuntime) hold(key string) (release func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch := make(chan struct{})
+	r.gates[key] = ch
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// wait blocks while key is held, marking it blocked meanwhile.
+func (r *fakeRuntime) wait(ctx context.Context, key string) error {
+	r.mu.Lock()
+	ch := r.gates[key]
+	if ch != nil {
+		r.blocked[key] = true
+	}
+	r.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	defer func() {
+		r.mu.Lock()
+		delete(r.blocked, key)
+		r.mu.Unlock()
+	}()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *fakeRuntime) isBlocked(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.blocked[key]
 }
 
 func (r *fakeRuntime) setFlag(name string, v bool) {
@@ -76,6 +122,9 @@ func (r *fakeRuntime) flag(name string) bool {
 }
 
 func (r *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy corev1.PullPolicy, secrets []image.PullSecret, pulling func()) (vmruntime.ImageInfo, error) {
+	if err := r.wait(ctx, "pull/"+ref); err != nil {
+		return vmruntime.ImageInfo{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	img, ok := r.images[ref]
@@ -92,6 +141,9 @@ func (r *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy corev1
 }
 
 func (r *fakeRuntime) CreateVM(ctx context.Context, cfg container.VMConfig) (vmruntime.VM, error) {
+	if err := r.wait(ctx, "create/"+cfg.ImageRef); err != nil {
+		return nil, fmt.Errorf("create VM: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.createErr != nil {

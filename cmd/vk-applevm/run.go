@@ -86,6 +86,7 @@ func newRunCommand(g *globals) *cobra.Command {
 
 func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []string) error {
 	ctx := cmd.Context()
+	clock := newPhaseClock(g.log)
 	mem, err := resource.ParseQuantity(normaliseSize(f.memory))
 	if err != nil || mem.Value() < 16<<20 {
 		return usagef(cmd, "--memory %q: want a size of at least 16Mi, e.g. 512Mi or 1G", f.memory)
@@ -119,11 +120,13 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 	}
 	f.env = envs
 
+	clock.mark("parse")
 	env, err := g.openRuntime(ctx, f.insecure, nil)
 	if err != nil {
 		return internal(err)
 	}
 	defer env.close(ctx)
+	clock.mark("open runtime")
 	if f.name != "" {
 		if _, err := env.findSandbox(ctx, f.name); err == nil {
 			return internal(fmt.Errorf("a container named %q exists; remove it with `vk-applevm rm %s`", f.name, f.name))
@@ -133,6 +136,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 	if err != nil {
 		return internal(err)
 	}
+	clock.mark("resolve image")
 
 	cfg := container.VMConfig{
 		Name:        f.name,
@@ -159,6 +163,7 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 	if err != nil {
 		return internal(err)
 	}
+	clock.mark("create")
 	proc := container.ProcessConfig{
 		ID: mainProcess, LogName: mainProcess, TTY: f.tty, Stdin: f.stdin,
 		Args: commandLine(img.Config.Entrypoint, img.Config.Cmd, f.entrypoint, cmdArgs),
@@ -182,16 +187,19 @@ func runRun(cmd *cobra.Command, g *globals, f runFlags, ref string, cmdArgs []st
 		return nil
 	}
 	code, err := runForeground(ctx, sb, proc, f)
+	clock.mark("run")
 	cleanup := context.WithoutCancel(ctx)
 	if f.rm {
 		if derr := sb.Delete(cleanup); derr != nil {
 			g.log.Warn("remove container", "id", id, "err", derr)
 		}
 		_ = os.RemoveAll(g.logDir(id))
+		clock.mark("remove")
 	} else {
 		// Like an exited Docker container: nothing runs, the record and
 		// logs stay until `vk-applevm rm`.
 		_ = sb.Stop(cleanup, 5*time.Second)
+		clock.mark("stop")
 	}
 	if err != nil {
 		return err

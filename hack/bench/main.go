@@ -72,7 +72,7 @@ func main() {
 	flag.StringVar(&o.shim, "shim", filepath.Join("bin", "vk-applevm-shim"), "the per-VM shim binary (make build)")
 	flag.IntVar(&o.shimRounds, "shim-rounds", 5, "measured rounds of the shim benchmark (one VM per variant and round); a shim's memory varies much less than boot times")
 	flag.Uint64Var(&o.memoryMiB, "memory", 640, "guest memory in MiB: a container's default 512 MiB plus the runtime's 128 MiB overhead")
-	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, shim, convert, net, churn")
+	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, run, pod, shim, convert, net, churn")
 	flag.BoolVar(&o.verbose, "v", false, "log every sample")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (console logs of the last boots)")
 	flag.StringVar(&o.cmdline, "cmdline", "", "more kernel command line for every boot of the boot benchmark, e.g. GODEBUG=inittrace=1 with -keep to read Go's package init times in the console logs")
@@ -121,6 +121,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	var sections []section
 	if !o.skip["boot"] || !o.skip["product"] {
 		sections = append(sections, runBoot(ctx, o, work, log)...)
+	}
+	if !o.skip["run"] && ctx.Err() == nil {
+		sections = append(sections, runRunBench(ctx, o, work, log))
+	}
+	if !o.skip["pod"] && ctx.Err() == nil {
+		sections = append(sections, runPodBench(ctx, o, work, log))
 	}
 	if !o.skip["shim"] && ctx.Err() == nil {
 		sections = append(sections, runShim(ctx, o, work, log))

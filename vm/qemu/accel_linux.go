@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/vm"
@@ -88,21 +86,22 @@ func (d *Driver) chooseAccel(ctx context.Context) (Verdict, error) {
 	return v, nil
 }
 
-// probeKey identifies what the verdict depends on: the QEMU build, the
-// probe kernel (size and mtime) and /dev/kvm (its device number).
+// probeKey identifies what the verdict depends on: the QEMU binary, the
+// probe kernel (each by size, mtime and mode) and /dev/kvm (its device
+// number). The binary is identified by stat, not by running `--version`:
+// every shim chooses its accelerator, and exec'ing QEMU (hundreds of
+// shared libraries) cost each VM start 30–300 ms on a loaded host; an
+// upgrade replaces the file, which changes its mtime and size.
 func (d *Driver) probeKey(ctx context.Context) (string, error) {
 	bin, err := d.binary(runtime.GOARCH)
 	if err != nil {
 		return "", err
 	}
-	out, err := exec.CommandContext(ctx, bin, "--version").Output()
-	if err != nil {
-		return "", fmt.Errorf("run %s --version: %w", bin, err)
+	if real, err := filepath.EvalSymlinks(bin); err == nil {
+		bin = real
 	}
 	h := sha256.New()
-	version, _, _ := strings.Cut(string(out), "\n")
-	fmt.Fprintln(h, version)
-	for _, p := range []string{d.opts.Probe.Kernel, "/dev/kvm"} {
+	for _, p := range []string{bin, d.opts.Probe.Kernel, "/dev/kvm"} {
 		st, err := os.Stat(p)
 		if err != nil {
 			return "", fmt.Errorf("probe key: %w", err)

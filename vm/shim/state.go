@@ -57,9 +57,16 @@ var ErrNoState = errors.New("no shim state")
 
 func readState(dir string) (State, error) {
 	var st State
-	err := readJSON(filepath.Join(dir, stateFile), &st)
+	path := filepath.Join(dir, stateFile)
+	err := readJSON(path, &st)
 	if errors.Is(err, os.ErrNotExist) {
 		return State{}, fmt.Errorf("%w in %s", ErrNoState, dir)
+	}
+	if fi, serr := os.Stat(path); err != nil && serr == nil && fi.Size() == 0 {
+		// Only a host crash right after a write leaves it empty (state
+		// writes are not fsynced; writeJSONAtomic): nothing of the
+		// machine runs.
+		return State{}, fmt.Errorf("%w in %s (empty state file)", ErrNoState, dir)
 	}
 	return st, err
 }
