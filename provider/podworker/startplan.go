@@ -118,16 +118,15 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 		MemoryBytes: size.MemoryBytes,
 		LimitMemory: size.LimitMemory,
 		CPUMillis:   size.CPUMillis,
+		Hostname:    podHostname(pod),
+		DNS:         w.podDNS(pod),
+		Hosts:       hostAliases(pod),
+		Mounts:      mounts,
+		Network:     podnet.Placement(pod, spec.Name),
+		LogDir:      filepath.Join(w.dir(), spec.Name),
+		Security:    sec,
 
 		MemoryRequestBytes: size.MemoryRequestBytes, // what a balloon (vz) leaves the guest at least
-
-		Hostname: podHostname(pod),
-		DNS:      w.podDNS(pod),
-		Hosts:    hostAliases(pod),
-		Mounts:   mounts,
-		Network:  podnet.Placement(pod, spec.Name),
-		LogDir:   filepath.Join(w.dir(), spec.Name),
-		Security: sec,
 	}
 	if q, ok := spec.Resources.Limits[corev1.ResourceEphemeralStorage]; ok {
 		p.VM.ScratchBytes = q.Value()
