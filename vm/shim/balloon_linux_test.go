@@ -3,6 +3,8 @@ package shim
 import (
 	"context"
 	"net"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +45,37 @@ func TestAgentGuestMemoryAgainstAgentServer(t *testing.T) {
 	}
 	if want := (balloon.Sample{TotalBytes: 640 << 20, AvailableBytes: 571 << 20}); got != want {
 		t.Errorf("sample %+v, want %+v", got, want)
+	}
+}
+
+// A machine with a traditional balloon (vz's kind) gets targets from the
+// guest's free memory, never below the floor: here the guest uses 100 MiB
+// of 640, so the target is 100 + 64 MiB of headroom, under a floor of 128.
+func TestShimDrivesABalloonMachine(t *testing.T) {
+	fvm := launchFake(t, func(c *Config) {
+		c.Spec.MemoryMiB = 640
+		c.MemoryFloorMiB = 128
+	}, envBalloon+"=1")
+	eventually(t, 30*time.Second, "a balloon target in shim.log", func() bool {
+		return shimLogContains(t, fvm.dir, "fake balloon: target")
+	})
+	log := readFileString(t, filepath.Join(fvm.dir, logFile))
+	if !strings.Contains(log, "fake balloon: target 164 MiB") {
+		t.Fatalf("shim.log has no target of 164 MiB:\n%s", log)
+	}
+}
+
+// A floor above what the guest needs holds the target there.
+func TestShimBalloonKeepsTheFloor(t *testing.T) {
+	fvm := launchFake(t, func(c *Config) {
+		c.Spec.MemoryMiB = 640
+		c.MemoryFloorMiB = 512
+	}, envBalloon+"=1")
+	eventually(t, 30*time.Second, "a balloon target in shim.log", func() bool {
+		return shimLogContains(t, fvm.dir, "fake balloon: target")
+	})
+	log := readFileString(t, filepath.Join(fvm.dir, logFile))
+	if !strings.Contains(log, "fake balloon: target 512 MiB") {
+		t.Fatalf("shim.log has no target of 512 MiB:\n%s", log)
 	}
 }
