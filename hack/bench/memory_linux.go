@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,6 +191,14 @@ func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round i
 	if err != nil {
 		return err
 	}
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		var used string
+		if gs, err := sb.Stats(ctx); err == nil {
+			used = fmtMiB(gs.GuestMemoryBytes - gs.GuestMemoryFree)
+		}
+		p.log.Debug("idle container VM", "variant", v.name, "qemuRSS", fmtMiB(idle.RSS), "guestUsed", used,
+			"largestMappings", largestMappings(st.HypervisorPid, 6))
+	}
 	var out bytes.Buffer
 	es, err := sb.Exec(ctx, container.ProcessConfig{
 		ID: "alloc", Args: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=" + strconv.Itoa(allocMiB) + "M", "count=1"},
@@ -304,4 +314,38 @@ func cpioFile(archive []byte, name string) ([]byte, error) {
 		off = align(dataStart + size)
 	}
 	return nil, fmt.Errorf("%s is not in the archive", name)
+}
+
+// largestMappings lists a process's n largest resident mappings
+// (/proc/<pid>/smaps), for -v: where a VM's host memory is.
+func largestMappings(pid, n int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	type mapping struct {
+		name string
+		kb   uint64
+	}
+	var ms []mapping
+	var cur string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			cur = f[0]
+			if len(f) >= 6 {
+				cur += " " + f[5]
+			}
+		case len(f) >= 2 && f[0] == "Rss:":
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			ms = append(ms, mapping{cur, kb})
+		}
+	}
+	slices.SortFunc(ms, func(a, b mapping) int { return cmp.Compare(b.kb, a.kb) })
+	var out []string
+	for _, m := range ms[:min(n, len(ms))] {
+		out = append(out, fmt.Sprintf("%s=%.1fMiB", m.name, float64(m.kb)/1024))
+	}
+	return strings.Join(out, "; ")
 }
