@@ -89,8 +89,9 @@ endif
 test-unit:
 	$(GO) test -short ./...
 
-bench: deps build guest
+bench: deps build guest controlplane
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
+	$(GO) run ./hack/bench/readme
 
 # A node left running: 200 pods created and deleted in waves, then nothing
 # of them may be left (VMs, helpers, switch ports, addresses, files,

@@ -124,25 +124,7 @@ func TestDeleteEndsExecWithItsExitStatus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	out := new(syncbuf.Buffer)
-	type result struct {
-		st  container.ExitStatus
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// `trap '' TERM`: only a kill ends it.
-		st, err := sb.Exec(ctx, container.ProcessConfig{ID: "exec-1", Args: []string{"sh", "-c", "trap '' TERM; echo started; while true; do sleep 1; done"}},
-			container.IO{Stdout: out, Stderr: out})
-		done <- result{st, err}
-	}()
-	for !strings.Contains(out.String(), "started") {
-		select {
-		case r := <-done:
-			t.Fatalf("exec ended early: %+v %v, output %q", r.st, r.err, out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	out, done := startStubbornExec(t, ctx, sb)
 	begin := time.Now()
 	if err := sb.Delete(ctx); err != nil {
 		t.Fatal(err)
@@ -158,6 +140,32 @@ func TestDeleteEndsExecWithItsExitStatus(t *testing.T) {
 	if out.String() != "started\n" {
 		t.Errorf("exec output %q", out.String())
 	}
+}
+
+type execResult struct {
+	st  container.ExitStatus
+	err error
+}
+
+// startStubbornExec runs an exec that ignores SIGTERM (`trap '' TERM`: only
+// a kill ends it) and returns once it has said "started".
+func startStubbornExec(t *testing.T, ctx context.Context, sb *container.VM) (*syncbuf.Buffer, <-chan execResult) {
+	t.Helper()
+	out := new(syncbuf.Buffer)
+	done := make(chan execResult, 1)
+	go func() {
+		st, err := sb.Exec(ctx, container.ProcessConfig{ID: "exec-1", Args: []string{"sh", "-c", "trap '' TERM; echo started; while true; do sleep 1; done"}},
+			container.IO{Stdout: out, Stderr: out})
+		done <- execResult{st, err}
+	}()
+	for !strings.Contains(out.String(), "started") {
+		select {
+		case r := <-done:
+			t.Fatalf("exec ended early: %+v %v, output %q", r.st, r.err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return out, done
 }
 
 func tail(s string) string {
@@ -181,24 +189,7 @@ func TestStopDeliversStreamsAndLogs(t *testing.T) {
 		Args: []string{"sh", "-c", "trap 'printf bye; exit 0' TERM; echo up; while true; do sleep 1; done"}}); err != nil {
 		t.Fatal(err)
 	}
-	out := new(syncbuf.Buffer)
-	type result struct {
-		st  container.ExitStatus
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		st, err := sb.Exec(ctx, container.ProcessConfig{ID: "exec-1", Args: []string{"sh", "-c", "trap '' TERM; echo started; while true; do sleep 1; done"}},
-			container.IO{Stdout: out, Stderr: out})
-		done <- result{st, err}
-	}()
-	for !strings.Contains(out.String(), "started") {
-		select {
-		case r := <-done:
-			t.Fatalf("exec ended early: %+v %v, output %q", r.st, r.err, out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	out, done := startStubbornExec(t, ctx, sb)
 	if err := sb.Stop(ctx, 3*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,33 @@ import (
 	"k8s.io/client-go/util/connrotation"
 )
 
+// The kubelet's defaults for its API clients (KubeletConfiguration
+// kubeAPIQPS/kubeAPIBurst and eventRecordQPS/eventBurst): client-go's own
+// (5 per second, bursts of 10) make a node with a hundred pods push their
+// statuses over tens of seconds, and the kubelet records events through a
+// client of its own so that they never wait for, or hold up, status updates.
+const (
+	kubeAPIQPS     = 50
+	kubeAPIBurst   = 100
+	eventRecordQPS = 50
+	eventBurst     = 100
+)
+
+// KubeletRateLimits returns copies of rc for the node's API client and its
+// event client, with the kubelet's rate limits; each clientset made from
+// them has a rate limiter of its own.
+func KubeletRateLimits(rc *rest.Config) (api, events *rest.Config) {
+	api, events = rest.CopyConfig(rc), rest.CopyConfig(rc)
+	api.QPS, api.Burst = kubeAPIQPS, kubeAPIBurst
+	events.QPS, events.Burst = eventRecordQPS, eventBurst
+	return api, events
+}
+
 // apiClient is the node's connection to the API server.
 type apiClient struct {
 	client kubernetes.Interface
+	// events records events, with a rate limit of its own.
+	events kubernetes.Interface
 	// caPEM is the CA the kubeconfig trusts: in kubeadm-style clusters it
 	// also signs the API server's kubelet client certificate.
 	caPEM []byte
@@ -60,8 +84,12 @@ func newAPIClient(ctx context.Context, cfg *Config, log *slog.Logger) (*apiClien
 			return nil, err
 		}
 	}
-	if ac.client, err = kubernetes.NewForConfig(rc); err != nil {
+	api, events := KubeletRateLimits(rc)
+	if ac.client, err = kubernetes.NewForConfig(api); err != nil {
 		return nil, fmt.Errorf("build API client: %w", err)
+	}
+	if ac.events, err = kubernetes.NewForConfig(events); err != nil {
+		return nil, fmt.Errorf("build event client: %w", err)
 	}
 	return ac, nil
 }

@@ -52,9 +52,13 @@ const (
 type Config struct {
 	NodeName string
 	// Client talks to the API server; nil builds one from Kubeconfig (or
-	// $KUBECONFIG, or the in-cluster config).
-	Client     kubernetes.Interface
-	Kubeconfig string
+	// $KUBECONFIG, or the in-cluster config) with the kubelet's rate
+	// limits.
+	Client kubernetes.Interface
+	// EventClient records events; nil: Client when that is given, else a
+	// client of its own built from Kubeconfig (KubeletRateLimits).
+	EventClient kubernetes.Interface
+	Kubeconfig  string
 	// BootstrapKubeconfig, when set, is TLS bootstrapping as the
 	// kubelet's --bootstrap-kubeconfig: unless Kubeconfig already holds a
 	// valid client certificate, its bootstrap token requests one for

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -122,6 +123,11 @@ type apiObjects struct {
 
 	mu    sync.Mutex
 	cache map[objectKey]cachedObject
+	// fetching makes the pods that start together and refer to the same
+	// object (every pod of a namespace mounts its kube-root-ca.crt) wait
+	// for one read instead of each sending its own: measured with 20 pods
+	// created at once (hack/bench churn), 12 reads of one configMap before.
+	fetching singleflight.Group
 }
 
 type objectKey struct{ kind, namespace, name string }
@@ -144,22 +150,25 @@ func (o *apiObjects) get(key objectKey, fetch func(context.Context) (any, error)
 	if ok && o.now().Sub(c.fetched) < objectTTL {
 		return c.obj, c.err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	obj, err := fetch(ctx)
-	// Only answers are kept: a refusal (the Node authorizer learns of a
-	// newly bound pod a moment after the node does) or a timeout is asked
-	// again next time.
-	if err != nil && !apierrors.IsNotFound(err) {
-		return nil, err
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.cache) > 4096 { // pods come and go; do not keep their objects forever
-		clear(o.cache)
-	}
-	o.cache[key] = cachedObject{obj: obj, err: err, fetched: o.now()}
-	return obj, err
+	v, err, _ := o.fetching.Do(key.kind+"/"+key.namespace+"/"+key.name, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		obj, err := fetch(ctx)
+		// Only answers are kept: a refusal (the Node authorizer learns of
+		// a newly bound pod a moment after the node does) or a timeout is
+		// asked again next time.
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if len(o.cache) > 4096 { // pods come and go; do not keep their objects forever
+			clear(o.cache)
+		}
+		o.cache[key] = cachedObject{obj: obj, err: err, fetched: o.now()}
+		return obj, err
+	})
+	return v, err
 }
 
 func (o *apiObjects) ConfigMap(namespace, name string) (*corev1.ConfigMap, error) {

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,5 +106,32 @@ func TestAPIObjectsReadByNameWithShortCache(t *testing.T) {
 	}
 	if refused != 2 {
 		t.Fatalf("a refusal was cached: %d GETs, want 2", refused)
+	}
+}
+
+// Pods that start together and mount the same object cause one read of it,
+// not one each.
+func TestAPIObjectsConcurrentMissesShareOneRead(t *testing.T) {
+	cs := fake.NewClientset(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "kube-root-ca.crt"}, Data: map[string]string{"ca.crt": "x"}})
+	var gets atomic.Int32
+	cs.PrependReactor("get", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		gets.Add(1)
+		time.Sleep(20 * time.Millisecond) // an API server's round trip
+		return false, nil, nil
+	})
+	o := newAPIObjects(cs, informers.NewSharedInformerFactory(cs, 0).Core().V1().Services().Lister())
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if cm, err := o.ConfigMap("ns", "kube-root-ca.crt"); err != nil || cm.Data["ca.crt"] != "x" {
+				t.Errorf("ConfigMap = %v, %v", cm, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := gets.Load(); n != 1 {
+		t.Errorf("20 concurrent reads sent %d GETs, want 1", n)
 	}
 }

@@ -34,14 +34,14 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(loggerContext(ctx, log))
 	defer cancel()
 
-	client := cfg.Client
+	client, eventClient := cfg.Client, cfg.EventClient
 	var caFromKubeconfig []byte
 	if client == nil {
 		ac, err := newAPIClient(ctx, &cfg, log)
 		if err != nil {
 			return err
 		}
-		client, caFromKubeconfig = ac.client, ac.caPEM
+		client, eventClient, caFromKubeconfig = ac.client, ac.events, ac.caPEM
 		if ac.certs != nil {
 			ac.certs.Start()
 			defer ac.certs.Stop()
@@ -51,7 +51,10 @@ func Run(ctx context.Context, cfg Config) error {
 	// One recorder for virtual-kubelet and the provider. Events carry the
 	// kubelet's source component so `kubectl get events` reads as usual.
 	eb := record.NewBroadcaster(record.WithContext(ctx))
-	eb.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: client.CoreV1().Events(metav1.NamespaceAll)})
+	if eventClient == nil {
+		eventClient = client
+	}
+	eb.StartRecordingToSink(&corev1client.EventSinkImpl{Interface: eventClient.CoreV1().Events(metav1.NamespaceAll)})
 	defer eb.Shutdown()
 	recorder := eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName})
 
@@ -154,6 +157,7 @@ func buildProvider(ctx context.Context, cfg *Config, pc nodeutil.ProviderConfig,
 	}
 	c.Objects = newAPIObjects(client, pc.Services)
 	c.Client = client
+	c.Pods = pc.Pods
 	c.Recorder = recorder
 	c.Allocatable = initial.Status.Allocatable
 	c.Logger = cfg.Logger.With("node", cfg.NodeName)

@@ -35,6 +35,20 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // trusts roots (nil: verification off), returning the server's leaf.
 func handshake(t *testing.T, sc *servingCert, roots *x509.CertPool) (*x509.Certificate, error) {
 	t.Helper()
+	addr := serveHandshakes(t, sc)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", InsecureSkipVerify: roots == nil})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+// serveHandshakes serves sc's TLS on loopback, as the kubelet API does,
+// completing the handshake of every connection until the test ends; it
+// returns the address.
+func serveHandshakes(t *testing.T, sc *servingCert) string {
+	t.Helper()
 	cfg := &tls.Config{}
 	for _, o := range tlsOptions(sc, nil) {
 		if err := o(cfg); err != nil {
@@ -45,20 +59,18 @@ func handshake(t *testing.T, sc *servingCert, roots *x509.CertPool) (*x509.Certi
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	go func() {
-		c, err := l.Accept()
-		if err == nil {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
 			_ = c.(*tls.Conn).Handshake()
 			c.Close()
 		}
 	}()
-	conn, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", InsecureSkipVerify: roots == nil})
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates[0], nil
+	return l.Addr().String()
 }
 
 func TestServingCertificateFromFiles(t *testing.T) {
@@ -312,30 +324,10 @@ func TestServingTLSVersionsAndSuites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &tls.Config{}
-	for _, o := range tlsOptions(sc, nil) {
-		if err := o(cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.(*tls.Conn).Handshake()
-			c.Close()
-		}
-	}()
+	addr := serveHandshakes(t, sc)
 	dial := func(c *tls.Config) error {
 		c.InsecureSkipVerify = true
-		conn, err := tls.Dial("tcp", l.Addr().String(), c)
+		conn, err := tls.Dial("tcp", addr, c)
 		if err == nil {
 			conn.Close()
 		}

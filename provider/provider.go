@@ -59,6 +59,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 )
@@ -76,7 +77,9 @@ type Config struct {
 	Objects env.Objects
 	// Client requests service account tokens and removes terminated pod
 	// objects (may be nil in tests).
-	Client   kubernetes.Interface
+	Client kubernetes.Interface
+	// Pods is the node's pod informer (may be nil in tests).
+	Pods     corev1listers.PodLister
 	Recorder record.EventRecorder
 	// Allocatable is what pods may use (admission checks against it).
 	Allocatable corev1.ResourceList
@@ -167,7 +170,7 @@ func New(cfg Config) (*Provider, error) {
 		statsState: newStatsState(cfg.Clock),
 	}
 	p.wcfg = &podworker.Config{
-		NodeIP: cfg.NodeIP, Root: cfg.Root, Runtime: cfg.Runtime, Objects: cfg.Objects, Client: cfg.Client,
+		NodeIP: cfg.NodeIP, Root: cfg.Root, Runtime: cfg.Runtime, Objects: cfg.Objects, Client: cfg.Client, Pods: cfg.Pods,
 		Recorder: cfg.Recorder, Allocatable: cfg.Allocatable, Sizing: p.sizing,
 		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, Network: cfg.Network,
 		BackoffInitial: cfg.BackoffInitial, BackoffMax: cfg.BackoffMax, VolumeSyncPeriod: cfg.VolumeSyncPeriod,

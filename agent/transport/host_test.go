@@ -233,14 +233,23 @@ func TestGuestReconnectGetsAFreshSession(t *testing.T) {
 	}
 }
 
-func TestHostResetMakesTheGuestSayHelloAgain(t *testing.T) {
+// echoOverPort connects a host and a guest echo server over a fake port
+// that drops host bytes until the guest opens it; both end with the test.
+func echoOverPort(t *testing.T) (*Host, *Listener, *fakeDevice) {
 	hostEnd, devEnd := socketpair(t)
 	dev := newFakeDevice(devEnd, true)
 	h := Serve(hostEnd, nil)
-	defer h.Close()
 	l := Listen(context.Background(), dev, nil)
-	defer l.Close()
+	t.Cleanup(func() {
+		l.Close()
+		h.Close()
+	})
 	go echo(l)
+	return h, l, dev
+}
+
+func TestHostResetMakesTheGuestSayHelloAgain(t *testing.T) {
+	h, l, _ := echoOverPort(t)
 	roundTrip(t, h, "one")
 	if err := h.Reset("test"); err != nil {
 		t.Fatal(err)
@@ -252,13 +261,7 @@ func TestHostResetMakesTheGuestSayHelloAgain(t *testing.T) {
 }
 
 func TestHostResyncsAfterGarbageMidSession(t *testing.T) {
-	hostEnd, devEnd := socketpair(t)
-	dev := newFakeDevice(devEnd, true)
-	h := Serve(hostEnd, nil)
-	defer h.Close()
-	l := Listen(context.Background(), dev, nil)
-	defer l.Close()
-	go echo(l)
+	h, _, dev := echoOverPort(t)
 	roundTrip(t, h, "one")
 	// The session is idle, so this lands between two frames: the host
 	// finds neither a frame nor a hello, resets, and the guest reconnects.

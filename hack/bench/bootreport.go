@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/hack/bench/results"
 )
 
 // Targets of the issue.
@@ -66,7 +68,12 @@ func (r bootResults) bootRows() []row {
 	rows := []row{
 		info("floor (floorinit) wall", fmtDuration(median(fw))+"  "+fmtSeries(fw)),
 		info("agent-ready wall", fmtDuration(median(aw))+"  "+fmtSeries(aw)),
-		atMost(wallName, fmt.Sprintf("%.3fx (paired median %.3fx)", wallRatio, median(pairedRatios(aw, fw))), wallRatio, bootTarget, "1.10x"),
+		measured(results.Figure{
+			ID: "boot.ratio", Figure: "VM boot to agent-ready vs the same kernel booting a trivial init (hack/floorinit), wall",
+			Value: median(aw).Seconds(), Unit: "s", Reference: &results.Reference{Name: "the floor", Value: median(fw).Seconds()},
+			Ratio: wallRatio, Target: results.RatioAtMost(bootTarget),
+			Detail: fmt.Sprintf("QEMU %s; %d rounds, medians; paired median %.3f×; QEMU CPU %.3f×", r.accel, len(aw), median(pairedRatios(aw, fw)), cpuRatio),
+		}),
 		info("floor QEMU CPU", fmtDuration(median(fc))+"  "+fmtSeries(fc)),
 		info("agent-ready QEMU CPU", fmtDuration(median(ac))+"  "+fmtSeries(ac)),
 		atMost(cpuName, fmt.Sprintf("%.3fx (paired median %.3fx)", cpuRatio, median(pairedRatios(ac, fc))), cpuRatio, bootTarget, "1.10x"),
@@ -100,8 +107,9 @@ func (r bootResults) productRows() []row {
 	cw := field(r.product, func(s productSample) time.Duration { return s.Create })
 	cc := field(r.product, func(s productSample) time.Duration { return s.CPU })
 	rows := []row{
-		info("product: Runtime.Create -> container ready, wall", fmtDuration(median(cw))+"  "+fmtSeries(cw)),
-		info("  of which before QEMU ran (disks, network, shim)", fmtDuration(median(field(r.product, func(s productSample) time.Duration { return s.HostSetup })))),
+		measured(results.Figure{ID: "product.create", Figure: "`Runtime.Create` → container ready (disks, address, shim, boot, agent setup)",
+			Value: median(cw).Seconds(), Unit: "s",
+			Detail: fmt.Sprintf("of which %s before QEMU runs; QEMU %s", fmtDuration(median(field(r.product, func(s productSample) time.Duration { return s.HostSetup }))), r.accel)}),
 		info("product: QEMU CPU until container ready", fmtDuration(median(cc))),
 	}
 	if len(r.floor) > 0 {
@@ -120,7 +128,8 @@ func (r bootResults) agentMemory() section {
 	workName := fmt.Sprintf("agent RSS after %d execs with output + stats", workloadExecs)
 	if len(r.agent) > 0 {
 		v := median(field(r.agent, bootSample.agentRSS))
-		s.Rows = append(s.Rows, atMost(readyName, fmtMiB(v), float64(v), agentRSSTarget, "10 MiB"))
+		s.Rows = append(s.Rows, measured(results.Figure{ID: "agent.rss-ready", Figure: "guest agent RSS in the guest, at ready",
+			Value: mib(v), Unit: "MiB", Target: results.AtMost(mib(agentRSSTarget))}))
 	} else {
 		s.Rows = append(s.Rows, r.absent(readyName, "<= 10 MiB", "agent"))
 	}
@@ -133,7 +142,9 @@ func (r bootResults) agentMemory() section {
 	file := median(field(r.product, func(s productSample) uint64 { return s.AgentFile }))
 	s.Rows = append(s.Rows,
 		info("agent RSS with a container created", fmtMiB(c)),
-		atMost(workName, fmtMiB(w), float64(w), agentRSSTarget, "10 MiB"),
+		measured(results.Figure{ID: "agent.rss-worked", Figure: fmt.Sprintf("guest agent RSS in the guest, after %d execs with output and Stats", workloadExecs),
+			Value: mib(w), Unit: "MiB", Target: results.AtMost(mib(agentRSSTarget)),
+			Detail: fmt.Sprintf("anonymous %s, the binary's pages %s", fmtMiB(anon), fmtMiB(file))}),
 		info("  of which anonymous / the binary's pages", fmtMiB(anon)+" / "+fmtMiB(file)),
 	)
 	return s
@@ -153,7 +164,7 @@ func (r bootResults) hostMemory() section {
 		q := medianMemory(field(r.product, func(s productSample) memory { return s.QEMU }))
 		sh := medianMemory(field(r.product, func(s productSample) memory { return s.Shim }))
 		s.Rows = append(s.Rows,
-			info(fmt.Sprintf("QEMU, idle busybox container VM (%d MiB + overhead)", r.containerMiB), fmtMemory(q)),
+			qemuIdleFigure(r, q, sh),
 			info("shim of that VM", fmtMemory(sh)),
 		)
 		if r.idleFloor.PSS > 0 {
@@ -192,3 +203,19 @@ func medianMemory(ms []memory) memory {
 }
 
 func fmtMemory(m memory) string { return fmtMiB(m.RSS) + " / " + fmtMiB(m.PSS) }
+
+// qemuIdleFigure is an idle busybox container VM's QEMU against an idle
+// floor VM's.
+func qemuIdleFigure(r bootResults, q, shim memory) row {
+	f := results.Figure{ID: "vmmem.qemu-idle",
+		Figure: fmt.Sprintf("host memory of an idle busybox container VM's QEMU (%d MiB + overhead), RSS", r.containerMiB),
+		Value:  mib(q.RSS), Unit: "MiB", Detail: fmt.Sprintf("PSS %s; its shim %s RSS", fmtMiB(q.PSS), fmtMiB(shim.RSS))}
+	if r.idleFloor.RSS > 0 {
+		f.Reference = &results.Reference{Name: "an idle floor VM's QEMU", Value: mib(r.idleFloor.RSS)}
+		f.Ratio = ratio(q.RSS, r.idleFloor.RSS)
+	}
+	return measured(f)
+}
+
+// mib is bytes in MiB.
+func mib[T uint64 | int64 | int](b T) float64 { return float64(b) / (1 << 20) }

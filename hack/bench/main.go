@@ -75,7 +75,7 @@ func main() {
 	flag.IntVar(&o.shimRounds, "shim-rounds", 5, "measured rounds of the shim benchmark (one VM per variant and round); a shim's memory varies much less than boot times")
 	flag.IntVar(&o.memoryRounds, "memory-rounds", 3, "rounds of the memory benchmark")
 	flag.Uint64Var(&o.memoryMiB, "memory", 640, "guest memory in MiB: a container's default 512 MiB plus the runtime's 128 MiB overhead")
-	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, shim, memory, convert, net")
+	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, shim, memory, convert, net, churn")
 	flag.BoolVar(&o.verbose, "v", false, "log every sample")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (console logs of the last boots)")
 	flag.StringVar(&o.cmdline, "cmdline", "", "more kernel command line for every boot of the boot benchmark, e.g. GODEBUG=inittrace=1 with -keep to read Go's package init times in the console logs")
@@ -137,6 +137,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if !o.skip["net"] && ctx.Err() == nil {
 		sections = append(sections, runNet(ctx, o, work, log))
 	}
+	if !o.skip["churn"] && ctx.Err() == nil {
+		sections = append(sections, runChurn(ctx, o, work, log))
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted: %w", err)
 	}
@@ -146,6 +149,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	fmt.Printf("load average (1/5/15 min): %s at the start, %s at the end\n\n", loadBefore, loadAverage())
 	passed, failed := printTable(os.Stdout, sections)
 	fmt.Printf("\n%d targets met, %d missed (a benchmark reports; the exit status is 0 either way)\n", passed, failed)
+	if n, err := recordResults(*resultsPath, sections); err != nil {
+		return fmt.Errorf("record the figures: %w", err)
+	} else if n > 0 {
+		fmt.Printf("%d figures recorded in %s (go run ./hack/bench/readme puts them in the README)\n", n, *resultsPath)
+	}
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/guest"
+	"github.com/vk-applevm/vk-applevm/hack/bench/results"
 	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/network/switchnet"
 	"github.com/vk-applevm/vk-applevm/network/vswitch"
@@ -311,16 +312,18 @@ func runNet(ctx context.Context, o options, work string, log *slog.Logger) secti
 	}
 	loop := mbps(med(func(s netSample) time.Duration { return s.loopback }))
 	for _, f := range []struct {
-		what string
-		pick func(netSample) time.Duration
+		id, what string
+		pick     func(netSample) time.Duration
 	}{
-		{"VM→VM (pod to pod)", func(s netSample) time.Duration { return s.vmToVM }},
-		{"host→VM (a pod downloads from the host)", func(s netSample) time.Duration { return s.hostToVM }},
-		{"VM→host (the host downloads from a pod)", func(s netSample) time.Duration { return s.vmToHost }},
+		{"vm-vm", "VM→VM (pod to pod)", func(s netSample) time.Duration { return s.vmToVM }},
+		{"host-vm", "host→VM (a pod downloads from the host)", func(s netSample) time.Duration { return s.hostToVM }},
+		{"vm-host", "VM→host (the host downloads from a pod)", func(s netSample) time.Duration { return s.vmToHost }},
 	} {
 		sw := mbps(med(f.pick))
-		sec.Rows = append(sec.Rows, info(f.what, fmt.Sprintf("switch %.1f, %.2f of the guest's loopback", sw, ratio(sw, loop))))
+		sec.Rows = append(sec.Rows, measured(results.Figure{ID: "net.switch-" + f.id,
+			Figure: "pod network TCP throughput through the switch, " + f.what + ", against the guest's own loopback",
+			Value:  sw, Unit: "MB/s", Reference: &results.Reference{Name: "the loopback", Value: loop}, Ratio: ratio(sw, loop),
+			Detail: fmt.Sprintf("%d MiB transfers, %d rounds, medians", netTransferBytes>>20, len(samples))}))
 	}
-	sec.Rows = append(sec.Rows, info("loopback inside one VM (the guest's ceiling)", fmt.Sprintf("%.1f", loop)))
 	return sec
 }

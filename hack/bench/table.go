@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/vk-applevm/vk-applevm/hack/bench/results"
 )
 
 // Verdicts of a figure against its target.
@@ -20,6 +22,8 @@ type row struct {
 	Value   string
 	Target  string
 	Verdict string
+	// figure is what measured() records in bench/results.json.
+	figure *results.Figure
 }
 
 // info is a figure without a target.
