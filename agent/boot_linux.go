@@ -96,6 +96,15 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 		}
 	})
 	go g.Modules.Run(ctx)
+	go func() {
+		// A loaded module lives in kernel memory; its file would stay in
+		// the initramfs, about 2 MB of guest memory never read again,
+		// which free page reporting can then give back to the host.
+		<-g.Modules.Done()
+		if err := os.RemoveAll(ModulesDir); err != nil {
+			log.Warn("remove the loaded modules' files", "err", err)
+		}
+	}()
 	g.PowerButton = WatchPowerButton(ctx, SysClassInput, "/dev", g.Modules.Done(), log)
 
 	portCtx, cancel := context.WithTimeout(ctx, agentPortWait)

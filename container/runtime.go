@@ -248,7 +248,10 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 	if len(r.cfg.ShimArgv) > 0 {
 		opts = append(opts, shim.WithArgv(append(append([]string{}, r.cfg.ShimArgv...), "--dir", dir)...))
 	}
-	sc, err = shim.Launch(ctx, dir, shim.Config{Spec: spec, Driver: r.cfg.Driver, LogDir: cfg.LogDir}, opts...)
+	sc, err = shim.Launch(ctx, dir, shim.Config{
+		Spec: spec, Driver: r.cfg.Driver, LogDir: cfg.LogDir,
+		MemoryFloorMiB: (cfg.MemoryRequestBytes + r.cfg.OverheadBytes) >> 20,
+	}, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start VM: %w", err)
 	}

@@ -43,6 +43,10 @@ type VMConfig struct {
 	// MemoryBytes, so exceeding it is an OOM kill of the container (the
 	// kubelet's limits.memory) rather than memory pressure in the guest.
 	LimitMemory bool `json:"limitMemory,omitempty"`
+	// MemoryRequestBytes is the memory the scheduler reserved for the
+	// container (its request): a memory balloon (vz) never takes the
+	// guest below it plus the overhead. 0: only the overhead is kept.
+	MemoryRequestBytes uint64 `json:"memoryRequestBytes,omitempty"`
 	// CPUMillis caps the container's CPU (cgroup cpu.max); 0 = no cap.
 	CPUMillis uint32 `json:"cpuMillis,omitempty"`
 	// ScratchBytes is the size of the writable layer disk (sparse).

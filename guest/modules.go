@@ -46,6 +46,11 @@ var DefaultModules = []Want{
 	{Name: "button", Optional: true},
 	// /dev/input/event* for the power button's KEY_POWER events.
 	{Name: "evdev", Optional: true},
+	// The memory balloon: free page reporting gives the guest's free
+	// memory back to the host under QEMU (vm/qemu), and vz's traditional
+	// balloon is driven through it (vm/balloon). Optional: a kernel with
+	// it built in (Kata's arm64 kernel) lists no module.
+	{Name: "virtio_balloon", Optional: true},
 }
 
 // Module is one loadable module file and the modules it depends on.

@@ -43,6 +43,17 @@ type Machine interface {
 	Pid() int
 }
 
+// BalloonMachine is a Machine whose guest memory the host takes back with a
+// traditional memory balloon (vz). The shim drives it from the free memory
+// the guest agent reports (vm/balloon). QEMU's machines do not implement
+// it: their guests report free pages themselves (free page reporting).
+type BalloonMachine interface {
+	Machine
+	// SetMemoryTarget sets the guest memory size the balloon aims for, in
+	// bytes: the configured size empties the balloon.
+	SetMemoryTarget(ctx context.Context, bytes uint64) error
+}
+
 // ErrNotSupported is returned by backends and stubs for a feature the host
 // platform does not have (for example vz on Linux).
 var ErrNotSupported = errors.New("not supported on this platform")

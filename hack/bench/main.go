@@ -58,6 +58,8 @@ type options struct {
 	cmdline string
 	// compare lists other agent initrds booted in the same rounds.
 	compare []comparedInitrd
+
+	memoryRounds int // rounds of the memory benchmark (memory_linux.go)
 }
 
 // comparedInitrd is another build of the agent's initrd (-compare).
@@ -71,8 +73,9 @@ func main() {
 	flag.StringVar(&o.binary, "vk-applevm", filepath.Join("bin", "vk-applevm"), "vk-applevm binary: the shim benchmark's reference, run as `vk-applevm shim` (make build)")
 	flag.StringVar(&o.shim, "shim", filepath.Join("bin", "vk-applevm-shim"), "the per-VM shim binary (make build)")
 	flag.IntVar(&o.shimRounds, "shim-rounds", 5, "measured rounds of the shim benchmark (one VM per variant and round); a shim's memory varies much less than boot times")
+	flag.IntVar(&o.memoryRounds, "memory-rounds", 3, "rounds of the memory benchmark")
 	flag.Uint64Var(&o.memoryMiB, "memory", 640, "guest memory in MiB: a container's default 512 MiB plus the runtime's 128 MiB overhead")
-	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, run, pod, shim, convert, net, churn")
+	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, run, pod, shim, memory, convert, net, churn")
 	flag.BoolVar(&o.verbose, "v", false, "log every sample")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (console logs of the last boots)")
 	flag.StringVar(&o.cmdline, "cmdline", "", "more kernel command line for every boot of the boot benchmark, e.g. GODEBUG=inittrace=1 with -keep to read Go's package init times in the console logs")
@@ -130,6 +133,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	if !o.skip["shim"] && ctx.Err() == nil {
 		sections = append(sections, runShim(ctx, o, work, log))
+	}
+	if !o.skip["memory"] && ctx.Err() == nil {
+		sections = append(sections, runMemory(ctx, o, work, log))
 	}
 	if !o.skip["convert"] && ctx.Err() == nil {
 		sections = append(sections, runConvert(ctx, o, work, log))

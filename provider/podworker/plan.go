@@ -50,6 +50,9 @@ type VMSize struct {
 	MemoryBytes uint64
 	LimitMemory bool
 	CPUMillis   uint32
+	// MemoryRequestBytes is the container's memory request: what a memory
+	// balloon leaves the guest at least (container.VMConfig).
+	MemoryRequestBytes uint64
 }
 
 // VMSizeFor: vCPUs are the CPU limit (else request) rounded up, at least 1;
@@ -70,6 +73,9 @@ func (s Sizing) VMSizeFor(c *corev1.Container) VMSize {
 	}
 	if s.MaxCPUs > 0 && out.CPUs > s.MaxCPUs {
 		out.CPUs = s.MaxCPUs
+	}
+	if mem, ok := c.Resources.Requests[corev1.ResourceMemory]; ok {
+		out.MemoryRequestBytes = uint64(mem.Value())
 	}
 	if mem, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
 		out.MemoryBytes, out.LimitMemory = uint64(mem.Value()), true

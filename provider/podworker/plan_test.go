@@ -29,7 +29,7 @@ func TestVMSizeFor(t *testing.T) {
 	}{
 		{"nothing", corev1.ResourceRequirements{}, VMSize{CPUs: 1, MemoryBytes: 512 << 20}},
 		{"limits", corev1.ResourceRequirements{Limits: res("cpu", "1500m", "memory", "1Gi")}, VMSize{CPUs: 2, MemoryBytes: 1 << 30, LimitMemory: true, CPUMillis: 1500}},
-		{"requests", corev1.ResourceRequirements{Requests: res("cpu", "250m", "memory", "256Mi")}, VMSize{CPUs: 1, MemoryBytes: 256 << 20}},
+		{"requests", corev1.ResourceRequirements{Requests: res("cpu", "250m", "memory", "256Mi")}, VMSize{CPUs: 1, MemoryBytes: 256 << 20, MemoryRequestBytes: 256 << 20}},
 		{"capped at the host", corev1.ResourceRequirements{Limits: res("cpu", "16")}, VMSize{CPUs: 4, MemoryBytes: 512 << 20, CPUMillis: 16000}},
 	} {
 		if got := s.VMSizeFor(&corev1.Container{Resources: tc.r}); got != tc.want {

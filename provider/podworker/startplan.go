@@ -125,6 +125,8 @@ func (w *Worker) plan(ctx context.Context, spec *corev1.Container, img vmruntime
 		Network:     podnet.Placement(pod, spec.Name),
 		LogDir:      filepath.Join(w.dir(), spec.Name),
 		Security:    sec,
+
+		MemoryRequestBytes: size.MemoryRequestBytes, // what a balloon (vz) leaves the guest at least
 	}
 	if q, ok := spec.Resources.Limits[corev1.ResourceEphemeralStorage]; ok {
 		p.VM.ScratchBytes = q.Value()

@@ -22,7 +22,7 @@ const common = "-name vkav-abc123,process=vkav-abc123 -machine q35 -accel tcg -c
 const consoleAndQMP = " -chardev file,id=console,append=on,path=/s/console.log -serial chardev:console" +
 	" -chardev socket,id=qmp,server=on,wait=off,path=/d/qmp.sock -mon chardev=qmp,mode=control"
 
-const rng = " -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0"
+const rngAndBalloon = " -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 -device virtio-balloon-pci,free-page-reporting=on"
 
 // sharedRAM turns common into the prefix of a machine whose RAM is a shared
 // memfd, which vhost-user devices need.
@@ -39,11 +39,11 @@ func TestArgs(t *testing.T) {
 	}{{
 		name: "minimal",
 		edit: func(*vm.Spec, *Config) {},
-		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rng,
+		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}, {
 		name: "cmdline between console and panic",
 		edit: func(s *vm.Spec, _ *Config) { s.Cmdline = "  quiet  vkavfloor=wait " },
-		want: common + " -append [console=ttyS0 quiet vkavfloor=wait panic=-1]" + consoleAndQMP + rng,
+		want: common + " -append [console=ttyS0 quiet vkavfloor=wait panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}, {
 		name: "ports by index",
 		edit: func(s *vm.Spec, _ *Config) { s.Ports = []string{vm.AgentPort, vm.LogPort} },
@@ -52,7 +52,7 @@ func TestArgs(t *testing.T) {
 			" -chardev socket,id=port0,server=on,wait=off,path=/d/port0.sock" +
 			" -device virtserialport,bus=vser0.0,chardev=port0,name=vkav.agent" +
 			" -chardev socket,id=port1,server=on,wait=off,path=/d/port1.sock" +
-			" -device virtserialport,bus=vser0.0,chardev=port1,name=vkav.log" + rng,
+			" -device virtserialport,bus=vser0.0,chardev=port1,name=vkav.log" + rngAndBalloon,
 	}, {
 		name: "disks with serial, read-only, comma escaped",
 		edit: func(s *vm.Spec, _ *Config) {
@@ -65,7 +65,7 @@ func TestArgs(t *testing.T) {
 			" -drive id=disk0,if=none,format=raw,cache=writeback,werror=report,rerror=report,file=/img/a,,b.ext4,readonly=on" +
 			" -device virtio-blk-pci,drive=disk0,serial=vkav-rootfs" +
 			" -drive id=disk1,if=none,format=raw,cache=writeback,werror=report,rerror=report,file=/s/scratch.ext4" +
-			" -device virtio-blk-pci,drive=disk1,serial=vkav-scratch" + rng,
+			" -device virtio-blk-pci,drive=disk1,serial=vkav-scratch" + rngAndBalloon,
 	}, {
 		name: "virtio-fs shares: shared memfd RAM, one vhost-user socket per share",
 		edit: func(s *vm.Spec, _ *Config) {
@@ -73,16 +73,16 @@ func TestArgs(t *testing.T) {
 		},
 		want: sharedRAM(common) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
 			" -chardev socket,id=fs0,path=/d/fs0.sock -device vhost-user-fs-pci,chardev=fs0,tag=vol1" +
-			" -chardev socket,id=fs1,path=/d/fs1.sock -device vhost-user-fs-pci,chardev=fs1,tag=vol2" + rng,
+			" -chardev socket,id=fs1,path=/d/fs1.sock -device vhost-user-fs-pci,chardev=fs1,tag=vol2" + rngAndBalloon,
 	}, {
 		name: "shared memory without shares",
 		edit: func(_ *vm.Spec, c *Config) { c.SharedMemory = true },
-		want: sharedRAM(common) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rng,
+		want: sharedRAM(common) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}, {
 		name: "arm64 virt with shared memory",
 		edit: func(s *vm.Spec, c *Config) { s.Arch = "arm64"; c.SharedMemory = true },
 		want: strings.Replace(sharedRAM(common), "-machine q35,memory-backend=mem -accel tcg -cpu qemu64",
-			"-machine virt,memory-backend=mem -accel tcg -cpu max", 1) + " -append [console=ttyAMA0 panic=-1]" + consoleAndQMP + rng,
+			"-machine virt,memory-backend=mem -accel tcg -cpu max", 1) + " -append [console=ttyAMA0 panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}, {
 		name: "nics: one descriptor per NIC in order, tap or switch cable",
 		edit: func(s *vm.Spec, _ *Config) {
@@ -96,21 +96,21 @@ func TestArgs(t *testing.T) {
 			" -netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" +
 			" -netdev dgram,id=net1,local.type=fd,local.str=4" +
 			" -device virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02,host_mtu=65520" +
-			" -netdev tap,id=net2,fd=5 -device virtio-net-pci,netdev=net2,mac=02:00:00:00:00:03" + rng,
+			" -netdev tap,id=net2,fd=5 -device virtio-net-pci,netdev=net2,mac=02:00:00:00:00:03" + rngAndBalloon,
 	}, {
 		name: "kvm uses the host cpu",
 		edit: func(_ *vm.Spec, c *Config) { c.Accel = AccelKVM },
 		want: strings.Replace(common, "-accel tcg -cpu qemu64", "-accel kvm -cpu host", 1) +
-			" -append [console=ttyS0 panic=-1]" + consoleAndQMP + rng,
+			" -append [console=ttyS0 panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}, {
 		name: "machine override",
 		edit: func(_ *vm.Spec, c *Config) { c.Machine = "pc" },
-		want: strings.Replace(common, "-machine q35", "-machine pc", 1) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rng,
+		want: strings.Replace(common, "-machine q35", "-machine pc", 1) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}, {
 		name: "arm64: virt, PL011 console, max cpu",
 		edit: func(s *vm.Spec, _ *Config) { s.Arch = "arm64" },
 		want: strings.Replace(common, "-machine q35 -accel tcg -cpu qemu64", "-machine virt -accel tcg -cpu max", 1) +
-			" -append [console=ttyAMA0 panic=-1]" + consoleAndQMP + rng,
+			" -append [console=ttyAMA0 panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

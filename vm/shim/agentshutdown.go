@@ -31,6 +31,16 @@ const agentShutdownPath = "/vkav.agent.v1.Agent/Shutdown"
 // call"). A test checks the encoding against agent/api's message and the
 // call against grpc-go's server.
 func AgentShutdown(ctx context.Context, conn net.Conn, grace time.Duration) error {
+	if _, err := agentCall(ctx, conn, agentShutdownPath, shutdownRequest(grace)); err != nil {
+		return fmt.Errorf("agent Shutdown: %w", err)
+	}
+	// The answer (an empty ShutdownResponse) matters only by its status.
+	return nil
+}
+
+// agentCall makes one unary gRPC call over conn and returns the answer's
+// message, undecoded.
+func agentCall(ctx context.Context, conn net.Conn, path string, msg []byte) ([]byte, error) {
 	var mu sync.Mutex
 	used := false
 	var protocols http.Protocols
@@ -52,34 +62,49 @@ func AgentShutdown(ctx context.Context, conn net.Conn, grace time.Duration) erro
 	defer tr.CloseIdleConnections()
 	req := &http.Request{
 		Method: http.MethodPost,
-		URL:    &url.URL{Scheme: "http", Host: "vkav.agent", Path: agentShutdownPath},
+		URL:    &url.URL{Scheme: "http", Host: "vkav.agent", Path: path},
 		Header: http.Header{"Content-Type": {"application/grpc"}, "Te": {"trailers"}},
-		Body:   io.NopCloser(bytes.NewReader(grpcMessage(shutdownRequest(grace)))),
+		Body:   io.NopCloser(bytes.NewReader(grpcMessage(msg))),
 	}
 	resp, err := tr.RoundTrip(req.WithContext(ctx))
 	if err != nil {
-		return fmt.Errorf("agent Shutdown: %w", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	// The answer (an empty ShutdownResponse) matters only by its status.
-	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)); err != nil {
-		return fmt.Errorf("agent Shutdown: read the answer: %w", err)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("agent Shutdown: HTTP status %s", resp.Status)
+		return nil, fmt.Errorf("HTTP status %s", resp.Status)
 	}
 	// Trailers, or the headers of a Trailers-Only answer.
-	status, msg := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message")
+	status, text := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message")
 	if status == "" {
-		status, msg = resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
+		status, text = resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
 	}
 	if status != "0" {
-		if m, err := url.PathUnescape(msg); err == nil { // grpc-message is percent-encoded
-			msg = m
+		if m, err := url.PathUnescape(text); err == nil { // grpc-message is percent-encoded
+			text = m
 		}
-		return fmt.Errorf("agent Shutdown: grpc-status %q: %s", status, msg)
+		return nil, fmt.Errorf("grpc-status %q: %s", status, text)
 	}
-	return nil
+	return grpcUnframe(body)
+}
+
+// grpcUnframe takes the one message out of a unary answer's body.
+func grpcUnframe(body []byte) ([]byte, error) {
+	if len(body) == 0 {
+		return nil, nil
+	}
+	if len(body) < 5 || body[0] != 0 {
+		return nil, fmt.Errorf("answer is not one uncompressed gRPC message (%d bytes)", len(body))
+	}
+	n := binary.BigEndian.Uint32(body[1:5])
+	if uint64(n) != uint64(len(body)-5) {
+		return nil, fmt.Errorf("answer frames %d bytes and holds %d", n, len(body)-5)
+	}
+	return body[5:], nil
 }
 
 // shutdownRequest is agent/api's ShutdownRequest in protobuf's wire format:

@@ -57,6 +57,10 @@ type Config struct {
 	// PortTimeout bounds how long the shim waits for the backend to hand
 	// over a console port (default 30 s).
 	PortTimeout time.Duration `json:"portTimeoutNs,omitempty"`
+	// MemoryFloorMiB is the least guest memory a traditional balloon (vz)
+	// leaves the guest: the container's memory request plus the runtime's
+	// per-VM overhead. See vm/balloon.
+	MemoryFloorMiB uint64 `json:"memoryFloorMiB,omitempty"`
 }
 
 func (c *Config) setDefaults() {

@@ -43,6 +43,9 @@ const (
 	envStartFail = "VKAV_FAKE_START_FAIL"
 	// envStartDelay makes Driver.Start sleep this long (a Go duration).
 	envStartDelay = "VKAV_FAKE_START_DELAY"
+	// envBalloon makes the machine a vm.BalloonMachine (as vz's are) and
+	// the fake agent answer Stats for a guest using 100 MiB.
+	envBalloon = "VKAV_FAKE_BALLOON"
 )
 
 // fakeDriver boots a fake machine: a child process standing in for the
@@ -84,7 +87,19 @@ func (fakeDriver) Start(ctx context.Context, spec vm.Spec, dir string) (vm.Machi
 			m.logPort = guest
 		}
 	}
+	if os.Getenv(envBalloon) == "1" {
+		return balloonFakeMachine{m}, nil
+	}
 	return m, nil
+}
+
+// balloonFakeMachine has a traditional balloon: the targets it is given go
+// to stderr (shim.log), where tests read them.
+type balloonFakeMachine struct{ *fakeMachine }
+
+func (balloonFakeMachine) SetMemoryTarget(ctx context.Context, bytes uint64) error {
+	fmt.Fprintf(os.Stderr, "fake balloon: target %d MiB\n", bytes>>20)
+	return nil
 }
 
 func newSessionID() string {
@@ -342,6 +357,16 @@ func (a *fakeAgent) Shutdown(ctx context.Context, req *api.ShutdownRequest) (*ap
 		}()
 	}
 	return &api.ShutdownResponse{}, nil
+}
+
+// Stats reports a guest of the machine's size using 100 MiB, when the
+// machine has a balloon.
+func (a *fakeAgent) Stats(ctx context.Context, req *api.StatsRequest) (*api.StatsResponse, error) {
+	if os.Getenv(envBalloon) != "1" {
+		return a.UnimplementedAgentServer.Stats(ctx, req)
+	}
+	const total = 640 << 20
+	return &api.StatsResponse{GuestMemoryTotalBytes: total, GuestMemoryAvailableBytes: total - 100<<20}, nil
 }
 
 // streamListener hands streams that start with the HTTP/2 preface to a gRPC

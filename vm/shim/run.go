@@ -117,7 +117,17 @@ func Run(ctx context.Context, dir string, drivers map[string]vm.Driver, opts ...
 	}
 	ready.ok()
 	log.Info("machine running", "hypervisorPid", m.Pid())
+	balloonCtx, stopBalloon := context.WithCancel(context.Background())
+	if bm, ok := m.(vm.BalloonMachine); ok {
+		s.mu.Lock()
+		proxy := s.proxy
+		s.mu.Unlock()
+		if proxy != nil {
+			go s.runBalloon(balloonCtx, bm, proxy)
+		}
+	}
 	s.supervise(m)
+	stopBalloon()
 	s.teardown(m, logPort, pumpDone)
 	return nil
 }

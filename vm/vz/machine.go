@@ -24,6 +24,9 @@ type hypervisor[S comparable] interface {
 	RequestStop() (bool, error)
 	CanStop() bool
 	Stop() error
+	// SetBalloonTarget sets the traditional memory balloon's target guest
+	// memory size in bytes.
+	SetBalloonTarget(bytes uint64) error
 }
 
 // stateClass is what the machine makes of a state change.
@@ -57,10 +60,12 @@ type requestKind int
 const (
 	requestGuestStop requestKind = iota
 	requestForceStop
+	requestBalloon
 )
 
 type machineRequest struct {
 	kind  requestKind
+	bytes uint64 // requestBalloon's target
 	reply chan error
 }
 
@@ -125,6 +130,8 @@ func (m *machine[S]) own(hv hypervisor[S], started chan<- error) {
 			case requestForceStop:
 				killed = true
 				r.reply <- forceStop(hv, m.classify)
+			case requestBalloon:
+				r.reply <- hv.SetBalloonTarget(r.bytes)
 			}
 		}
 	}
@@ -180,9 +187,14 @@ func (m *machine[S]) finish(err error) {
 // call hands a request to the owner. After the machine has stopped there
 // is nothing left to stop, which is success.
 func (m *machine[S]) call(ctx context.Context, kind requestKind) error {
+	return m.send(ctx, machineRequest{kind: kind})
+}
+
+func (m *machine[S]) send(ctx context.Context, r machineRequest) error {
 	reply := make(chan error, 1)
+	r.reply = reply
 	select {
-	case m.requests <- machineRequest{kind: kind, reply: reply}:
+	case m.requests <- r:
 	case <-m.done:
 		return nil
 	case <-ctx.Done():
@@ -221,6 +233,12 @@ func (m *machine[S]) RequestStop(ctx context.Context) error { return m.call(ctx,
 // Kill implements vm.Machine: it stops the machine at once.
 func (m *machine[S]) Kill() error { return m.call(context.Background(), requestForceStop) }
 
+// SetMemoryTarget implements vm.BalloonMachine through the owner
+// goroutine, like every other call on the hypervisor.
+func (m *machine[S]) SetMemoryTarget(ctx context.Context, bytes uint64) error {
+	return m.send(ctx, machineRequest{kind: requestBalloon, bytes: bytes})
+}
+
 // Done implements vm.Machine.
 func (m *machine[S]) Done() <-chan struct{} { return m.done }
 
@@ -236,4 +254,4 @@ func (m *machine[S]) Err() error {
 // (the per-VM shim), where Virtualization.framework runs the machine.
 func (m *machine[S]) Pid() int { return os.Getpid() }
 
-var _ vm.Machine = (*machine[int])(nil)
+var _ vm.BalloonMachine = (*machine[int])(nil)

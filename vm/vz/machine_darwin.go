@@ -4,6 +4,7 @@ package vz
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/Code-Hex/vz/v3"
@@ -43,6 +44,18 @@ func (d *Driver) Start(ctx context.Context, spec vm.Spec, dir string) (vm.Machin
 type vzMachine struct{ *vz.VirtualMachine }
 
 func (v vzMachine) Start() error { return v.VirtualMachine.Start() }
+
+// SetBalloonTarget sets the target of the machine's traditional memory
+// balloon (Describe always configures one).
+func (v vzMachine) SetBalloonTarget(bytes uint64) error {
+	for _, d := range v.MemoryBalloonDevices() {
+		if b := vz.AsVirtioTraditionalMemoryBalloonDevice(d); b != nil {
+			b.SetTargetVirtualMachineMemorySize(bytes)
+			return nil
+		}
+	}
+	return errors.New("vz: the machine has no traditional memory balloon")
+}
 
 var _ hypervisor[vz.VirtualMachineState] = vzMachine{}
 

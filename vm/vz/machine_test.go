@@ -3,6 +3,7 @@ package vz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -130,6 +131,11 @@ func (f *fakeHypervisor) Stop() error {
 	return nil
 }
 
+func (f *fakeHypervisor) SetBalloonTarget(bytes uint64) error {
+	defer f.enter(fmt.Sprintf("SetBalloonTarget(%d)", bytes))()
+	return nil
+}
+
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func start(t *testing.T, f *fakeHypervisor, ports ...string) (*machine[fakeState], *hostEnds) {
@@ -178,6 +184,26 @@ func TestMachineGuestPowerOff(t *testing.T) {
 	}
 	if _, err := m.Port(context.Background(), vm.LogPort); err == nil || !strings.Contains(err.Error(), "stopped") {
 		t.Errorf("Port after stop: %v", err)
+	}
+}
+
+func TestMachineSetMemoryTargetGoesThroughTheOwner(t *testing.T) {
+	f := newFake(t)
+	m, _ := start(t, f)
+	var bm vm.BalloonMachine = m
+	if err := bm.SetMemoryTarget(context.Background(), 256<<20); err != nil {
+		t.Fatalf("SetMemoryTarget: %v", err)
+	}
+	if err := m.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, m)
+	// A stopped machine has no balloon to move: success, nothing called.
+	if err := bm.SetMemoryTarget(context.Background(), 128<<20); err != nil {
+		t.Errorf("SetMemoryTarget after stop: %v", err)
+	}
+	if got := f.called(); !strings.HasPrefix(got, "Start,SetBalloonTarget(268435456),") || strings.Contains(got, "134217728") {
+		t.Errorf("hypervisor calls %s", got)
 	}
 }
 

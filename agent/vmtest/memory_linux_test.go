@@ -1,0 +1,98 @@
+package vmtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/agent/api"
+)
+
+// TestFreedGuestMemoryGoesBackToTheHost: with QEMU's virtio-balloon
+// (free-page-reporting=on) and the guest's virtio_balloon, memory a
+// container allocated and freed leaves QEMU's resident memory. Without
+// reporting it stays: the guest keeps freed pages in its free lists, and
+// QEMU cannot tell them from used ones (make bench measures both).
+func TestFreedGuestMemoryGoesBackToTheHost(t *testing.T) {
+	v := bootVM(t, vmOptions{})
+	v.createContainer(t) // waits for every module
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	info, err := v.agent.Info(ctx, &api.InfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(info.GetModules(), "virtio_balloon") {
+		t.Fatalf("virtio_balloon is not among the guest's modules %v", info.GetModules())
+	}
+	st, err := v.shim.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := st.HypervisorPid
+	time.Sleep(3 * time.Second) // what boot freed is reported
+	idle := rss(t, pid)
+
+	const allocMiB = 128 // of the VM's 256
+	done := make(chan struct{})
+	peak := idle
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			r, err := readRSS(pid)
+			if err != nil {
+				return // the test's own reads report it
+			}
+			peak = max(peak, r)
+			if r > idle+allocMiB<<20*3/4 {
+				return
+			}
+		}
+	}()
+	v.mustSh(t, fmt.Sprintf("dd if=/dev/zero of=/dev/null bs=%dM count=1 2>/dev/null", allocMiB))
+	<-done
+	if peak < idle+allocMiB<<20*3/4 {
+		t.Fatalf("QEMU's RSS peaked at %d MiB over an idle %d MiB: the guest did not touch %d MiB", peak>>20, idle>>20, allocMiB)
+	}
+	var now uint64
+	waitFor(t, time.Minute, fmt.Sprintf("QEMU's RSS back within 32 MiB of idle (%d MiB) after freeing %d MiB", idle>>20, allocMiB), func() bool {
+		now = rss(t, pid)
+		return now <= idle+32<<20
+	})
+	t.Logf("QEMU RSS: idle %d MiB, peak %d MiB, after %d MiB", idle>>20, peak>>20, now>>20)
+}
+
+func rss(t testing.TB, pid int) uint64 {
+	t.Helper()
+	r, err := readRSS(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// readRSS is a process's resident memory in bytes (/proc/<pid>/status
+// VmRSS).
+func readRSS(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for process %d", pid)
+}

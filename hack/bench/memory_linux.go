@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/guest"
+	"github.com/vk-applevm/vk-applevm/guest/initrd"
+	"github.com/vk-applevm/vk-applevm/vm/qemu"
+)
+
+// The issue's bounds on an idle VM's host memory and on memory a container
+// freed.
+const (
+	idleOverFloorTarget = 24 << 20
+	returnTarget        = 1.10
+	returnWithin        = 10 * time.Second
+	// allocMiB is what the container allocates and frees: dd's block
+	// buffer, one malloc that reading /dev/zero touches page by page.
+	allocMiB = 300
+	// idleSettle is how long each VM idles before its memory is read:
+	// free page reporting reports free blocks two seconds after they
+	// accumulate (the kernel's PAGE_REPORTING_DELAY), and the agent trims
+	// its heap one second after its last request.
+	idleSettle = 5 * time.Second
+)
+
+// memVariant is one kind of VM whose idle memory is measured.
+type memVariant struct {
+	name string
+	rt   *container.Runtime // nil: the floor VM
+	idle []memory
+	// After allocating and freeing allocMiB: the peak, the RSS returnWithin
+	// later, and how long it took to come within returnTarget of idle (0:
+	// not within returnWithin).
+	peak, after []uint64
+	back        []time.Duration
+}
+
+// runMemory measures host memory per VM, interleaved in the same rounds:
+// the floor VM idle; an idle busybox container VM without free page
+// reporting (its initrd does not load virtio_balloon); the same with it,
+// as it ships. Each container then allocates and frees allocMiB, and
+// QEMU's RSS is followed for returnWithin.
+func runMemory(ctx context.Context, o options, work string, log *slog.Logger) section {
+	s := section{Title: fmt.Sprintf("host memory per VM (QEMU; idle %s, then %d MiB allocated and freed)", idleSettle, allocMiB)}
+	fail := func(err error) section {
+		log.Error("memory benchmark", "err", err)
+		s.Rows = append(s.Rows,
+			missing("idle busybox VM - idle floor VM (QEMU RSS)", "<= 24 MiB", err.Error()),
+			missing(fmt.Sprintf("QEMU RSS %s after freeing %d MiB / idle", returnWithin, allocMiB), "<= 1.10", err.Error()))
+		return s
+	}
+	bundle, err := guest.Find(o.guestDir)
+	if err == nil && bundle.FloorInitrd == "" {
+		err = fmt.Errorf("guest bundle %s has no floor initrd", o.guestDir)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("%w (run `make guest`)", err))
+	}
+	if os.Getenv(qemu.AccelEnv) == "" {
+		os.Setenv(qemu.AccelEnv, string(qemu.AccelTCG))
+	}
+	dir := filepath.Join(work, "memory")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	p, err := newProductBench(ctx, o, bundle, dir, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer p.close(context.WithoutCancel(ctx))
+	noReporting := bundle
+	noReporting.Initrd = filepath.Join(dir, "initrd-no-balloon.img")
+	if err := initrdWithoutModule(bundle.Initrd, noReporting.Initrd, "virtio_balloon"); err != nil {
+		return fail(err)
+	}
+	old, err := container.New(container.Config{
+		Root: filepath.Join(dir, "root-no-balloon"), Images: p.images, Network: p.net, Guest: noReporting, Driver: "qemu",
+		ShimArgv: p.shimArgv, Logger: quietLog(),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	bb := &bootBench{keep: o.keep, bundle: bundle, driver: qemu.New(qemu.Options{Logger: quietLog()}), work: dir, memoryMiB: o.memoryMiB, log: log}
+	variants := []*memVariant{
+		{name: "floor VM"},
+		{name: "busybox VM without free page reporting", rt: old},
+		{name: "busybox VM (free page reporting)", rt: p.rt},
+	}
+	for round := 0; round < o.memoryRounds && ctx.Err() == nil; round++ {
+		for _, i := range roundOrder(len(variants), round) {
+			v := variants[i]
+			if v.rt == nil {
+				m, err := bb.idleFloorMemory(ctx, idleSettle)
+				if err != nil {
+					return fail(fmt.Errorf("%s, round %d: %w", v.name, round, err))
+				}
+				v.idle = append(v.idle, m)
+				continue
+			}
+			if err := allocFreeRound(ctx, v, p, round); err != nil {
+				return fail(fmt.Errorf("%s, round %d: %w", v.name, round, err))
+			}
+			log.Debug("memory", "variant", v.name, "round", round, "idle", fmtMiB(v.idle[len(v.idle)-1].RSS),
+				"peak", fmtMiB(v.peak[len(v.peak)-1]), "after", fmtMiB(v.after[len(v.after)-1]))
+		}
+		log.Info("memory round done", "round", round, "load", loadAverage())
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	return memorySection(s, variants)
+}
+
+func memorySection(s section, variants []*memVariant) section {
+	floor, before, after := variants[0], variants[1], variants[2]
+	floorRSS := medianMemory(floor.idle).RSS
+	for _, v := range variants {
+		s.Rows = append(s.Rows, info(fmt.Sprintf("%s idle: RSS / PSS (%d VMs)", v.name, len(v.idle)), fmtMemory(medianMemory(v.idle))))
+	}
+	for _, v := range variants[1:] {
+		back := "not within " + returnWithin.String()
+		if bs := nonZero(v.back); len(bs) == len(v.back) {
+			back = fmtDuration(median(bs))
+		}
+		s.Rows = append(s.Rows, info(fmt.Sprintf("%s: %d MiB allocated and freed: peak / %s later; back within 10 %% after", v.name, allocMiB, returnWithin),
+			fmt.Sprintf("%s / %s; %s", fmtMiB(median(v.peak)), fmtMiB(median(v.after)), back)))
+	}
+	idle := medianMemory(after.idle).RSS
+	over := int64(idle) - int64(floorRSS)
+	s.Rows = append(s.Rows,
+		atMost("idle busybox VM - idle floor VM (QEMU RSS)", fmt.Sprintf("%+.1f MiB (%s vs %s)", float64(over)/(1<<20), fmtMiB(idle), fmtMiB(floorRSS)),
+			float64(max(over, 1)), idleOverFloorTarget, "24 MiB"),
+		atMost(fmt.Sprintf("QEMU RSS %s after freeing %d MiB / idle", returnWithin, allocMiB), fmt.Sprintf("%.2fx", ratio(median(after.after), idle)),
+			ratio(median(after.after), idle), returnTarget, "1.10"),
+		info("idle busybox VM without / with free page reporting (QEMU RSS)", fmt.Sprintf("%.2fx", ratio(medianMemory(before.idle).RSS, idle))),
+	)
+	return s
+}
+
+func nonZero(ds []time.Duration) []time.Duration {
+	var out []time.Duration
+	for _, d := range ds {
+		if d > 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// allocFreeRound creates a busybox container whose main process sleeps,
+// reads QEMU's idle memory, runs dd with a block of allocMiB (allocated,
+// filled from /dev/zero, freed when dd exits) and follows QEMU's RSS.
+func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round int) (err error) {
+	sb, err := v.rt.Create(ctx, container.VMConfig{
+		Name: "mem-" + strconv.Itoa(round), ImageRef: p.ref, MemoryBytes: containerMemory,
+		LogDir: filepath.Join(p.root, "logs"),
+	})
+	if err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		err = errors.Join(err, sb.Delete(dctx))
+	}()
+	if _, err := sb.Start(ctx, container.ProcessConfig{ID: "main", Args: []string{"sleep", "86400"}, LogName: "main"}); err != nil {
+		return fmt.Errorf("start the main process: %w", err)
+	}
+	st, err := sb.State(ctx)
+	if err != nil {
+		return fmt.Errorf("container VM state: %w", err)
+	}
+	if err := sleep(ctx, idleSettle); err != nil {
+		return err
+	}
+	idle, err := processMemory(st.HypervisorPid)
+	if err != nil {
+		return err
+	}
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		var used string
+		if gs, err := sb.Stats(ctx); err == nil {
+			used = fmtMiB(gs.GuestMemoryBytes - gs.GuestMemoryFree)
+		}
+		p.log.Debug("idle container VM", "variant", v.name, "qemuRSS", fmtMiB(idle.RSS), "guestUsed", used,
+			"largestMappings", largestMappings(st.HypervisorPid, 6))
+	}
+	var out bytes.Buffer
+	es, err := sb.Exec(ctx, container.ProcessConfig{
+		ID: "alloc", Args: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=" + strconv.Itoa(allocMiB) + "M", "count=1"},
+	}, container.IO{Stdout: &out, Stderr: &out})
+	if err != nil {
+		return fmt.Errorf("exec dd: %w", err)
+	}
+	if es.Code != 0 {
+		return fmt.Errorf("dd exited %d: %s", es.Code, strings.TrimSpace(out.String()))
+	}
+	freed := time.Now()
+	peak, back := uint64(0), time.Duration(0)
+	var last memory
+	for {
+		m, err := processMemory(st.HypervisorPid)
+		if err != nil {
+			return err
+		}
+		last, peak = m, max(peak, m.RSS)
+		since := time.Since(freed)
+		if back == 0 && float64(m.RSS) <= returnTarget*float64(idle.RSS) {
+			back = max(since, time.Millisecond)
+		}
+		if since >= returnWithin {
+			break
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	if peak < idle.RSS+allocMiB<<20/2 {
+		return fmt.Errorf("QEMU's RSS peaked at %s over an idle %s: dd did not allocate %d MiB", fmtMiB(peak), fmtMiB(idle.RSS), allocMiB)
+	}
+	v.idle = append(v.idle, idle)
+	v.peak = append(v.peak, peak)
+	v.after = append(v.after, last.RSS)
+	v.back = append(v.back, back)
+	return nil
+}
+
+// agentModulesList is where the agent's initrd lists the modules it loads
+// (agent.ModulesList, without the leading slash).
+const agentModulesList = "lib/vkav/modules.list"
+
+// initrdWithoutModule writes to dst the agent initrd src followed by a
+// second cpio archive that replaces modules.list with one that leaves out
+// module: the kernel unpacks concatenated archives in order, later files
+// replacing earlier ones, so the VM is the product's in everything else.
+func initrdWithoutModule(src, dst, module string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("read initrd: %w", err)
+	}
+	list, err := cpioFile(data, agentModulesList)
+	if err != nil {
+		return fmt.Errorf("initrd %s: %w", src, err)
+	}
+	var kept []string
+	for _, line := range strings.Split(string(list), "\n") {
+		if strings.TrimSuffix(filepath.Base(line), ".ko") != module {
+			kept = append(kept, line)
+		}
+	}
+	newList := strings.Join(kept, "\n")
+	if len(newList) == len(list) {
+		return fmt.Errorf("initrd %s: %s does not list %s", src, agentModulesList, module)
+	}
+	var extra bytes.Buffer
+	w := initrd.NewWriter(&extra)
+	if err := w.File(agentModulesList, 0o644, int64(len(newList)), strings.NewReader(newList)); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	// The next archive starts on a 4-byte boundary.
+	for len(data)%4 != 0 {
+		data = append(data, 0)
+	}
+	return os.WriteFile(dst, append(data, extra.Bytes()...), 0o644)
+}
+
+// cpioFile finds name in an uncompressed newc cpio archive.
+func cpioFile(archive []byte, name string) ([]byte, error) {
+	const headerLen = 110
+	align := func(n int) int { return (n + 3) &^ 3 }
+	for off := 0; off+headerLen <= len(archive); {
+		h := archive[off : off+headerLen]
+		if string(h[:6]) != "070701" {
+			return nil, fmt.Errorf("no newc cpio header at offset %d", off)
+		}
+		field := func(i int) (int, error) {
+			v, err := strconv.ParseUint(string(h[6+8*i:6+8*i+8]), 16, 32)
+			return int(v), err
+		}
+		size, err1 := field(6)
+		nameLen, err2 := field(11)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("cpio header at offset %d: %w", off, err)
+		}
+		nameEnd := off + headerLen + nameLen
+		dataStart := align(nameEnd)
+		if dataStart+size > len(archive) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		entry := strings.TrimPrefix(strings.TrimRight(string(archive[off+headerLen:nameEnd]), "\x00"), "./")
+		if entry == "TRAILER!!!" {
+			break
+		}
+		if entry == name {
+			return archive[dataStart : dataStart+size], nil
+		}
+		off = align(dataStart + size)
+	}
+	return nil, fmt.Errorf("%s is not in the archive", name)
+}
+
+// largestMappings lists a process's n largest resident mappings
+// (/proc/<pid>/smaps), for -v: where a VM's host memory is.
+func largestMappings(pid, n int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	type mapping struct {
+		name string
+		kb   uint64
+	}
+	var ms []mapping
+	var cur string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			cur = f[0]
+			if len(f) >= 6 {
+				cur += " " + f[5]
+			}
+		case len(f) >= 2 && f[0] == "Rss:":
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			ms = append(ms, mapping{cur, kb})
+		}
+	}
+	slices.SortFunc(ms, func(a, b mapping) int { return cmp.Compare(b.kb, a.kb) })
+	var out []string
+	for _, m := range ms[:min(n, len(ms))] {
+		out = append(out, fmt.Sprintf("%s=%.1fMiB", m.name, float64(m.kb)/1024))
+	}
+	return strings.Join(out, "; ")
+}
