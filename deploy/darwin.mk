@@ -25,7 +25,7 @@ DARWIN_GLUE_MAX ?= 600
 # Linux-only machinery: QEMU, network namespaces).
 DARWIN_TEST_PKGS ?= ./vm/ ./vm/vz/... ./guest/kernelfetch/... ./hack/checkdarwin/... ./agent/logframe/... \
 	./agent/binfmt/... ./container/ ./network/vznat/... ./internal/crilog/... ./cmd/vk-applevm/ \
-	./e2e/internal/debbin/... ./agent/dhcp/... ./deploy/
+	./internal/debbin/... ./agent/dhcp/... ./deploy/
 CODESIGN_EXEC = $(CURDIR)/hack/codesign-exec.sh
 # Where the vz guest bundle goes: the CLI's default --guest on Apple silicon.
 DARWIN_GUEST_DIR ?= bin/guest/arm64
