@@ -148,9 +148,11 @@ func (c *checker) exitCodeAndTraffic(ctx context.Context) {
 
 // chown does what a database image's entrypoint does with its data volume:
 // root creates a directory and gives it to the service's user, which then
-// writes there. The volume is a shared host directory of mode 0777, which
-// is what a pod's emptyDir is on this node; chown is what virtio-fs on vz
-// refuses (Code-Hex/vz#61).
+// writes there. The volume is `run -v`'s virtio-fs share of a host
+// directory of mode 0777, which is what a pod's emptyDir is on this node;
+// chown is what virtio-fs on vz refuses (Code-Hex/vz#61). When an emptyDir
+// only one container mounts becomes a disk of its own, this check belongs
+// on that kind of volume, once the CLI can ask for one.
 func (c *checker) chown(ctx context.Context) {
 	r := c.s.run(ctx, cmdTimeout, "exec", serverName, "sh", "-c", "mkdir -p /data/db && chown 999:999 /data/db && stat -c %u:%g /data/db")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "999:999" {
@@ -162,7 +164,7 @@ func (c *checker) chown(ctx context.Context) {
 		c.rep.add(checkChown, Fail, "chown worked, but uid 999 cannot write in its directory: %s, stdout %q", r, r.stdout)
 		return
 	}
-	c.rep.add(checkChown, Pass, "root chowned a directory on the volume to 999:999, uid 999 wrote in it")
+	c.rep.add(checkChown, Pass, "on a virtio-fs share (0777, as an emptyDir here), root chowned a directory to 999:999 and uid 999 wrote in it")
 }
 
 // stop stops the server VM with a grace period it does not need: the
