@@ -15,6 +15,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/image/ext4"
@@ -120,11 +121,12 @@ func writeRecord(dir string, rec record) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, recordFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	// fsynced before the rename: after a host crash the record is the old
+	// or the new one, never a torn file that makes the VM debris.
+	if err := renameio.WriteFile(filepath.Join(dir, recordFile), b, 0o600, renameio.WithTempDir(dir)); err != nil {
 		return fmt.Errorf("write VM record: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(dir, recordFile))
+	return nil
 }
 
 func readRecord(dir string) (record, error) {

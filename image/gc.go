@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/vk-applevm/vk-applevm/internal/hostinfo"
 )
 
 // GCPolicy is the kubelet's image garbage collection: when the disk
@@ -33,19 +33,13 @@ type GCReport struct {
 	BytesFreed int64
 }
 
-// diskUsedPercent is how full the filesystem holding dir is, as df shows
-// it (used / (used + available to unprivileged users)).
+// diskUsedPercent is how full the filesystem holding dir is, as df shows it.
 func diskUsedPercent(dir string) (int, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, fmt.Errorf("disk usage of %s: %w", dir, err)
+	d, err := hostinfo.ReadDisk(dir)
+	if err != nil {
+		return 0, fmt.Errorf("disk usage of the image store: %w", err)
 	}
-	used := uint64(st.Blocks - st.Bfree)
-	total := used + uint64(st.Bavail)
-	if total == 0 {
-		return 0, nil
-	}
-	return int((used*100 + total - 1) / total), nil
+	return d.UsedPercent(), nil
 }
 
 // lastUsed is when img last started a container (its root filesystem's

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/renameio/v2"
 )
 
 // RootfsBuilder writes the flattened layers into a new ext4 file at dst.
@@ -126,34 +127,15 @@ func (s *Store) RootfsPath(img *Image) (string, error) {
 
 // lockGC takes the store-wide lock: shared by pulls and rootfs builds,
 // exclusive for Prune, so Prune never deletes what is being written.
-func (s *Store) lockGC(ctx context.Context, exclusive bool) (func(), error) {
-	return lockFile(ctx, filepath.Join(s.lockDir(), "gc.lock"), exclusive)
-}
-
-// writeFileAtomic writes data to a temp file in tmpDir and renames it over
-// path, so readers see the old or the new content, never a part.
+// writeFileAtomic replaces path with data through a temp file in tmpDir
+// (fsynced, then renamed), so readers see the old or the new content.
 func writeFileAtomic(path string, data []byte, tmpDir string) error {
-	f, err := os.CreateTemp(tmpDir, filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := renameio.WriteFile(path, data, 0o644, renameio.WithTempDir(tmpDir), renameio.WithStaticPermissions(0o644)); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+func (s *Store) lockGC(ctx context.Context, exclusive bool) (func(), error) {
+	return lockFile(ctx, filepath.Join(s.lockDir(), "gc.lock"), exclusive)
 }

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+
+	"github.com/google/renameio/v2"
 )
 
 // Files of an Allocator inside its directory (<state root>/network).
@@ -179,25 +181,9 @@ func (a *Allocator) save(l *Leases) error {
 		return fmt.Errorf("encode leases: %w", err)
 	}
 	path := filepath.Join(a.dir, leasesFile)
-	tmp, err := os.CreateTemp(a.dir, leasesFile+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write leases: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write leases %s: %w", tmp.Name(), err)
-	}
-	// fsync before rename: after a crash the file is the old or the new
-	// version, never a truncated one.
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync leases %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close leases %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	// Written to a temp file, fsynced and renamed: after a crash the file
+	// is the old or the new version, never a truncated one.
+	if err := renameio.WriteFile(path, append(data, '\n'), 0o600, renameio.WithTempDir(a.dir)); err != nil {
 		return fmt.Errorf("replace leases %s: %w", path, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/renameio/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -54,39 +55,13 @@ func clientCA(ctx context.Context, client kubernetes.Interface, file string, kub
 	if err != nil {
 		return nil, "", err
 	}
-	if err := writeFileAtomic(pin, found, 0o600); err != nil {
+	if err := os.MkdirAll(filepath.Dir(pin), 0o700); err != nil {
+		return nil, "", fmt.Errorf("pin the client CA: %w", err)
+	}
+	if err := renameio.WriteFile(pin, found, 0o600, renameio.WithTempDir(filepath.Dir(pin))); err != nil {
 		return nil, "", fmt.Errorf("pin the client CA: %w", err)
 	}
 	return found, src + ", pinned in " + pin, nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // loadClientCA returns the PEM bundle that signs clients of the kubelet API

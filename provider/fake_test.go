@@ -491,21 +491,6 @@ type harness struct {
 	seen    []string      // events read by waitEvent
 }
 
-// providerRoot is a state root for a test's provider. The provider has no
-// stop: its pod workers (a crash-looping container's restarts, volume
-// syncs) may still write there for a moment after the test returns, which
-// made t.TempDir's removal fail now and then ("directory not empty"). The
-// root is removed when the test ends, and what a straggling worker writes
-// after that is left to the system's temporary directory cleanup.
-func providerRoot(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "provider-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	clk := testingclock.NewFakeClock(t0)
@@ -519,7 +504,7 @@ func newHarnessOn(t *testing.T, clk *testingclock.FakeClock, rt *fakeRuntime) *h
 	h := &harness{t: t, clock: clk, rt: rt, sess: sess, rec: record.NewFakeRecorder(1000), last: map[string]*corev1.Pod{}, changed: make(chan struct{}),
 		objects: &fakeObjects{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}}
 	p, err := New(Config{
-		NodeName: "mac", NodeIP: "10.201.0.2", Root: providerRoot(t), Runtime: sess, Objects: h.objects, Recorder: h.rec,
+		NodeName: "mac", NodeIP: "10.201.0.2", Root: t.TempDir(), Runtime: sess, Objects: h.objects, Recorder: h.rec,
 		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi"),
 			corev1.ResourcePods: resource.MustParse("10")},
 		VMOverheadBytes: 64 << 20, BackoffInitial: 10 * time.Second, BackoffMax: 160 * time.Second,
@@ -529,6 +514,8 @@ func newHarnessOn(t *testing.T, clk *testingclock.FakeClock, rt *fakeRuntime) *h
 		t.Fatal(err)
 	}
 	h.p = p
+	// Registered after t.TempDir, so it runs before the root is removed.
+	t.Cleanup(h.endWorkers)
 	p.NotifyPods(context.Background(), func(pod *corev1.Pod) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -543,6 +530,41 @@ func (h *harness) pod(name string) (*corev1.Pod, chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.last["ns/"+name], h.changed
+}
+
+// endWorkers ends every pod worker when the test ends, as DeletePod would:
+// a worker left running (a crash-looping container's restarts, a volume
+// sync) would write into the state root while the test removes it. A
+// crashed session's workers are stopped but not waited for: like a killed
+// process's, their calls to the runtime never return.
+func (h *harness) endWorkers() {
+	workers := h.p.allWorkers()
+	for _, w := range workers {
+		w.Terminate(0, nil)
+	}
+	select {
+	case <-h.sess.dead:
+		return
+	default:
+	}
+	guard := time.NewTimer(waitTimeout)
+	defer guard.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for _, w := range workers {
+		for done := false; !done; {
+			select {
+			case <-w.Done():
+				done = true
+			case <-tick.C:
+				// Stops, kills and back-offs wait on the fake clock.
+				h.clock.Step(time.Second)
+			case <-guard.C:
+				h.t.Errorf("pod worker %s did not end within %v of the test's end", w.Pod().Name, waitTimeout)
+				return
+			}
+		}
+	}
 }
 
 // waitTimeout bounds how long a test waits for the provider's goroutines

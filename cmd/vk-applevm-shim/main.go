@@ -12,10 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 
+	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
 )
 
@@ -34,7 +33,7 @@ func run(args []string) int {
 		fs.PrintDefaults()
 	}
 	dir := fs.String("dir", "", "the VM's state directory")
-	guestDir := fs.String("guest", defaultGuestDir(), "directory holding the guest kernel and floor initrd, for the KVM probe ($VKAV_GUEST_DIR)")
+	guestDir := fs.String("guest", guest.DefaultDir(), "directory holding the guest kernel and floor initrd, for the KVM probe ($VKAV_GUEST_DIR)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -62,21 +61,4 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// defaultGuestDir is the node's default (cmd/vk-applevm): bin/guest/<arch>
-// next to the binary unless VKAV_GUEST_DIR says otherwise; the shim
-// inherits the node's environment.
-func defaultGuestDir() string {
-	if d := os.Getenv("VKAV_GUEST_DIR"); d != "" {
-		return d
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return filepath.Join("bin", "guest", runtime.GOARCH)
-	}
-	if real, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = real
-	}
-	return filepath.Join(filepath.Dir(exe), "guest", runtime.GOARCH)
 }

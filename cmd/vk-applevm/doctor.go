@@ -21,6 +21,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/internal/doctor"
+	"github.com/vk-applevm/vk-applevm/internal/hostinfo"
 	"github.com/vk-applevm/vk-applevm/network/switchnet"
 	"github.com/vk-applevm/vk-applevm/network/vswitch"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
@@ -190,11 +191,11 @@ func existingParent(p string) string {
 
 func (g *globals) checkDisk(context.Context) doctor.Result {
 	dir := existingParent(g.root)
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
+	disk, err := hostinfo.ReadDisk(dir)
+	if err != nil {
 		return doctor.Result{Status: doctor.Fail, Detail: err.Error()}
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
+	free := int64(disk.FreeBytes)
 	detail := fmt.Sprintf("%.1f GiB free under %s", float64(free)/(1<<30), dir)
 	fix := "free space on that filesystem (vk-applevm images prune) or move the state root with --root"
 	switch {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/vk-applevm/vk-applevm/guest"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -41,26 +42,10 @@ func rootFor(goos string, euid int, home, env string) string {
 	return "/var/lib/vk-applevm"
 }
 
-// defaultGuestDir is bin/guest/<arch> next to the binary, where `make
-// guest` puts the kernel and initrd, unless VKAV_GUEST_DIR says otherwise.
-func defaultGuestDir() string {
-	if d := os.Getenv("VKAV_GUEST_DIR"); d != "" {
-		return d
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return filepath.Join("bin", "guest", runtime.GOARCH)
-	}
-	if real, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = real
-	}
-	return filepath.Join(filepath.Dir(exe), "guest", runtime.GOARCH)
-}
-
 func (g *globals) addFlags(root *cobra.Command) {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", defaultRoot(), "state directory (images, VMs, logs; $VKAV_ROOT)")
-	pf.StringVar(&g.guestDir, "guest", defaultGuestDir(), "directory holding the guest kernel and initrd (bundle.json; $VKAV_GUEST_DIR)")
+	pf.StringVar(&g.guestDir, "guest", guest.DefaultDir(), "directory holding the guest kernel and initrd (bundle.json; $VKAV_GUEST_DIR)")
 	pf.StringVar(&g.level, "log-level", "", "log level: debug, info, warn, error (default: info for the node, the shim and the switch, warn for the CLI)")
 }
 

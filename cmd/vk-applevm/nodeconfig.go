@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/node"
 	"sigs.k8s.io/yaml"
@@ -79,7 +80,7 @@ func defaultNodeConfig() NodeConfig {
 	host, _ := os.Hostname()
 	return NodeConfig{
 		APIVersion: nodeConfigAPIVersion, Kind: nodeConfigKind,
-		Root: defaultRoot(), Guest: defaultGuestDir(), LogLevel: "info",
+		Root: defaultRoot(), Guest: guest.DefaultDir(), LogLevel: "info",
 		RotateCertificates: true, ServerTLSBootstrap: true,
 		NodeName: strings.ToLower(host), Taint: node.DefaultTaint, MaxPods: 110,
 		ImageGCHighThresholdPercent: image.DefaultGCPolicy.HighPercent, ImageGCLowThresholdPercent: image.DefaultGCPolicy.LowPercent,

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/vk-applevm/vk-applevm/image/ext4"
+	"github.com/vk-applevm/vk-applevm/internal/hostinfo"
 )
 
 // Info describes a built image.
@@ -113,10 +114,11 @@ func freeSpaceReserve(size int64) int64 { return min(size/20, 256<<20) }
 // maxImageBytes. Tar headers declare each file's size before its data, so
 // the bound is checked before anything is written.
 func expansionLimit(dir string) (int64, string, error) {
-	free, size, err := freeBytes(dir)
+	disk, err := hostinfo.ReadDisk(dir)
 	if err != nil {
 		return 0, "", fmt.Errorf("free space for the image: %w", err)
 	}
+	free, size := int64(disk.FreeBytes), int64(disk.TotalBytes)
 	if reserve := freeSpaceReserve(size); free-reserve < maxImageBytes {
 		return max(free-reserve, 0), fmt.Sprintf("%d bytes free in %s, %d kept in reserve", free, dir, reserve), nil
 	}

@@ -36,6 +36,16 @@ type Disk struct {
 	InodesFree uint64
 }
 
+// UsedPercent is how full the file system is as df shows it: used /
+// (used + available to unprivileged writers), rounded up.
+func (d Disk) UsedPercent() int {
+	total := d.UsedBytes + d.FreeBytes
+	if total == 0 {
+		return 0
+	}
+	return int((d.UsedBytes*100 + total - 1) / total)
+}
+
 // OS describes the host for the node's NodeInfo.
 type OS struct {
 	// Image is a human name of the OS release ("Debian GNU/Linux 12

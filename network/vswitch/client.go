@@ -2,9 +2,7 @@ package vswitch
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,25 +16,19 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/internal/unixhttp"
 )
 
 // Client talks to the switch of a directory.
 type Client struct {
-	dir  string
-	http *http.Client
+	dir string
+	api *unixhttp.Client
 }
 
 // NewClient returns a client of the switch in dir (which may not run yet).
 func NewClient(dir string) *Client {
-	sock := filepath.Join(dir, CtlSocket)
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-		MaxIdleConns: 4,
-	}
-	return &Client{dir: dir, http: &http.Client{Transport: tr}}
+	return &Client{dir: dir, api: unixhttp.New("switch", filepath.Join(dir, CtlSocket), 4)}
 }
 
 // Dir is the switch's directory.
@@ -46,23 +38,23 @@ func (c *Client) Dir() string { return c.dir }
 func (c *Client) PortsSocket() string { return filepath.Join(c.dir, PortsSocket) }
 
 // Close releases idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Client) Close() { c.api.CloseIdle() }
 
 // Status asks the switch for its state; it fails when no switch runs.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
-	err := c.call(ctx, http.MethodGet, "/status", nil, &st)
+	err := c.api.Call(ctx, http.MethodGet, "/status", nil, &st)
 	return st, err
 }
 
 // SetEndpoint adds or replaces a VM's endpoint.
 func (c *Client) SetEndpoint(ctx context.Context, ep Endpoint) error {
-	return c.call(ctx, http.MethodPut, "/endpoints/"+url.PathEscape(ep.ID), ep, nil)
+	return c.api.Call(ctx, http.MethodPut, "/endpoints/"+url.PathEscape(ep.ID), ep, nil)
 }
 
 // RemoveEndpoint forgets a VM (unplugging it).
 func (c *Client) RemoveEndpoint(ctx context.Context, id string) error {
-	return c.call(ctx, http.MethodDelete, "/endpoints/"+url.PathEscape(id), nil, nil)
+	return c.api.Call(ctx, http.MethodDelete, "/endpoints/"+url.PathEscape(id), nil, nil)
 }
 
 // SetListeners replaces the ports a VM's agent found listening.
@@ -70,12 +62,12 @@ func (c *Client) SetListeners(ctx context.Context, id string, ports []Port) erro
 	if ports == nil {
 		ports = []Port{}
 	}
-	return c.call(ctx, http.MethodPut, "/endpoints/"+url.PathEscape(id)+"/listeners", ports, nil)
+	return c.api.Call(ctx, http.MethodPut, "/endpoints/"+url.PathEscape(id)+"/listeners", ports, nil)
 }
 
 // SetServices replaces the Service table.
 func (c *Client) SetServices(ctx context.Context, t ServiceTable) error {
-	return c.call(ctx, http.MethodPut, "/services", t, nil)
+	return c.api.Call(ctx, http.MethodPut, "/services", t, nil)
 }
 
 // SetHostPorts replaces the host ports owner publishes ("node" for the
@@ -85,7 +77,7 @@ func (c *Client) SetHostPorts(ctx context.Context, owner string, hps []HostPort)
 	if hps == nil {
 		hps = []HostPort{}
 	}
-	return c.call(ctx, http.MethodPut, "/hostports/"+url.PathEscape(owner), hps, nil)
+	return c.api.Call(ctx, http.MethodPut, "/hostports/"+url.PathEscape(owner), hps, nil)
 }
 
 // Dial connects to addr inside the pod network, from the gateway: the
@@ -118,34 +110,6 @@ func (c *Client) Dial(ctx context.Context, network string, addr netip.AddrPort) 
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return &bufferedConn{Conn: conn, r: br}, nil
-}
-
-func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://switch"+path, body)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("switch %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("switch %s %s: %s", method, path, strings.TrimSpace(string(msg)))
-	}
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	return nil
 }
 
 // Ensure returns a client of the switch of dir, starting the switch with

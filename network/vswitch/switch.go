@@ -39,6 +39,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/google/renameio/v2"
 	"github.com/vk-applevm/vk-applevm/internal/sockpath"
 	"github.com/vk-applevm/vk-applevm/network/switchport"
 )
@@ -201,7 +202,7 @@ func WriteConfig(dir string, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ConfigFile), b)
+	return renameio.WriteFile(filepath.Join(dir, ConfigFile), b, 0o600, renameio.WithTempDir(dir))
 }
 
 func lockDir(dir string) (func(), error) {
@@ -280,27 +281,7 @@ func (s *Switch) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.dir, stateFile), b)
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return renameio.WriteFile(filepath.Join(s.dir, stateFile), b, 0o600, renameio.WithTempDir(s.dir))
 }
 
 // servePorts plugs in the VMs shims hand over.

@@ -53,24 +53,35 @@ func (p *agentProxy) untrack(c net.Conn) {
 // connections. The port goes first: the session's streams still yield what
 // they had received, so a guest's last output and exit status, sent just
 // before it powered off, reach the clients followed by a clean end of
-// stream. A client connection still open after flush (a client that
+// stream. What the guest wrote last may still sit in the port's buffer:
+// the backend ends the port when the hypervisor exits, so the port is read
+// to that end (at most drain) before it is closed; closing it at once lost
+// the tail of a stream (TestStreamOutputSurvivesMachineStop, 3 runs in 60
+// under load). A client connection still open after flush (a client that
 // stopped reading) is closed.
-func (p *agentProxy) close(flush time.Duration) {
+func (p *agentProxy) close(drain, flush time.Duration) {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	t := time.NewTimer(drain)
+	select {
+	case <-p.host.Done():
+	case <-t.C:
+		p.log.Warn("agent port still open after the machine stopped; closing it", "waited", drain)
+	}
+	t.Stop()
 	p.host.Close()
 	copied := make(chan struct{})
 	go func() {
 		p.wg.Wait()
 		close(copied)
 	}()
-	t := time.NewTimer(flush)
-	defer t.Stop()
+	ft := time.NewTimer(flush)
+	defer ft.Stop()
 	select {
 	case <-copied:
 		return
-	case <-t.C:
+	case <-ft.C:
 	}
 	p.mu.Lock()
 	for c := range p.conns {

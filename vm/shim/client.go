@@ -2,37 +2,28 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/internal/unixhttp"
 )
 
 // Client talks to the shim of one machine directory, from the process that
 // launched it or from a later one (Connect).
 type Client struct {
-	dir  string
-	http *http.Client
+	dir string
+	api *unixhttp.Client
 }
 
 func newClient(dir string) *Client {
-	sock := filepath.Join(dir, apiSocket)
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-		MaxIdleConns: 2,
-	}
-	return &Client{dir: dir, http: &http.Client{Transport: tr}}
+	return &Client{dir: dir, api: unixhttp.New("shim API", filepath.Join(dir, apiSocket), 2)}
 }
 
 // Connect re-attaches to the machine in dir. If the shim has died without
@@ -67,7 +58,7 @@ func (c *Client) Dir() string { return c.dir }
 // Close releases the client's idle connections to the shim; the machine is
 // not affected.
 func (c *Client) Close() error {
-	c.http.CloseIdleConnections()
+	c.api.CloseIdle()
 	return nil
 }
 
@@ -76,7 +67,7 @@ func (c *Client) Close() error {
 // recording the stop).
 func (c *Client) State(ctx context.Context) (State, error) {
 	var st State
-	err := c.call(ctx, http.MethodGet, "/state", &st)
+	err := c.api.Call(ctx, http.MethodGet, "/state", nil, &st)
 	if err == nil {
 		return st, nil
 	}
@@ -103,7 +94,7 @@ func (c *Client) DialAgent(ctx context.Context) (net.Conn, error) {
 // killed when grace ends. It returns once the machine has stopped.
 func (c *Client) Stop(ctx context.Context, grace time.Duration) error {
 	path := "/stop?grace=" + url.QueryEscape(grace.String())
-	if err := c.call(ctx, http.MethodPost, path, nil); err != nil {
+	if err := c.api.Call(ctx, http.MethodPost, path, nil, nil); err != nil {
 		if st, derr := c.diskState(); derr == nil && !st.Running() {
 			return nil
 		}
@@ -115,7 +106,7 @@ func (c *Client) Stop(ctx context.Context, grace time.Duration) error {
 
 // Kill stops the machine at once and returns once it has stopped.
 func (c *Client) Kill(ctx context.Context) error {
-	if err := c.call(ctx, http.MethodPost, "/kill", nil); err != nil {
+	if err := c.api.Call(ctx, http.MethodPost, "/kill", nil, nil); err != nil {
 		if st, derr := c.diskState(); derr == nil && !st.Running() {
 			return nil
 		}
@@ -129,7 +120,7 @@ func (c *Client) Kill(ctx context.Context) error {
 func (c *Client) Wait(ctx context.Context) (State, error) {
 	for {
 		var st State
-		err := c.call(ctx, http.MethodGet, "/wait", &st)
+		err := c.api.Call(ctx, http.MethodGet, "/wait", nil, &st)
 		if err == nil {
 			return st, nil
 		}
@@ -159,7 +150,7 @@ func (c *Client) Wait(ctx context.Context) (State, error) {
 // status says which). ctx bounds the wait.
 func (c *Client) WaitLog(ctx context.Context, name string) (LogStatus, error) {
 	var st LogStatus
-	err := c.call(ctx, http.MethodGet, "/logs/"+url.PathEscape(name)+"/complete", &st)
+	err := c.api.Call(ctx, http.MethodGet, "/logs/"+url.PathEscape(name)+"/complete", nil, &st)
 	if err == nil {
 		return st, nil
 	}
@@ -247,29 +238,6 @@ func (c *Client) diskState() (State, error) {
 		return st, err
 	}
 	return st, fmt.Errorf("%w: pid %d exited while the machine was %s", ErrShimDead, st.ShimPid, st.Status)
-}
-
-func (c *Client) call(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://shim"+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("shim API %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return fmt.Errorf("shim API %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("shim API %s %s: decode: %w", method, path, err)
-	}
-	return nil
 }
 
 // List returns the machine directories under root (those holding a

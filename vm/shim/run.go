@@ -276,6 +276,10 @@ func (s *server) takePorts(ctx context.Context, m vm.Machine) (io.Closer, <-chan
 // memory already, so only a client that does not read takes longer.
 const streamFlushTimeout = 2 * time.Second
 
+// portDrainTimeout bounds the wait for a stopped machine's agent port to
+// reach its end (the backend closes it when the hypervisor exits).
+const portDrainTimeout = 2 * time.Second
+
 // teardown runs after the machine has stopped: it drains the log port,
 // closes the agent side and records the final state.
 func (s *server) teardown(m vm.Machine, logPort io.Closer, pumpDone <-chan struct{}) {
@@ -283,7 +287,7 @@ func (s *server) teardown(m vm.Machine, logPort io.Closer, pumpDone <-chan struc
 	proxy := s.proxy
 	s.mu.Unlock()
 	if proxy != nil {
-		proxy.close(streamFlushTimeout)
+		proxy.close(portDrainTimeout, streamFlushTimeout)
 	}
 	_ = os.Remove(filepath.Join(s.dir, agentSock))
 	if pumpDone != nil {
