@@ -1,17 +1,15 @@
-// Package deploy holds the files that install vk-applevm as a service
-// (launchd on macOS, systemd on Linux), the RBAC a cluster may need, and
-// deploy/kina's join and leave scripts; its tests check them.
 package deploy
 
 import (
 	"bytes"
-	"encoding/xml"
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,94 +17,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// parsePlist decodes an XML property list into Go values (dict →
-// map[string]any, array → []any, string/integer → string, true/false →
-// bool). Enough to check what launchd will read.
-func parsePlist(data []byte) (any, error) {
-	d := xml.NewDecoder(bytes.NewReader(data))
-	d.Strict = true
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, fmt.Errorf("no <plist>: %w", err)
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "plist" {
-			v, _, err := plistValue(d)
-			return v, err
-		}
-	}
-}
-
-// plistValue reads the next value; end reports a closing tag instead.
-func plistValue(d *xml.Decoder) (v any, end bool, err error) {
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, false, err
-		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil, true, nil
-		case xml.StartElement:
-			switch t.Name.Local {
-			case "dict":
-				m := map[string]any{}
-				for {
-					k, end, err := plistValue(d)
-					if err != nil {
-						return nil, false, err
-					}
-					if end {
-						return m, false, nil
-					}
-					key, ok := k.(plistKey)
-					if !ok {
-						return nil, false, fmt.Errorf("dict entry without <key>: %v", k)
-					}
-					val, end, err := plistValue(d)
-					if err != nil || end {
-						return nil, false, fmt.Errorf("key %q without a value (%v)", key, err)
-					}
-					m[string(key)] = val
-				}
-			case "array":
-				var a []any
-				for {
-					e, end, err := plistValue(d)
-					if err != nil {
-						return nil, false, err
-					}
-					if end {
-						return a, false, nil
-					}
-					a = append(a, e)
-				}
-			case "true", "false":
-				if err := d.Skip(); err != nil {
-					return nil, false, err
-				}
-				return t.Name.Local == "true", false, nil
-			case "key", "string", "integer":
-				var s string
-				if err := d.DecodeElement(&s, &t); err != nil {
-					return nil, false, err
-				}
-				if t.Name.Local == "key" {
-					return plistKey(s), false, nil
-				}
-				return s, false, nil
-			default:
-				return nil, false, fmt.Errorf("unexpected <%s>", t.Name.Local)
-			}
-		}
-	}
-}
-
-type plistKey string
-
 func checkAgent(t *testing.T, data []byte, bin, config, logDir string) {
 	t.Helper()
-	v, err := parsePlist(data)
+	v, err := ParsePlist(data)
 	if err != nil {
 		t.Fatalf("not a property list: %v\n%s", err, data)
 	}
@@ -229,5 +142,60 @@ func TestRBACManifests(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(bindings) {
 			t.Errorf("%s: bindings %v, want %v", file, got, bindings)
 		}
+	}
+}
+
+// TestEntitlements: the file every vz binary is signed with grants the
+// virtualization entitlement and nothing else (ad-hoc signatures cannot
+// carry restricted ones such as com.apple.vm.networking: macOS would kill
+// the binary at launch).
+func TestEntitlements(t *testing.T) {
+	b, err := os.ReadFile("vz.entitlements")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ParsePlist(b)
+	if err != nil {
+		t.Fatalf("vz.entitlements: %v", err)
+	}
+	if fmt.Sprint(v) != "map[com.apple.security.virtualization:true]" {
+		t.Errorf("vz.entitlements holds %v, want only com.apple.security.virtualization = true", v)
+	}
+}
+
+// TestSignedBinaries: darwin.mk signs exactly the binaries that link
+// Code-Hex/vz when built for macOS — an unsigned one fails at its first VM,
+// and the list must follow the commands as they change.
+func TestSignedBinaries(t *testing.T) {
+	mk, err := os.ReadFile("darwin.mk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^VZ_BINARIES \?= (.*)$`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("darwin.mk sets no VZ_BINARIES")
+	}
+	signed := strings.Fields(string(m[1]))
+	cmd := exec.Command("go", "list", "-f", `{{if eq .Name "main"}}{{.ImportPath}} {{join .Deps " "}}{{end}}`, "./cmd/...")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "GOOS=darwin", "GOARCH=arm64", "CGO_ENABLED=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list ./cmd/... for darwin: %v\n%s", err, stderr.String())
+	}
+	var linking []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) > 0 && slices.Contains(fields[1:], "github.com/Code-Hex/vz/v3") {
+			linking = append(linking, "bin/"+path.Base(fields[0]))
+		}
+	}
+	slices.Sort(signed)
+	slices.Sort(linking)
+	t.Logf("linking vz for darwin: %v", linking)
+	if len(linking) == 0 || !slices.Equal(signed, linking) {
+		t.Errorf("darwin.mk signs %v; the binaries linking vz for darwin are %v", signed, linking)
 	}
 }

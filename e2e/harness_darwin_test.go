@@ -32,9 +32,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	"github.com/vk-applevm/vk-applevm/e2e/internal/debbin"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
+	"github.com/vk-applevm/vk-applevm/internal/debbin"
 )
 
 // env is shared by the tests of one run.

@@ -5,8 +5,12 @@
 // out and vz itself no longer compiles.
 //
 //	go run ./hack/checkdarwin [-C dir] [-arch arm64] [-tags t1,t2] [-v] [patterns...]   (default ./...)
+//	go run ./hack/checkdarwin -glue [-C dir]
 //
 // It exits 1 when a problem is found, listing each as file:line:col: msg.
+// With -glue it counts instead the lines of every file that builds only for
+// darwin (the code no Linux run executes) and exits 1 above
+// MaxGlueCodeLines.
 package main
 
 import (
@@ -23,7 +27,20 @@ func main() {
 	arch := flag.String("arch", "arm64", "darwin `GOARCH` to check")
 	tags := flag.String("tags", "", "comma-separated extra build `tags`")
 	verbose := flag.Bool("v", false, "also list the errors that were ignored")
+	glue := flag.Bool("glue", false, "count the lines of the darwin-only files instead")
 	flag.Parse()
+	if *glue {
+		files, err := DarwinGlue(*dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "checkdarwin:", err)
+			os.Exit(2)
+		}
+		if code := printGlue(os.Stdout, files); code > MaxGlueCodeLines {
+			fmt.Fprintf(os.Stderr, "checkdarwin: %d lines of darwin-only code, over %d: move what is platform-neutral out of the darwin files\n", code, MaxGlueCodeLines)
+			os.Exit(1)
+		}
+		return
+	}
 	patterns := flag.Args()
 	if len(patterns) == 0 {
 		patterns = []string{"./..."}

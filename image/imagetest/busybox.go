@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // BusyboxHint says how to provide the busybox binary.
@@ -85,6 +86,28 @@ func BuildBusybox(ctx context.Context, cacheDir string) (v1.Image, error) {
 		return nil, fmt.Errorf("busybox layer: %w", err)
 	}
 	return NewImage([]v1.Layer{layer}, v1.Config{Env: []string{busyboxPath}, Cmd: []string{"sh"}})
+}
+
+// BusyboxFor builds the same image around binary, a static busybox for
+// linux/arch, with the applets given (paths such as "bin/sh"): for a host
+// that cannot run the binary to list them, as a Mac building its arm64 and
+// amd64 (Rosetta) images.
+func BusyboxFor(binary []byte, arch string, applets []string) (v1.Image, error) {
+	layer, err := Layer(busyboxFiles(binary, applets))
+	if err != nil {
+		return nil, fmt.Errorf("busybox layer: %w", err)
+	}
+	img, err := NewImage([]v1.Layer{layer}, v1.Config{Env: []string{busyboxPath}, Cmd: []string{"sh"}})
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture = arch
+	return mutate.ConfigFile(img, cf)
 }
 
 func busyboxFiles(binary []byte, applets []string) []File {

@@ -111,6 +111,31 @@ func TestBusyboxImage(t *testing.T) {
 	}
 }
 
+// TestBusyboxFor: an image for another architecture, its applets given
+// (a Mac builds linux/arm64 and linux/amd64 ones it cannot run).
+func TestBusyboxFor(t *testing.T) {
+	img, err := imagetest.BusyboxFor([]byte("not run here"), "arm64", []string{"bin/sh", "usr/sbin/httpd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := flatten(t, img)
+	for _, p := range []string{"bin/sh", "usr/sbin/httpd"} {
+		if e := files[p]; e.hdr == nil || e.hdr.Typeflag != tar.TypeSymlink || e.hdr.Linkname != "/bin/busybox" {
+			t.Errorf("%s: want symlink to /bin/busybox, got %+v", p, e.hdr)
+		}
+	}
+	if string(files["bin/busybox"].data) != "not run here" || files["etc/passwd"].hdr == nil {
+		t.Errorf("bin/busybox %q, etc/passwd %+v", files["bin/busybox"].data, files["etc/passwd"].hdr)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.OS != "linux" || cf.Architecture != "arm64" || strings.Join(cf.Config.Cmd, " ") != "sh" {
+		t.Errorf("platform %s/%s, cmd %q", cf.OS, cf.Architecture, cf.Config.Cmd)
+	}
+}
+
 func TestBusyboxIsDeterministic(t *testing.T) {
 	a, err := imagetest.BuildBusybox(context.Background(), imagetest.DefaultCacheDir())
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package debbin takes one file out of a pinned Debian package: how the
-// macOS end-to-end suite gets static busybox binaries for linux/arm64 (the
-// guest) and linux/amd64 (through Rosetta), which a Mac can neither install
-// nor run itself. The Linux suite uses the installed busybox-static.
+// macOS end-to-end suite and mac-check (hack/maccheck) get static busybox
+// binaries for linux/arm64 (the guest) and linux/amd64 (through Rosetta),
+// which a Mac can neither install nor run itself. On Linux both use the
+// installed busybox-static.
 //
 // The package's SHA-256 is checked before the archive is parsed; the file is
 // written atomically, so a cached copy is always complete.
