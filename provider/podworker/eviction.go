@@ -75,7 +75,7 @@ func evictionMessage(pod *corev1.Pod, u storageUsage) string {
 		if !ok || limit == nil || limit.Value() == 0 {
 			continue
 		}
-		if limit.Cmp(*quantity(used.Rootfs+used.Logs)) < 0 {
+		if limit.Cmp(*quantity(used.Rootfs + used.Logs)) < 0 {
 			return fmt.Sprintf(containerEphemeralStorageMessageFmt, c.Name, limit.String())
 		}
 	}
