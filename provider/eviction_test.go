@@ -59,6 +59,27 @@ func TestEphemeralStorageEviction(t *testing.T) {
 	h.eventually("VMs deleted", func() bool { return h.rt.live() == 0 })
 }
 
+// TestEvictionWithRestartPolicyNever: the containers' kill alone makes
+// such a pod Failed, which is its last status: it must already say
+// Evicted.
+func TestEvictionWithRestartPolicyNever(t *testing.T) {
+	h := newHarness(t)
+	c := ctr("app", "run")
+	c.Resources.Limits = corev1.ResourceList{corev1.ResourceEphemeralStorage: resource.MustParse("16Mi")}
+	pod := testPod("never", c)
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	h.create(pod)
+	h.waitFor("never", "running", running)
+	vm := h.rt.vm("uid--never", "app")
+	vm.mu.Lock()
+	vm.scratchUsed = 17 << 20
+	vm.mu.Unlock()
+	p := h.stepUntil("never", "evicted", time.Second, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if p.Status.Reason != "Evicted" || p.Status.Message != "Pod ephemeral local storage usage exceeds the total limit of containers 16Mi. " {
+		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
+	}
+}
+
 // TestSharedEmptyDirEviction: an emptyDir two containers share is a host
 // directory; past its sizeLimit (as du measures it) the pod is evicted.
 func TestSharedEmptyDirEviction(t *testing.T) {

@@ -69,7 +69,7 @@ func (w *Worker) enforceStorage() {
 
 // evict stops the pod at once (the kubelet's grace period for a local
 // storage eviction is 0) with a Warning event; the pod turns Failed with
-// reason Evicted once its containers have stopped (run).
+// reason Evicted once its containers have stopped.
 func (w *Worker) evict(msg string) {
 	w.mu.Lock()
 	if w.deadlineExceeded || w.terminating {
@@ -77,6 +77,11 @@ func (w *Worker) evict(msg string) {
 		return // already stopping, for its own reason
 	}
 	w.evicted = msg
+	// The reason and message go with every status from now on: a pod
+	// whose containers do not restart turns Failed by itself as soon as
+	// they are killed, and virtual-kubelet pushes nothing after a
+	// terminal status. The phase follows once they have stopped (run).
+	w.reason, w.message = ReasonEvicted, msg
 	w.mu.Unlock()
 	w.log.Info("evicting the pod", "message", msg)
 	w.event(corev1.EventTypeWarning, ReasonEvicted, msg)
