@@ -104,7 +104,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 	c.startMu.Lock()
 	c.sec, c.first = sec, nil
 	c.startMu.Unlock()
-	if err := s.assemble(c, req); err != nil {
+	if err := s.assemble(ctx, c, req); err != nil {
 		if fresh {
 			_ = c.destroy()
 		} else {

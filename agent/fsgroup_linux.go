@@ -80,7 +80,7 @@ func (s *Server) mountOwnership(c *container, m mountSpec) error {
 	switch m.GetType() {
 	case "files":
 		return s.volumeOwnership(c, c.volumes[m.GetVolume()], true, false)
-	case "tmpfs", "share":
+	case "tmpfs", "share", "disk":
 		if m.GetReadOnly() {
 			return nil
 		}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -16,7 +17,7 @@ import (
 // assemble builds the container's root filesystem on its mounted disks:
 // a fresh writable layer, the overlay, the system mounts, the /etc files
 // and the user's mounts.
-func (s *Server) assemble(c *container, req *api.CreateContainerRequest) error {
+func (s *Server) assemble(ctx context.Context, c *container, req *api.CreateContainerRequest) error {
 	// Per container id, so containers may share one scratch disk.
 	layer := filepath.Join(c.scratch, c.id)
 	upper := filepath.Join(layer, "upper")
@@ -40,8 +41,15 @@ func (s *Server) assemble(c *container, req *api.CreateContainerRequest) error {
 		return err
 	}
 	c.volumes = map[string]string{}
+	disks := map[string]string{}
 	for _, m := range req.GetMounts() {
-		if err := c.userMount(m); err != nil {
+		var err error
+		if m.GetType() == "disk" {
+			err = s.mountVolumeDisk(ctx, c, m, disks)
+		} else {
+			err = c.userMount(m)
+		}
+		if err != nil {
 			return err
 		}
 		if err := s.mountOwnership(c, m); err != nil {

@@ -209,12 +209,8 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 	if err := ext4.CreateEmpty(scratch, scratchSize); err != nil {
 		return nil, fmt.Errorf("create writable layer: %w", err)
 	}
-	for _, m := range cfg.Mounts {
-		if m.Kind == MountShare {
-			if err := os.MkdirAll(m.HostPath, 0o777); err != nil {
-				return nil, fmt.Errorf("create shared directory %s: %w", m.HostPath, err)
-			}
-		}
+	if err := prepareVolumes(cfg.Mounts); err != nil {
+		return nil, err
 	}
 	ep, err := r.cfg.Network.Attach(ctx, id, cfg.Network)
 	if err != nil {

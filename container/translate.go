@@ -30,6 +30,21 @@ const (
 // shareTag names the virtio-fs tag of a container's n-th shared mount.
 func shareTag(n int) string { return "vkav-share" + strconv.Itoa(n) }
 
+// volumeDiskSerials names the disks of a container's MountDisk mounts by
+// image path, in mount order: one disk per image, however many times the
+// container mounts it. "vkav-vol<n>" fits virtio-blk's 20-byte serial.
+func volumeDiskSerials(mounts []Mount) map[string]string {
+	out := map[string]string{}
+	for _, m := range mounts {
+		if m.Kind == MountDisk {
+			if _, ok := out[m.HostPath]; !ok {
+				out[m.HostPath] = "vkav-vol" + strconv.Itoa(len(out))
+			}
+		}
+	}
+	return out
+}
+
 // machineSpec turns a VM into the VM description backends boot.
 type machineInputs struct {
 	ID, Arch, Kernel, Initrd string
@@ -68,10 +83,21 @@ func machineSpec(in machineInputs) vm.Spec {
 		Rosetta:    in.Rosetta,
 	}
 	n := 0
+	serials := volumeDiskSerials(cfg.Mounts)
+	attached := map[string]bool{}
 	for _, m := range cfg.Mounts {
-		if m.Kind == MountShare {
+		switch m.Kind {
+		case MountShare:
 			spec.Shares = append(spec.Shares, vm.Share{Tag: shareTag(n), HostPath: m.HostPath, ReadOnly: m.ReadOnly})
 			n++
+		case MountDisk:
+			if !attached[m.HostPath] {
+				attached[m.HostPath] = true
+				// Discard: files deleted in the guest give their blocks
+				// back to the sparse image, so its allocated size is the
+				// volume's usage (what eviction measures).
+				spec.Disks = append(spec.Disks, vm.Disk{Serial: serials[m.HostPath], Path: m.HostPath, Discard: true})
+			}
 		}
 	}
 	if in.Endpoint != nil {
@@ -138,6 +164,7 @@ func createContainerRequest(id string, cfg VMConfig) (*api.CreateContainerReques
 	req.Security = sec
 	n := 0
 	seen := map[string]bool{}
+	serials := volumeDiskSerials(cfg.Mounts)
 	for _, m := range cfg.Mounts {
 		if !path.IsAbs(m.Destination) || path.Clean(m.Destination) == "/" {
 			return nil, fmt.Errorf("mount destination %q must be an absolute path other than /", m.Destination)
@@ -158,6 +185,8 @@ func createContainerRequest(id string, cfg VMConfig) (*api.CreateContainerReques
 			}
 		case MountTmpfs:
 			am.Type = "tmpfs"
+		case MountDisk:
+			am.Type, am.Source, am.SizeBytes = "disk", serials[m.HostPath], 0
 		default:
 			return nil, fmt.Errorf("mount %s: unknown kind %q", m.Destination, m.Kind)
 		}

@@ -93,6 +93,13 @@ const (
 	MountFiles MountKind = "files"
 	// MountTmpfs is an empty tmpfs (emptyDir with medium Memory).
 	MountTmpfs MountKind = "tmpfs"
+	// MountDisk is a sparse ext4 disk image at HostPath, made with
+	// SizeBytes when missing and reused as it is otherwise, attached to
+	// the VM and mounted by the agent: an emptyDir only one container of
+	// the pod mounts. Unlike a share it has full POSIX semantics (chown to
+	// any uid, fsGroup) on every backend (vz's virtio-fs is single-uid and
+	// cannot chown, Code-Hex/vz#61), and its size is an exact cap.
+	MountDisk MountKind = "disk"
 )
 
 // Mount is one volume mount of the container.
@@ -100,13 +107,15 @@ type Mount struct {
 	Kind        MountKind `json:"kind"`
 	Destination string    `json:"destination"`
 	ReadOnly    bool      `json:"readOnly,omitempty"`
-	// HostPath is the shared directory (MountShare).
+	// HostPath is the shared directory (MountShare) or the disk image
+	// (MountDisk).
 	HostPath string `json:"hostPath,omitempty"`
 	// Volume names a files volume, for WriteFiles (MountFiles).
 	Volume string `json:"volume,omitempty"`
 	// Files is the initial content (MountFiles).
 	Files []File `json:"-"`
-	// SizeBytes limits a tmpfs (0: kernel default).
+	// SizeBytes limits a tmpfs (0: kernel default) or sizes a new disk
+	// image (MountDisk, required).
 	SizeBytes uint64 `json:"sizeBytes,omitempty"`
 }
 

@@ -199,6 +199,8 @@ type fakeVM struct {
 	files   map[string][]container.File // files volumes, by name
 	root    map[string][]byte           // the container's root filesystem
 	signals []string                    // "process/signal"
+	// scratchUsed is the writable layer's usage Stats reports.
+	scratchUsed uint64
 }
 
 type fakeProc struct {
@@ -237,7 +239,11 @@ func (v *fakeVM) resetCount() int {
 	return v.resets
 }
 
-func (v *fakeVM) Stats(context.Context) (container.Stats, error) { return container.Stats{}, nil }
+func (v *fakeVM) Stats(context.Context) (container.Stats, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return container.Stats{ScratchUsedBytes: v.scratchUsed}, nil
+}
 
 func (v *fakeVM) Start(ctx context.Context, p container.ProcessConfig) (time.Time, error) {
 	if len(p.Args) > 0 && p.Args[0] == "notfound" {

@@ -45,7 +45,7 @@ func TestSpecReachesTheVM(t *testing.T) {
 		t.Fatalf("VM config %+v", cfg)
 	}
 	if len(cfg.Mounts) != 2 || cfg.Mounts[0].Kind != container.MountFiles || string(cfg.Mounts[0].Files[1].Content) != "x=1" ||
-		cfg.Mounts[1].Kind != container.MountShare || !strings.HasSuffix(cfg.Mounts[1].HostPath, "volumes/kubernetes.io~empty-dir/data") {
+		cfg.Mounts[1].Kind != container.MountDisk || !strings.HasSuffix(cfg.Mounts[1].HostPath, "volumes/vk-applevm.io~empty-dir-disk/data.ext4") {
 		t.Fatalf("mounts %+v", cfg.Mounts)
 	}
 	// Other local users cannot traverse the pod's directory to what a

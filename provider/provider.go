@@ -102,6 +102,9 @@ type Config struct {
 	BackoffInitial, BackoffMax time.Duration
 	// VolumeSyncPeriod is how often files volumes are refreshed.
 	VolumeSyncPeriod time.Duration
+	// EvictionPeriod is how often pods with local storage limits are
+	// measured against them (default 10 s, the kubelet's).
+	EvictionPeriod time.Duration
 	// Clock is what every wait of the provider goes through (default: the
 	// real clock).
 	Clock  clock.WithTicker
@@ -174,7 +177,7 @@ func New(cfg Config) (*Provider, error) {
 		Recorder: cfg.Recorder, Allocatable: cfg.Allocatable, Sizing: p.sizing,
 		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, Network: cfg.Network,
 		BackoffInitial: cfg.BackoffInitial, BackoffMax: cfg.BackoffMax, VolumeSyncPeriod: cfg.VolumeSyncPeriod,
-		Clock: cfg.Clock, Status: p.status, Log: cfg.Logger,
+		EvictionPeriod: cfg.EvictionPeriod, Clock: cfg.Clock, Status: p.status, Log: cfg.Logger,
 	}
 	return p, nil
 }

@@ -898,9 +898,12 @@ type Mount struct {
 	// Absolute path inside the container.
 	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
 	// "tmpfs", "share" (a virtio-fs tag in source), "files" (a tmpfs the
-	// host fills with WriteFiles), "bind" (a guest path in source).
+	// host fills with WriteFiles), "bind" (a guest path in source), "disk"
+	// (an ext4 volume on the disk whose serial is in source, mounted once
+	// however many destinations bind it).
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	// Tag for "share", guest path for "bind", unused otherwise.
+	// Tag for "share", guest path for "bind", disk serial for "disk",
+	// unused otherwise.
 	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
 	// Mount read-only inside the container.
 	ReadOnly bool `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`

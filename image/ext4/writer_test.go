@@ -406,3 +406,18 @@ func TestCreateEmpty(t *testing.T) {
 		t.Errorf("CreateEmpty 64 KiB: %v", err)
 	}
 }
+
+func TestCreateEmptyVolumeRootMode(t *testing.T) {
+	p := t.TempDir() + "/vol.ext4"
+	if err := CreateEmptyVolume(p, 8<<20, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	ext4test.Fsck(t, p)
+	out := ext4test.Debugfs(t, p, []string{"stat /"})[0]
+	if !strings.Contains(out, "Mode:  0777") && !strings.Contains(out, "Mode: 0777") {
+		t.Errorf("root of an emptyDir volume is not 0777:\n%s", out)
+	}
+	if err := CreateEmptyVolume(p+"2", 8<<20, 0o10777); !errors.Is(err, ErrInvalid) {
+		t.Errorf("mode beyond 07777: %v", err)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -188,9 +187,13 @@ func mountsFor(pod *corev1.Pod, c *corev1.Container, podDir string) ([]container
 			if v.EmptyDir.SizeLimit != nil {
 				m.SizeBytes = uint64(v.EmptyDir.SizeLimit.Value())
 			}
+		case emptyDirOnDisk(pod, v):
+			m.Kind = container.MountDisk
+			m.HostPath = emptyDirDiskPath(podDir, v.Name)
+			m.SizeBytes = emptyDirDiskSize(v)
 		case v.EmptyDir != nil:
 			m.Kind = container.MountShare
-			m.HostPath = filepath.Join(podDir, "volumes", "kubernetes.io~empty-dir", v.Name)
+			m.HostPath = emptyDirSharePath(podDir, v.Name)
 		case v.ConfigMap != nil, v.Secret != nil, v.Projected != nil, v.DownwardAPI != nil:
 			m.Kind = container.MountFiles
 			m.Volume = v.Name

@@ -108,19 +108,32 @@ func TestProcessUser(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestMountsFor(t *testing.T) {
-	size := resource.MustParse("64Mi")
+	size, small := resource.MustParse("64Mi"), resource.MustParse("8Mi")
 	pod := &corev1.Pod{Spec: corev1.PodSpec{Volumes: []corev1.Volume{
 		{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: &size}}},
 		{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{}}},
+		{Name: "own", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &small}}},
+		{Name: "own-unbounded", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}},
 	}}}
-	c := &corev1.Container{VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}, {Name: "mem", MountPath: "/m", ReadOnly: true}, {Name: "cfg", MountPath: "/etc/c"}}}
+	c := &corev1.Container{Name: "app", VolumeMounts: []corev1.VolumeMount{
+		{Name: "data", MountPath: "/data"}, {Name: "mem", MountPath: "/m", ReadOnly: true}, {Name: "cfg", MountPath: "/etc/c"},
+		{Name: "own", MountPath: "/own"}, {Name: "own", MountPath: "/own-again", ReadOnly: true}, {Name: "own-unbounded", MountPath: "/u"},
+	}}
+	// "data" is also the init container's, so it stays a share; the
+	// others are the app's alone, so they get disks.
+	pod.Spec.InitContainers = []corev1.Container{{Name: "init", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/d"}}}}
+	pod.Spec.Containers = []corev1.Container{*c}
 	got, err := mountsFor(pod, c, "/pods/x")
+	disk := "/pods/x/volumes/vk-applevm.io~empty-dir-disk/"
 	want := []container.Mount{
 		{Destination: "/data", Kind: container.MountShare, HostPath: "/pods/x/volumes/kubernetes.io~empty-dir/data"},
 		{Destination: "/m", Kind: container.MountTmpfs, SizeBytes: 64 << 20, ReadOnly: true},
 		{Destination: "/etc/c", Kind: container.MountFiles, Volume: "cfg", ReadOnly: true},
+		{Destination: "/own", Kind: container.MountDisk, HostPath: disk + "own.ext4", SizeBytes: 8 << 20},
+		{Destination: "/own-again", Kind: container.MountDisk, HostPath: disk + "own.ext4", SizeBytes: 8 << 20, ReadOnly: true},
+		{Destination: "/u", Kind: container.MountDisk, HostPath: disk + "own-unbounded.ext4", SizeBytes: DefaultEmptyDirDiskBytes},
 	}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("%+v %v", got, err)

@@ -66,6 +66,9 @@ type Config struct {
 	BackoffInitial, BackoffMax time.Duration
 	// VolumeSyncPeriod is how often files volumes are refreshed.
 	VolumeSyncPeriod time.Duration
+	// EvictionPeriod is how often a pod with local storage limits is
+	// measured against them (0: DefaultEvictionPeriod).
+	EvictionPeriod time.Duration
 	// Network is the pod network; nil leaves the pods' VMs on their own
 	// (unit tests).
 	Network vmruntime.PodNetwork
@@ -119,7 +122,10 @@ type Worker struct {
 	finished        bool // terminal: VMs deleted
 	// deadlineExceeded: the pod ran past activeDeadlineSeconds.
 	deadlineExceeded bool
-	terminating      bool // DeletePod was called
+	// evicted is the eviction message of a pod over its local storage
+	// limits.
+	evicted     string
+	terminating bool // DeletePod was called
 }
 
 // New returns the worker of pod. adopted are the pod's VMs left by an
@@ -257,6 +263,7 @@ func (w *Worker) run() {
 
 	go w.volumes.Run(w.runCtx)
 	go w.enforceDeadline()
+	go w.enforceStorage()
 	if w.runInits() {
 		w.runApps()
 	}
@@ -270,6 +277,9 @@ func (w *Worker) run() {
 		w.mu.Lock()
 		if w.deadlineExceeded {
 			w.phase, w.reason, w.message = corev1.PodFailed, ReasonDeadlineExceeded, MessageDeadlineExceeded
+		}
+		if w.evicted != "" {
+			w.phase, w.reason, w.message = corev1.PodFailed, ReasonEvicted, w.evicted
 		}
 		w.mu.Unlock()
 	default:

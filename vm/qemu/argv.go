@@ -164,6 +164,9 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
+		if d.Discard {
+			drive += ",discard=unmap"
+		}
 		a = append(a, "-drive", drive, "-device", "virtio-blk-pci,drive="+id+",serial="+d.Serial)
 	}
 	for i, sh := range spec.Shares {

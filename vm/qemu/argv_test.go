@@ -67,6 +67,14 @@ func TestArgs(t *testing.T) {
 			" -drive id=disk1,if=none,format=raw,cache=writeback,werror=report,rerror=report,file=/s/scratch.ext4" +
 			" -device virtio-blk-pci,drive=disk1,serial=vkav-scratch" + rngAndBalloon,
 	}, {
+		name: "a volume disk passes discards to its sparse image",
+		edit: func(s *vm.Spec, _ *Config) {
+			s.Disks = []vm.Disk{{Serial: "vkav-vol0", Path: "/p/v.ext4", Discard: true}}
+		},
+		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
+			" -drive id=disk0,if=none,format=raw,cache=writeback,werror=report,rerror=report,file=/p/v.ext4,discard=unmap" +
+			" -device virtio-blk-pci,drive=disk0,serial=vkav-vol0" + rng,
+	}, {
 		name: "virtio-fs shares: shared memfd RAM, one vhost-user socket per share",
 		edit: func(s *vm.Spec, _ *Config) {
 			s.Shares = []vm.Share{{Tag: "vol1", HostPath: "/v/1", ReadOnly: true}, {Tag: "vol2", HostPath: "/v/a,b"}}
