@@ -16,6 +16,9 @@ import (
 	"time"
 )
 
+// errNotFound marks an API path the shim does not serve (an earlier build).
+var errNotFound = errors.New("not served by this shim")
+
 // Client talks to the shim of one machine directory, from the process that
 // launched it or from a later one (Connect).
 type Client struct {
@@ -152,6 +155,22 @@ func (c *Client) Wait(ctx context.Context) (State, error) {
 	}
 }
 
+// RegisterLog lets the guest write the container log called name (under
+// LogDir) until it ends it: the shim writes only logs the host registered.
+// Call it before the process that logs under name is created. A shim of
+// an earlier build, which has no registration and takes every name, is
+// not an error.
+func (c *Client) RegisterLog(ctx context.Context, name string) error {
+	err := c.call(ctx, http.MethodPost, "/logs/"+url.PathEscape(name), nil)
+	if errors.Is(err, errNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("register log %s of %s: %w", name, c.dir, err)
+	}
+	return nil
+}
+
 // WaitLog blocks until the container log called name is complete on disk:
 // the guest ended it (after its process's last output) and the shim has
 // written, synced and closed it. It also returns when the log can no longer
@@ -261,7 +280,11 @@ func (c *Client) call(ctx context.Context, method, path string, out any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return fmt.Errorf("shim API %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+		err := fmt.Errorf("shim API %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+		if resp.StatusCode == http.StatusNotFound {
+			err = fmt.Errorf("%w: %w", errNotFound, err)
+		}
+		return err
 	}
 	if out == nil {
 		return nil
