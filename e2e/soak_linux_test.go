@@ -72,7 +72,7 @@ spec:`+tolerate+`
 	// to finish: the pod objects are gone before the node is done.
 	var left []string
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Second) {
-		left = leftovers(t, ne)
+		left = soakLeftovers(t, ne)
 		if len(left) == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -139,10 +139,10 @@ func procRSS(t *testing.T, pid int) int {
 	return 0
 }
 
-// leftovers lists what the node's pods left: VM directories, pod
+// soakLeftovers lists what the node's pods left: VM directories, pod
 // directories, helpers and virtiofsd processes of the state root, switch
 // endpoints and address leases.
-func leftovers(t *testing.T, ne *nodeEnv) []string {
+func soakLeftovers(t *testing.T, ne *nodeEnv) []string {
 	var out []string
 	for _, dir := range []string{"vms", "pods"} {
 		ents, _ := os.ReadDir(filepath.Join(ne.root, dir))
