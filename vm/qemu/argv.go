@@ -146,8 +146,10 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 		"-initrd", spec.Initrd,
 		"-append", cmdline,
 		// The console is a pipe the driver drains into spec.ConsoleLog.
+		// append=on is needed: without it QEMU opens the fd set with
+		// O_TRUNC, which a pipe refuses ("Invalid argument", QEMU 7.2).
 		"-add-fd", "fd="+strconv.Itoa(ConsoleFD(spec))+",set="+consoleFDSet,
-		"-chardev", "file,id=console,path=/dev/fdset/"+consoleFDSet,
+		"-chardev", "file,id=console,append=on,path=/dev/fdset/"+consoleFDSet,
 		"-serial", "chardev:console",
 		"-chardev", "socket,id=qmp,server=on,wait=off,path="+escape(qmpSocket(cfg.Dir)),
 		"-mon", "chardev=qmp,mode=control",

@@ -21,7 +21,7 @@ const common = "-name vkav-abc123,process=vkav-abc123 -machine q35 -accel tcg -c
 
 // The console is a pipe in fd set 1: fd 3 without NICs, the fd after the
 // NICs' with them.
-const consoleAndQMP = " -add-fd fd=3,set=1 -chardev file,id=console,path=/dev/fdset/1 -serial chardev:console" +
+const consoleAndQMP = " -add-fd fd=3,set=1 -chardev file,id=console,append=on,path=/dev/fdset/1 -serial chardev:console" +
 	" -chardev socket,id=qmp,server=on,wait=off,path=/d/qmp.sock -mon chardev=qmp,mode=control"
 
 const rng = " -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0"
