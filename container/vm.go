@@ -169,12 +169,24 @@ func userSpec(p ProcessConfig) string {
 }
 
 func (s *VM) createProcess(ctx context.Context, ag *client.Client, p ProcessConfig, stdin bool) error {
+	if err := s.registerLog(ctx, p.LogName); err != nil {
+		return err
+	}
 	_, err := ag.CreateProcess(ctx, &api.CreateProcessRequest{
 		ContainerId: s.id, ProcessId: p.ID, Args: p.Args, Env: p.Env, Cwd: p.Cwd,
 		User: userSpec(p), AdditionalGids: p.AdditionalGIDs, Terminal: p.TTY, Stdin: stdin,
 		LogName: p.LogName, Rows: uint32(p.Rows), Cols: uint32(p.Cols),
 	})
 	return mapProcessErr(err)
+}
+
+// registerLog tells the shim that the guest may write the log called name:
+// the shim writes no file for a name the host did not register.
+func (s *VM) registerLog(ctx context.Context, name string) error {
+	if name == "" {
+		return nil
+	}
+	return s.shim.RegisterLog(ctx, name)
 }
 
 // mapProcessErr maps the agent's command errors to ErrCommandNotFound and
@@ -217,6 +229,9 @@ func (s *VM) Exec(ctx context.Context, p ProcessConfig, stdio IO) (ExitStatus, e
 	defer end()
 	ag, err := s.agentClient()
 	if err != nil {
+		return ExitStatus{}, err
+	}
+	if err := s.registerLog(ctx, p.LogName); err != nil {
 		return ExitStatus{}, err
 	}
 	st, err := ag.Exec(ctx, client.ExecOptions{

@@ -72,7 +72,7 @@ spec:`+tolerate+`
 	// to finish: the pod objects are gone before the node is done.
 	var left []string
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Second) {
-		left = leftovers(t, ne)
+		left = soakLeftovers(t, ne)
 		if len(left) == 0 || time.Now().After(deadline) {
 			break
 		}
@@ -80,6 +80,7 @@ spec:`+tolerate+`
 	fds, rss := procFDs(t, pid), procRSS(t, pid)
 	t.Logf("soak: %d pods in %d waves of %d in %s; node fds %d (baseline %d), RSS %d KiB (baseline %d, %.2f×); leftovers %d",
 		waves**soakWave, waves, *soakWave, time.Since(start).Round(time.Second), fds, baseFDs, rss, baseRSS, float64(rss)/float64(baseRSS), len(left))
+	t.Logf("soak: left behind: %s", leftoverFigures(left))
 	for _, l := range left {
 		t.Errorf("left behind: %s", l)
 	}
@@ -89,6 +90,37 @@ spec:`+tolerate+`
 	if float64(rss) > 1.10*float64(baseRSS) {
 		t.Errorf("the node's RSS grew from %d to %d KiB (more than 10 %%)", baseRSS, rss)
 	}
+}
+
+// leftoverFigures counts what soakLeftovers found, per kind.
+func leftoverFigures(left []string) string {
+	kinds := []string{"VM directories", "pod directories", "shims", "QEMUs", "virtiofsds", "switch ports", "address leases", "other files"}
+	n := make([]int, len(kinds))
+	for _, l := range left {
+		switch {
+		case strings.HasPrefix(l, "vms/"):
+			n[0]++
+		case strings.HasPrefix(l, "pods/"):
+			n[1]++
+		case strings.HasPrefix(l, "process: ") && strings.Contains(l, "virtiofsd"):
+			n[4]++
+		case strings.HasPrefix(l, "process: ") && strings.Contains(l, "qemu"):
+			n[3]++
+		case strings.HasPrefix(l, "process: "):
+			n[2]++
+		case strings.HasPrefix(l, "switch port: "):
+			n[5]++
+		case strings.HasPrefix(l, "address lease: "):
+			n[6]++
+		default:
+			n[7]++
+		}
+	}
+	var parts []string
+	for i, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %d", k, n[i]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // nodePid is the node process's pid.
@@ -139,10 +171,10 @@ func procRSS(t *testing.T, pid int) int {
 	return 0
 }
 
-// leftovers lists what the node's pods left: VM directories, pod
+// soakLeftovers lists what the node's pods left: VM directories, pod
 // directories, helpers and virtiofsd processes of the state root, switch
 // endpoints and address leases.
-func leftovers(t *testing.T, ne *nodeEnv) []string {
+func soakLeftovers(t *testing.T, ne *nodeEnv) []string {
 	var out []string
 	for _, dir := range []string{"vms", "pods"} {
 		ents, _ := os.ReadDir(filepath.Join(ne.root, dir))
@@ -156,13 +188,17 @@ func leftovers(t *testing.T, ne *nodeEnv) []string {
 			out = append(out, "process: "+strings.TrimSpace(l))
 		}
 	}
-	if st := switchStatus(t, ne); len(st.Endpoints) > 0 {
-		out = append(out, fmt.Sprintf("switch endpoints: %d", len(st.Endpoints)))
+	for _, ep := range switchStatus(t, ne).Endpoints {
+		out = append(out, fmt.Sprintf("switch port: %+v", ep))
 	}
 	alloc, err := network.NewAllocator(filepath.Join(ne.root, "network"), switchnet.DefaultSubnet)
 	if err == nil {
-		if leases, err := alloc.Leases(context.Background()); err == nil && len(leases) > 0 {
-			out = append(out, fmt.Sprintf("address leases: %v", leases))
+		leases, err := alloc.Leases(context.Background())
+		if err != nil {
+			t.Errorf("read the address leases: %v", err)
+		}
+		for _, l := range leases {
+			out = append(out, fmt.Sprintf("address lease: %v", l))
 		}
 	}
 	// Anything else under the root that is not the node's own state.

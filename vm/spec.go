@@ -13,6 +13,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/vk-applevm/vk-applevm/vm/consolelog"
 )
 
 // Well-known names shared by the host side and the guest agent. The guest
@@ -62,8 +64,13 @@ type Spec struct {
 	// Ports are the named virtio console ports; each is connected to a unix
 	// socket in the state directory that the shim owns (see Port).
 	Ports []string `json:"ports,omitempty"`
-	// ConsoleLog is the file the guest's kernel console is written to.
+	// ConsoleLog is the file the guest's kernel console is written to. It
+	// is capped and rotated (vm/consolelog): at most ConsoleLogMaxSize
+	// bytes, and one previous file, ConsoleLog + ".1".
 	ConsoleLog string `json:"consoleLog"`
+	// ConsoleLogMaxSize caps ConsoleLog in bytes; 0 means
+	// consolelog.DefaultMaxSize.
+	ConsoleLogMaxSize int64 `json:"consoleLogMaxSize,omitempty"`
 	// Rosetta exposes Apple's Rosetta translator to the guest (vz only).
 	Rosetta bool `json:"rosetta,omitempty"`
 }
@@ -166,6 +173,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.ConsoleLog == "" {
 		bad("console log path is empty")
+	}
+	if s.ConsoleLogMaxSize != 0 && s.ConsoleLogMaxSize < consolelog.MinMaxSize {
+		bad("console log cap %d bytes is below %d", s.ConsoleLogMaxSize, consolelog.MinMaxSize)
 	}
 	if strings.Contains(s.Cmdline, "console=") {
 		bad("cmdline must not set console=; the backend chooses the console device")

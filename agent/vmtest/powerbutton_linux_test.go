@@ -27,6 +27,9 @@ func TestRequestStopReachesTheAgentAsPowerButton(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	const script = `trap 'echo got-TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done`
+	if err := v.shim.RegisterLog(ctx, "0"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := v.agent.CreateProcess(ctx, &api.CreateProcessRequest{
 		ContainerId: "c", ProcessId: "main", Args: []string{"sh", "-c", script}, LogName: "0"}); err != nil {
 		t.Fatal(err)

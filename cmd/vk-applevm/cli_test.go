@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -238,5 +239,31 @@ func TestSecondNodeOnOneRootFailsFast(t *testing.T) {
 	}
 	if fi, err := os.Stat(root); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("state root mode: %v %v", fi.Mode(), err)
+	}
+}
+
+// With a node holding the state root, `cleanup` (which would remove the
+// node's VMs and network) refuses with who holds it, before touching
+// anything.
+func TestCleanupRefusedBesideANode(t *testing.T) {
+	root := t.TempDir()
+	l, err := rootlock.Acquire(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	vmDir := filepath.Join(root, "vms", "0123456789ab")
+	if err := os.MkdirAll(vmDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := run(t, "--root", root, "--guest", t.TempDir(), "cleanup")
+	if code == 0 || !strings.Contains(stderr, "in use by another node") || !strings.Contains(stderr, "pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(vmDir); err != nil {
+		t.Fatalf("the refused cleanup changed the root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "network")); !os.IsNotExist(err) {
+		t.Fatalf("the refused cleanup opened the network: %v", err)
 	}
 }

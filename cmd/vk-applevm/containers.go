@@ -254,7 +254,14 @@ func newStopCommand(g *globals) *cobra.Command {
 		Short: "Stop containers (SIGTERM, then SIGKILL after a grace period)",
 		Args:  minArgs(1, "at least one CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			guard := nodeGuard{root: g.root}
+			defer guard.release()
 			return g.eachContainer(cmd, args, "stop", func(sb *container.VM) error {
+				if sb.Labels()[labelCLI] == "" {
+					if err := guard.take("it belongs to a pod"); err != nil {
+						return err
+					}
+				}
 				return sb.Stop(cmd.Context(), time.Duration(grace)*time.Second)
 			})
 		},
@@ -271,11 +278,18 @@ func newRmCommand(g *globals) *cobra.Command {
 		Args:  minArgs(1, "at least one CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			guard := nodeGuard{root: g.root}
+			defer guard.release()
 			return g.eachContainer(cmd, args, "rm", func(sb *container.VM) error {
-				if !force {
-					if sb.Labels()[labelCLI] == "" {
+				if sb.Labels()[labelCLI] == "" {
+					if !force {
 						return fmt.Errorf("it belongs to a pod; delete the pod with kubectl (or -f)")
 					}
+					if err := guard.take("it belongs to a pod"); err != nil {
+						return err
+					}
+				}
+				if !force {
 					if s, _ := mainState(ctx, sb); strings.HasPrefix(s, "Up") {
 						return fmt.Errorf("it is running; stop it first or use -f")
 					}
@@ -328,6 +342,11 @@ func newCleanupCommand(g *globals) *cobra.Command {
 // runCleanup removes every sandbox (CLI containers and pod VMs alike) and
 // tears the VM network down: `make stop`, or a clean slate after a crash.
 func runCleanup(ctx context.Context, g *globals) error {
+	guard := nodeGuard{root: g.root}
+	defer guard.release()
+	if err := guard.take("cleanup removes every VM and the network"); err != nil {
+		return internal(err)
+	}
 	env, err := g.openRuntime(ctx, nil, nil)
 	if err != nil {
 		return internal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -159,6 +160,9 @@ func runNode(ctx context.Context, g *globals, cfg node.Config, o runtimeOptions)
 		return internal(fmt.Errorf("restrict state root: %w", err))
 	}
 	lock, err := rootlock.Acquire(g.root)
+	if errors.Is(err, rootlock.ErrHeld) {
+		return internal(fmt.Errorf("%w: stop it, or give this node its own --root", err))
+	}
 	if err != nil {
 		return internal(err)
 	}

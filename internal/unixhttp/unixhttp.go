@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -37,6 +38,22 @@ func New(name, sock string, maxIdle int) *Client {
 // CloseIdle releases the kept-alive connections.
 func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
 
+// StatusError is a server's answer outside 2xx.
+type StatusError struct {
+	Code   int
+	Status string // "404 Not Found"
+	Text   string // the body, trimmed
+}
+
+func (e *StatusError) Error() string { return e.Status + ": " + e.Text }
+
+// IsNotFound tells a path the server does not serve (404): an older
+// daemon, from before the path was added.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
 // Call sends in (if not nil) as JSON and decodes the answer into out (if
 // not nil). A status outside 2xx is an error carrying the server's text.
 func (c *Client) Call(ctx context.Context, method, path string, in, out any) error {
@@ -60,7 +77,8 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) err
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%s %s %s: %s: %s", c.name, method, path, resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("%s %s %s: %w", c.name, method, path,
+			&StatusError{Code: resp.StatusCode, Status: resp.Status, Text: strings.TrimSpace(string(msg))})
 	}
 	if out == nil {
 		return nil

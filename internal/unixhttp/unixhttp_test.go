@@ -43,6 +43,12 @@ func TestCallOverUnixSocket(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "switch GET /busy: 409 Conflict: port 80 is taken") {
 		t.Fatalf("error = %v, want the server's status and text", err)
 	}
+	if IsNotFound(err) {
+		t.Fatalf("a 409 counts as not found: %v", err)
+	}
+	if err := c.Call(context.Background(), http.MethodPost, "/logs/0", nil, nil); !IsNotFound(err) {
+		t.Fatalf("error of a path the server lacks = %v, want IsNotFound", err)
+	}
 	// Nothing listens: the dial error names the call.
 	gone := New("shim API", filepath.Join(t.TempDir(), "none.sock"), 1)
 	if err := gone.Call(context.Background(), http.MethodGet, "/state", nil, nil); err == nil || !strings.HasPrefix(err.Error(), "shim API GET /state: ") {

@@ -77,9 +77,19 @@ var binaries = map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-s
 // spec order (a tap queue, or the switch cable's end).
 const firstNICFD = 3
 
+// ConsoleFD is the fd number of the console pipe's write end in the child:
+// the ExtraFile after the NICs'. The driver reads the other end into the
+// capped console log (vm/consolelog); QEMU's own file chardev would grow
+// without bound.
+func ConsoleFD(spec vm.Spec) int { return firstNICFD + len(spec.NICs) }
+
+// consoleFDSet is the -add-fd set the console pipe is given to QEMU in;
+// the chardev opens /dev/fdset/<set>, which dups it (QEMU >= 1.2).
+const consoleFDSet = "1"
+
 // Args translates spec into qemu-system arguments (without the binary).
 // NICs expect their descriptors as ExtraFiles in NIC order: NIC k is fd
-// 3+k.
+// 3+k; the console's pipe follows them (ConsoleFD).
 func Args(spec vm.Spec, cfg Config) ([]string, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -139,8 +149,11 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 		"-kernel", spec.Kernel,
 		"-initrd", spec.Initrd,
 		"-append", cmdline,
-		// append=on keeps the log of an earlier boot of the same machine.
-		"-chardev", "file,id=console,append=on,path="+escape(spec.ConsoleLog),
+		// The console is a pipe the driver drains into spec.ConsoleLog.
+		// append=on is needed: without it QEMU opens the fd set with
+		// O_TRUNC, which a pipe refuses ("Invalid argument", QEMU 7.2).
+		"-add-fd", "fd="+strconv.Itoa(ConsoleFD(spec))+",set="+consoleFDSet,
+		"-chardev", "file,id=console,append=on,path=/dev/fdset/"+consoleFDSet,
 		"-serial", "chardev:console",
 		"-chardev", "socket,id=qmp,server=on,wait=off,path="+escape(qmpSocket(cfg.Dir)),
 		"-mon", "chardev=qmp,mode=control",

@@ -19,7 +19,9 @@ func baseSpec() vm.Spec {
 const common = "-name vkav-abc123,process=vkav-abc123 -machine q35 -accel tcg -cpu qemu64 -smp 2 -m 512M " +
 	"-nodefaults -no-user-config -display none -no-reboot -kernel /g/vmlinuz -initrd /g/initrd.img"
 
-const consoleAndQMP = " -chardev file,id=console,append=on,path=/s/console.log -serial chardev:console" +
+// The console is a pipe in fd set 1: fd 3 without NICs, the fd after the
+// NICs' with them.
+const consoleAndQMP = " -add-fd fd=3,set=1 -chardev file,id=console,append=on,path=/dev/fdset/1 -serial chardev:console" +
 	" -chardev socket,id=qmp,server=on,wait=off,path=/d/qmp.sock -mon chardev=qmp,mode=control"
 
 const rngAndBalloon = " -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 -device virtio-balloon-pci,free-page-reporting=on"
@@ -100,7 +102,7 @@ func TestArgs(t *testing.T) {
 				{MAC: "02:00:00:00:00:03", Attachment: vm.Attachment{Kind: vm.AttachTap, Tap: "tap1"}},
 			}
 		},
-		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
+		want: common + " -append [console=ttyS0 panic=-1]" + strings.Replace(consoleAndQMP, "fd=3,", "fd=6,", 1) +
 			" -netdev tap,id=net0,fd=3 -device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" +
 			" -netdev dgram,id=net1,local.type=fd,local.str=4" +
 			" -device virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02,host_mtu=65520" +

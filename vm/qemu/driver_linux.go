@@ -162,8 +162,18 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 	}
 	defer logFile.Close()
 
+	// The console: QEMU writes a pipe (ConsoleFD), the machine drains it
+	// into the capped log. Both ends are close-on-exec here; only QEMU
+	// gets the write end, so the reader sees EOF when QEMU is gone.
+	consoleR, consoleW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: console pipe: %w", spec.ID, err)
+	}
+	defer consoleW.Close()
+
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = logFile, logFile, nicFiles
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.ExtraFiles = append(append([]*os.File{}, nicFiles...), consoleW)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// QEMU dies with the shim (design.md). Setpgid keeps terminal
 		// signals meant for the shim's group away from QEMU.
@@ -171,7 +181,8 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 		Setpgid:   true,
 	}
 	m := newMachine(spec, dir, cmd, fsds, d.log.With("vm", spec.ID))
-	if err := m.run(); err != nil {
+	if err := m.run(consoleR); err != nil {
+		consoleR.Close()
 		return nil, fmt.Errorf("start %s: %w", spec.ID, err)
 	}
 	started = true

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/vm"
+	"github.com/vk-applevm/vk-applevm/vm/consolelog"
 )
 
 // killGrace is how long Kill waits for QEMU to quit by QMP before SIGKILL.
@@ -34,7 +35,8 @@ type machine struct {
 	virtiofsds []*virtiofsd
 
 	done    chan struct{}
-	err     error // set before done closes
+	err     error         // set before done closes
+	console chan struct{} // closed once the console log has all QEMU wrote
 	qmpUp   chan struct{}
 	mu      sync.Mutex
 	qmp     *qmpClient
@@ -46,14 +48,15 @@ type machine struct {
 var _ vm.Machine = (*machine)(nil)
 
 func newMachine(spec vm.Spec, dir string, cmd *exec.Cmd, fsds []*virtiofsd, log *slog.Logger) *machine {
-	return &machine{spec: spec, dir: dir, cmd: cmd, virtiofsds: fsds, log: log, done: make(chan struct{}), qmpUp: make(chan struct{})}
+	return &machine{spec: spec, dir: dir, cmd: cmd, virtiofsds: fsds, log: log, done: make(chan struct{}), qmpUp: make(chan struct{}), console: make(chan struct{})}
 }
 
 // run starts QEMU from a goroutine that keeps its OS thread locked for the
 // VM's whole life: Pdeathsig fires when the thread that forked the child
 // exits, not the process (go.dev/issue/27505), and Go may retire idle
-// threads.
-func (m *machine) run() error {
+// threads. console is the read end of QEMU's console pipe; once QEMU runs,
+// it is drained into the capped console log until QEMU exits.
+func (m *machine) run(console *os.File) error {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
@@ -71,6 +74,12 @@ func (m *machine) run() error {
 	if err := <-started; err != nil {
 		return err
 	}
+	go func() {
+		defer close(m.console)
+		if err := consolelog.Copy(console, m.spec.ConsoleLog, m.spec.ConsoleLogMaxSize, m.log); err != nil {
+			m.log.Warn("console log", "err", err)
+		}
+	}()
 	go m.connectQMP()
 	for _, v := range m.virtiofsds {
 		go m.watchVirtiofsd(v)
@@ -114,6 +123,13 @@ func (m *machine) finish(werr error) {
 	}
 	for _, v := range m.virtiofsds {
 		v.stop()
+	}
+	// The console log is complete once QEMU is gone: its last output (a
+	// panic message above all) is in the pipe, read to EOF now.
+	select {
+	case <-m.console:
+	case <-time.After(helperExitGrace):
+		m.log.Warn("console log still copying after QEMU exited")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -15,6 +15,8 @@ import (
 //	GET  /wait               → 200 State once the machine has stopped
 //	GET  /logs/{name}/complete → 200 LogStatus once that container log is
 //	                           complete on disk, or the log port has ended
+//	POST /logs/{name}        → 204; the guest may write that log until it
+//	                           ends it (frames for other names are dropped)
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
@@ -43,6 +45,13 @@ func (s *server) handler() http.Handler {
 			writeJSON(w, http.StatusOK, s.snapshot())
 		case <-r.Context().Done():
 		}
+	})
+	mux.HandleFunc("POST /logs/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.logNames.register(r.PathValue("name")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /logs/{name}/complete", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")

@@ -143,6 +143,22 @@ func (c *Client) Wait(ctx context.Context) (State, error) {
 	}
 }
 
+// RegisterLog lets the guest write the container log called name (under
+// LogDir) until it ends it: the shim writes only logs the host registered.
+// Call it before the process that logs under name is created. A shim of
+// an earlier build, which has no registration and takes every name, is
+// not an error.
+func (c *Client) RegisterLog(ctx context.Context, name string) error {
+	err := c.api.Call(ctx, http.MethodPost, "/logs/"+url.PathEscape(name), nil, nil)
+	if unixhttp.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("register log %s of %s: %w", name, c.dir, err)
+	}
+	return nil
+}
+
 // WaitLog blocks until the container log called name is complete on disk:
 // the guest ended it (after its process's last output) and the shim has
 // written, synced and closed it. It also returns when the log can no longer

@@ -191,7 +191,14 @@ func TestLogSetRejectsBadNamesAndKeepsGoing(t *testing.T) {
 	root := t.TempDir()
 	cfg := Config{LogDir: filepath.Join(root, "logs")}
 	cfg.setDefaults()
-	s := newLogSet(cfg, nil, quietLogger())
+	names := newLogNames()
+	if err := names.register("ok"); err != nil {
+		t.Fatal(err)
+	}
+	if err := names.register("../escape"); !errors.Is(err, ErrBadLogName) {
+		t.Fatalf("registering a bad name: %v", err)
+	}
+	s := newLogSet(cfg, nil, names, quietLogger())
 	s.write(logframe.Frame{Name: "../escape", Stream: logframe.Stdout, Data: []byte("x\n")}, t0)
 	s.write(logframe.Frame{Name: "ok", Stream: logframe.Stdout, Data: []byte("fine\n")}, t0)
 	if err := s.close(); err != nil {
@@ -203,8 +210,8 @@ func TestLogSetRejectsBadNamesAndKeepsGoing(t *testing.T) {
 	if got := readLog(t, cfg.LogDir, "ok"); got != "fine\n" {
 		t.Fatalf("ok.log reads %q", got)
 	}
-	if !s.failing["../escape"] {
-		t.Fatal("bad name not noted")
+	if s.refused != 1 {
+		t.Fatalf("%d frames refused, want the bad name's 1", s.refused)
 	}
 }
 

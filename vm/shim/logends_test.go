@@ -65,8 +65,13 @@ func TestLogEndsForgetsTheOldest(t *testing.T) {
 func TestLogSetEndFrame(t *testing.T) {
 	cfg := Config{LogDir: t.TempDir()}
 	cfg.setDefaults()
-	ends := newLogEnds()
-	s := newLogSet(cfg, ends, quietLogger())
+	ends, names := newLogEnds(), newLogNames()
+	for _, n := range []string{"0", "1"} {
+		if err := names.register(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newLogSet(cfg, ends, names, quietLogger())
 	s.write(logframe.Frame{Name: "0", Stream: logframe.Stdout, Data: []byte("line\nno newline")}, t0)
 	path := filepath.Join(cfg.LogDir, "0.log")
 	if got := readFileString(t, path); got != ts(t0)+" stdout F line\n" {
@@ -84,7 +89,19 @@ func TestLogSetEndFrame(t *testing.T) {
 	if _, ok := ends.complete["0"]; !ok {
 		t.Fatal("the ended log is not complete")
 	}
-	// A name used again appends to the file and is live again.
+	// The end releases the name: the guest cannot write it any more ...
+	if names.registered("0") {
+		t.Fatal("an ended log's name is still registered")
+	}
+	s.write(logframe.Frame{Name: "0", Stream: logframe.Stderr, Data: []byte("late\n")}, t0.Add(2*time.Millisecond))
+	if s.logs["0"] != nil {
+		t.Fatal("a frame after the end reopened the log")
+	}
+	// ... until the host registers it again: a name used again appends
+	// to the file and is live again.
+	if err := names.register("0"); err != nil {
+		t.Fatal(err)
+	}
 	s.write(logframe.Frame{Name: "0", Stream: logframe.Stderr, Data: []byte("again\n")}, t0.Add(2*time.Millisecond))
 	if _, ok := ends.complete["0"]; ok {
 		t.Fatal("a log written again still counts as complete")

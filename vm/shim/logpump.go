@@ -20,8 +20,8 @@ const partialFlushDelay = 250 * time.Millisecond
 // maxFailingNames bounds the names remembered as failing.
 const maxFailingNames = 256
 
-// logSet routes frames to one criLog per name. It is owned by the pump
-// goroutine.
+// logSet routes frames to one criLog per registered name. It is owned by
+// the pump goroutine.
 type logSet struct {
 	dir      string // empty: frames are dropped
 	maxSize  int64
@@ -29,16 +29,19 @@ type logSet struct {
 	log      *slog.Logger
 	logs     map[string]*criLog // the logs being written
 	ends     *logEnds
+	names    *logNames // the names the host registered; others are refused
+	// refused counts frames dropped for a name nobody registered.
+	refused uint64
 	// failing remembers names whose last write failed or that are invalid,
 	// so a broken disk or a misbehaving guest logs once, not per frame.
 	failing map[string]bool
 	dirMade bool
 }
 
-func newLogSet(cfg Config, ends *logEnds, log *slog.Logger) *logSet {
+func newLogSet(cfg Config, ends *logEnds, names *logNames, log *slog.Logger) *logSet {
 	return &logSet{
 		dir: cfg.LogDir, maxSize: cfg.LogMaxSize, maxFiles: cfg.LogMaxFiles, log: log,
-		logs: map[string]*criLog{}, ends: ends, failing: map[string]bool{},
+		logs: map[string]*criLog{}, ends: ends, names: names, failing: map[string]bool{},
 	}
 }
 
@@ -48,6 +51,10 @@ func (s *logSet) write(f logframe.Frame, t time.Time) {
 		return
 	}
 	if s.dir == "" {
+		return
+	}
+	if !s.names.registered(f.Name) {
+		s.refuse(f.Name)
 		return
 	}
 	l, err := s.get(f.Name)
@@ -62,16 +69,35 @@ func (s *logSet) write(f logframe.Frame, t time.Time) {
 // file synced and closed, and only then is the name reported complete, so
 // a node that waits for it (WaitLog) finds every byte on disk.
 func (s *logSet) end(name string) {
-	if validLogName(name) != nil {
+	if !s.names.registered(name) {
+		s.refuse(name)
 		return
 	}
 	if l := s.logs[name]; l != nil {
 		delete(s.logs, name)
 		s.note(name, l.close())
 	}
+	s.names.release(name)
 	if s.ends != nil {
 		s.ends.markComplete(name)
 	}
+}
+
+// refuse drops a frame for a name the host did not register: a guest
+// naming logs at will must cost neither files nor descriptors nor a line
+// of shim.log per frame (logged at the 1st, 10th, 100th … refusal).
+func (s *logSet) refuse(name string) {
+	s.refused++
+	if n := s.refused; n == 1 || isPowerOf10(n) {
+		s.log.Warn("dropping log frames for a name the host did not register", "log", name, "refusedFrames", n)
+	}
+}
+
+func isPowerOf10(n uint64) bool {
+	for n >= 10 && n%10 == 0 {
+		n /= 10
+	}
+	return n == 1
 }
 
 func (s *logSet) get(name string) (*criLog, error) {

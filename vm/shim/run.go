@@ -56,6 +56,7 @@ type server struct {
 	requests chan stopRequest
 	final    chan struct{} // closed once the final state is on disk
 	logEnds  *logEnds      // which container logs are complete (WaitLog)
+	logNames *logNames     // which log names the host registered
 
 	mu          sync.Mutex
 	state       State
@@ -150,6 +151,7 @@ func newServer(dir string, drivers map[string]vm.Driver, log *slog.Logger, opts 
 		requests: make(chan stopRequest, 16),
 		final:    make(chan struct{}),
 		logEnds:  newLogEnds(),
+		logNames: newLogNames(),
 		state: State{
 			ID: cfg.Spec.ID, Driver: cfg.Driver, Status: StatusStarting,
 			ShimPid: os.Getpid(), ShimStartTime: start,
@@ -274,7 +276,7 @@ func (s *server) takePorts(ctx context.Context, m vm.Machine) (io.Closer, <-chan
 			logPort, pumpDone = port, make(chan struct{})
 			go func() {
 				defer close(pumpDone)
-				pumpLogs(port, newLogSet(s.cfg, s.logEnds, s.log), s.log.With("port", name))
+				pumpLogs(port, newLogSet(s.cfg, s.logEnds, s.logNames, s.log), s.log.With("port", name))
 			}()
 		}
 	}

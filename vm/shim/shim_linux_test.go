@@ -87,6 +87,9 @@ func TestLaunchStateAndGracefulStop(t *testing.T) {
 	}
 	// Output written just before the stop, without a newline, must reach
 	// the disk when the machine stops.
+	if err := v.RegisterLog(ctxFor(t, 5*time.Second), "main"); err != nil {
+		t.Fatal(err)
+	}
 	if got := agentCommand(t, v.Client, "log main stdout "+hex.EncodeToString([]byte("last words"))); got != "ok" {
 		t.Fatalf("log reply %q", got)
 	}

@@ -58,8 +58,12 @@ type Config struct {
 	// device (VZVirtioConsoleDeviceConfiguration), in spec order.
 	ConsolePorts []ConsolePort `json:"consolePorts,omitempty"`
 	// SerialLog is the file the guest's hvc0 console is appended to
-	// (a VZVirtioConsoleDeviceSerialPortConfiguration, a device of its own).
+	// (a VZVirtioConsoleDeviceSerialPortConfiguration, a device of its own,
+	// attached to a pipe the shim drains into the capped log).
 	SerialLog string `json:"serialLog"`
+	// SerialLogMaxSize caps SerialLog (0: consolelog.DefaultMaxSize); one
+	// previous file is kept.
+	SerialLogMaxSize int64 `json:"serialLogMaxSize,omitempty"`
 	// Entropy adds a virtio-rng device so the guest's CRNG seeds at once
 	// instead of stalling early boot.
 	Entropy bool `json:"entropy"`

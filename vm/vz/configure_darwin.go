@@ -4,6 +4,7 @@ package vz
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 
 	"github.com/Code-Hex/vz/v3"
@@ -46,9 +47,15 @@ func configure(cfg *Config, dir string) (_ *vz.VirtualMachineConfiguration, _ *h
 	return c, ends, nil
 }
 
-func attachSerialLog(c *vz.VirtualMachineConfiguration, cfg *Config, _ *hostEnds, _ string) error {
-	// Appending keeps the boot logs of earlier runs of the same machine.
-	attachment, err := vz.NewFileSerialPortAttachment(cfg.SerialLog, true)
+func attachSerialLog(c *vz.VirtualMachineConfiguration, cfg *Config, ends *hostEnds, _ string) error {
+	// A pipe drained into the capped log (which appends, keeping the boot
+	// logs of earlier runs of the same machine), not vz's file
+	// attachment, which grows for the machine's whole life.
+	guestIn, guestOut, err := ends.addConsole(cfg.SerialLog, cfg.SerialLogMaxSize, slog.Default())
+	if err != nil {
+		return err
+	}
+	attachment, err := vz.NewFileHandleSerialPortAttachment(guestIn, guestOut)
 	if err != nil {
 		return fmt.Errorf("console log %s: %w", cfg.SerialLog, err)
 	}

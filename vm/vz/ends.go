@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/vm/consolelog"
 )
 
 // The host-side descriptors a machine hands to Virtualization.framework.
@@ -18,6 +22,9 @@ type hostEnds struct {
 	ports map[string]*portEnds
 	// vzSide are the ends vz reads and writes, NIC sockets, and cleanups.
 	vzSide []io.Closer
+	// consoleDone is closed once the console log holds all the guest
+	// printed (nil without a console).
+	consoleDone chan struct{}
 }
 
 func newHostEnds() *hostEnds { return &hostEnds{ports: map[string]*portEnds{}} }
@@ -51,6 +58,45 @@ func (h *hostEnds) addPort(name string) (guestIn, guestOut *os.File, err error) 
 	h.vzSide = append(h.vzSide, guestIn, guestOut)
 	h.ports[name] = &portEnds{fromGuest: fromGuest, toGuest: toGuest}
 	return guestIn, guestOut, nil
+}
+
+// addConsole creates the serial console's pipes and returns the ends vz
+// uses. What the guest prints is copied into the capped log at path
+// (vm/consolelog) until vz's end closes; vz's own file attachment would
+// grow the file for the machine's whole life. The guest reads nothing:
+// the input pipe's write end is held open and never written.
+func (h *hostEnds) addConsole(path string, maxSize int64, log *slog.Logger) (guestIn, guestOut *os.File, err error) {
+	guestIn, noInput, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("console: %w", err)
+	}
+	fromGuest, guestOut, err := os.Pipe()
+	if err != nil {
+		guestIn.Close()
+		noInput.Close()
+		return nil, nil, fmt.Errorf("console: %w", err)
+	}
+	h.vzSide = append(h.vzSide, noInput, guestIn, guestOut)
+	h.consoleDone = make(chan struct{})
+	go func() {
+		defer close(h.consoleDone)
+		if err := consolelog.Copy(fromGuest, path, maxSize, log); err != nil {
+			log.Warn("console log", "err", err)
+		}
+	}()
+	return guestIn, guestOut, nil
+}
+
+// waitConsole waits, at most bound, for the console log to be complete
+// after closeVZSide.
+func (h *hostEnds) waitConsole(bound time.Duration) {
+	if h.consoleDone == nil {
+		return
+	}
+	select {
+	case <-h.consoleDone:
+	case <-time.After(bound):
+	}
 }
 
 // keep holds f (a NIC's socket) until the machine stops.

@@ -1,10 +1,16 @@
 package vz
 
 import (
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/vk-applevm/vk-applevm/vm/consolelog"
 )
 
 // shortTempDir keeps socket paths under macOS's 104-byte limit.
@@ -88,5 +94,34 @@ func TestNICSocketIsHeldUntilRelease(t *testing.T) {
 	ends.closeVZSide()
 	if _, err := w.Write([]byte("x")); err == nil {
 		t.Error("the NIC descriptor is still open after release")
+	}
+}
+
+// What vz writes to the serial console's end lands in the capped console
+// log; once vz's ends are closed the log is complete, and it never holds
+// more than the cap plus one previous file.
+func TestConsoleEndsFeedTheCappedLog(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "console.log")
+	ends := newHostEnds()
+	_, guestOut, err := ends.addConsole(path, consolelog.MinMaxSize, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		fmt.Fprintf(guestOut, "[%6d] kernel says something\n", i)
+	}
+	ends.closeVZSide()
+	ends.waitConsole(10 * time.Second)
+	live, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, _ := os.ReadFile(path + consolelog.PreviousSuffix)
+	if len(live) > consolelog.MinMaxSize || len(prev) > consolelog.MinMaxSize || len(prev) == 0 {
+		t.Fatalf("live %d, previous %d bytes; cap %d", len(live), len(prev), consolelog.MinMaxSize)
+	}
+	if !strings.HasSuffix(string(live), "[  1999] kernel says something\n") {
+		t.Fatalf("the last line is missing once the ends are closed: %q", live[max(0, len(live)-80):])
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/vk-applevm/vk-applevm/vm"
 )
@@ -176,6 +177,8 @@ func (m *machine[S]) finish(err error) {
 		}
 	}
 	m.mu.Unlock()
+	// The console log is complete when the machine counts as stopped.
+	m.ends.waitConsole(2 * time.Second)
 	if err != nil {
 		m.log.Info("vz machine stopped", "err", err)
 	} else {

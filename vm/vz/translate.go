@@ -89,11 +89,12 @@ func Describe(spec vm.Spec, host HostLimits) (*Config, error) {
 			Initrd:  spec.Initrd,
 			Cmdline: describeCmdline(spec.Cmdline),
 		},
-		CPUs:        cpus,
-		MemoryBytes: memory,
-		SerialLog:   spec.ConsoleLog,
-		Entropy:     true,
-		Balloon:     true,
+		CPUs:             cpus,
+		MemoryBytes:      memory,
+		SerialLog:        spec.ConsoleLog,
+		SerialLogMaxSize: spec.ConsoleLogMaxSize,
+		Entropy:          true,
+		Balloon:          true,
 	}
 	for _, d := range spec.Disks {
 		cfg.Disks = append(cfg.Disks, describeDisk(d))
