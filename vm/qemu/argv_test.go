@@ -75,7 +75,7 @@ func TestArgs(t *testing.T) {
 		},
 		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +
 			" -drive id=disk0,if=none,format=raw,cache=writeback,werror=report,rerror=report,file=/p/v.ext4,discard=unmap" +
-			" -device virtio-blk-pci,drive=disk0,serial=vkav-vol0" + rng,
+			" -device virtio-blk-pci,drive=disk0,serial=vkav-vol0" + rngAndBalloon,
 	}, {
 		name: "virtio-fs shares: shared memfd RAM, one vhost-user socket per share",
 		edit: func(s *vm.Spec, _ *Config) {
