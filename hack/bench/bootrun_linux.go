@@ -125,3 +125,20 @@ type variant struct {
 	name string
 	run  func(ctx context.Context, keep bool) error
 }
+
+// runInterleaved runs a warm-up round and then rounds of every variant, in
+// an order that changes per round, and stops at the first failure.
+func runInterleaved(ctx context.Context, log *slog.Logger, what string, rounds int, variants []variant) error {
+	for round := 0; round <= rounds; round++ {
+		for _, i := range roundOrder(len(variants), round) {
+			if err := variants[i].run(ctx, round > 0); err != nil {
+				return fmt.Errorf("%s: %w", variants[i].name, err)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		log.Info(what+" round done", "round", round, "warm-up", round == 0, "load", loadAverage())
+	}
+	return nil
+}

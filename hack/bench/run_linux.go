@@ -125,16 +125,8 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 			return err
 		}})
 	}
-	for round := 0; round <= o.rounds; round++ {
-		for _, i := range roundOrder(len(variants), round) {
-			if err := variants[i].run(ctx, round > 0); err != nil {
-				return fail(fmt.Errorf("%s: %w", variants[i].name, err))
-			}
-		}
-		if ctx.Err() != nil {
-			return fail(ctx.Err())
-		}
-		log.Info("run round done", "round", round, "warm-up", round == 0, "load", loadAverage())
+	if err := runInterleaved(ctx, log, "run", o.rounds, variants); err != nil {
+		return fail(err)
 	}
 	r := ratio(median(runs), median(floor))
 	s.Rows = append(s.Rows,
