@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -49,33 +50,28 @@ func TestAgentGuestMemoryAgainstAgentServer(t *testing.T) {
 }
 
 // A machine with a traditional balloon (vz's kind) gets targets from the
-// guest's free memory, never below the floor: here the guest uses 100 MiB
-// of 640, so the target is 100 + 64 MiB of headroom, under a floor of 128.
+// guest's free memory, never below the floor: the guest uses 100 MiB of
+// 640, so the target is 100 + 64 MiB of headroom unless the floor is above.
 func TestShimDrivesABalloonMachine(t *testing.T) {
-	fvm := launchFake(t, func(c *Config) {
-		c.Spec.MemoryMiB = 640
-		c.MemoryFloorMiB = 128
-	}, envBalloon+"=1")
-	eventually(t, 30*time.Second, "a balloon target in shim.log", func() bool {
-		return shimLogContains(t, fvm.dir, "fake balloon: target")
-	})
-	log := readFileString(t, filepath.Join(fvm.dir, logFile))
-	if !strings.Contains(log, "fake balloon: target 164 MiB") {
-		t.Fatalf("shim.log has no target of 164 MiB:\n%s", log)
-	}
-}
-
-// A floor above what the guest needs holds the target there.
-func TestShimBalloonKeepsTheFloor(t *testing.T) {
-	fvm := launchFake(t, func(c *Config) {
-		c.Spec.MemoryMiB = 640
-		c.MemoryFloorMiB = 512
-	}, envBalloon+"=1")
-	eventually(t, 30*time.Second, "a balloon target in shim.log", func() bool {
-		return shimLogContains(t, fvm.dir, "fake balloon: target")
-	})
-	log := readFileString(t, filepath.Join(fvm.dir, logFile))
-	if !strings.Contains(log, "fake balloon: target 512 MiB") {
-		t.Fatalf("shim.log has no target of 512 MiB:\n%s", log)
+	for _, c := range []struct {
+		name             string
+		floorMiB, target int
+	}{
+		{"the guest's use and headroom above a floor of 128", 128, 164},
+		{"a floor above what the guest needs holds the target", 512, 512},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fvm := launchFake(t, func(cfg *Config) {
+				cfg.Spec.MemoryMiB = 640
+				cfg.MemoryFloorMiB = uint64(c.floorMiB)
+			}, envBalloon+"=1")
+			eventually(t, 30*time.Second, "a balloon target in shim.log", func() bool {
+				return shimLogContains(t, fvm.dir, "fake balloon: target")
+			})
+			log := readFileString(t, filepath.Join(fvm.dir, logFile))
+			if want := fmt.Sprintf("fake balloon: target %d MiB", c.target); !strings.Contains(log, want) {
+				t.Fatalf("shim.log has no %q:\n%s", want, log)
+			}
+		})
 	}
 }
