@@ -169,6 +169,24 @@ func TestActiveDeadlineFailsThePod(t *testing.T) {
 
 // TestActiveDeadlineSetByUpdate: activeDeadlineSeconds may be added to a
 // running pod; the deadline counts from the pod's start.
+// TestActiveDeadlineWithRestartPolicyNever: the containers' kill alone
+// makes such a pod Failed, its last pushed status: it must already say
+// DeadlineExceeded.
+func TestActiveDeadlineWithRestartPolicyNever(t *testing.T) {
+	h := newHarness(t)
+	pod := testPod("never", ctr("app", "run"))
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	deadline := int64(30)
+	pod.Spec.ActiveDeadlineSeconds = &deadline
+	h.create(pod)
+	h.waitFor("never", "running", running)
+	h.clock.Step(30 * time.Second)
+	p := h.stepUntil("never", "failed", 100*time.Millisecond, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if p.Status.Reason != podworker.ReasonDeadlineExceeded || p.Status.Message != podworker.MessageDeadlineExceeded {
+		t.Fatalf("first Failed status: reason %q message %q", p.Status.Reason, p.Status.Message)
+	}
+}
+
 func TestActiveDeadlineSetByUpdate(t *testing.T) {
 	h := newHarness(t)
 	pod := testPod("later", ctr("app", "run"))

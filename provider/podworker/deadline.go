@@ -62,6 +62,11 @@ func (w *Worker) exceedDeadline() {
 	w.event(corev1.EventTypeNormal, ReasonDeadlineExceeded, MessageDeadlineExceeded)
 	w.mu.Lock()
 	w.deadlineExceeded = true
+	// The reason goes with every status from now on, as for an eviction:
+	// a pod whose containers do not restart turns Failed by itself once
+	// they are killed, and virtual-kubelet pushes nothing after a terminal
+	// status (seen in e2e: Failed with no reason).
+	w.reason, w.message = ReasonDeadlineExceeded, MessageDeadlineExceeded
 	w.mu.Unlock()
 	w.stop(w.gracePeriod())
 }
