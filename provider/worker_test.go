@@ -2,10 +2,7 @@ package provider
 
 import (
 	"context"
-	"k8s.io/apimachinery/pkg/runtime"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	k8stesting "k8s.io/client-go/testing"
-	"k8s.io/client-go/tools/cache"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +10,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/vk-applevm/vk-applevm/provider/podworker"
 	corev1 "k8s.io/api/core/v1"
@@ -692,4 +694,45 @@ func TestFinalDeleteWaitsOnTheInformer(t *testing.T) {
 	if n := gets.Load(); n != 0 {
 		t.Errorf("the worker sent %d GETs of the pod; want none", n)
 	}
+}
+
+// TestCrashLoopingPodKeepsTwoLogSetsAndLeavesNothing: a container with an
+// emptyDir restarted three times has at most two log sets on disk at any
+// time (the current instance's and the previous one's), and once the pod
+// is deleted its directory — logs, volumes — is gone.
+func TestCrashLoopingPodKeepsTwoLogSetsAndLeavesNothing(t *testing.T) {
+	h := newHarness(t)
+	c := ctr("app", "log", "crashing", "exit", "3")
+	c.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+	pod := testPod("loop", c)
+	pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	h.create(pod)
+	podDir := h.p.podDir(pod)
+	most := 0
+	logSets := func() int {
+		n := 0
+		_ = filepath.WalkDir(podDir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(d.Name(), ".log") {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	h.stepUntil("loop", "restarted three times", time.Second, func(p *corev1.Pod) bool {
+		most = max(most, logSets())
+		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 3
+	})
+	h.eventually("the fourth instance's log", func() bool { most = max(most, logSets()); return logSets() == 2 })
+	if most > 2 {
+		t.Fatalf("%d log files at once under the pod's directory, want at most 2 (current and previous)", most)
+	}
+	if err := h.p.DeletePod(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the pod's directory removed", func() bool {
+		h.clock.Step(100 * time.Millisecond)
+		_, err := os.Stat(podDir)
+		return os.IsNotExist(err)
+	})
 }
