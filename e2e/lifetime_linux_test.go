@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"syscall"
 
@@ -73,6 +74,11 @@ func startReaper() (func(), error) {
 
 // runReaper waits for the test binary pid to close the pipe on stdin.
 func runReaper(pid int) int {
+	// Its stderr is go test's pipe: when go test was killed too, a write
+	// to it must fail, not kill the reaper with SIGPIPE before it cleaned
+	// up (seen: SIGTERM to make and e2e.test left etcd, kube-apiserver
+	// and both namespaces).
+	signal.Ignore(syscall.SIGPIPE)
 	b, _ := io.ReadAll(os.Stdin)
 	if string(b) == reaperDone {
 		return 0
