@@ -91,7 +91,7 @@ endif
 
 # One command for a new machine, the first real Mac above all: doctor, a
 # busybox VM, the agent's round trip, an exit code, VM↔VM traffic through
-# the switch, chown on an emptyDir-style volume, a stop within its grace
+# the switch, chown on an emptyDir-style disk volume, a stop within its grace
 # period, Rosetta (Mac only); prints the results and the versions (OS,
 # chip, SDK, vz, kernel) as tables to paste into a report, and fails when a
 # check does (hack/maccheck). On Linux the same checks run on QEMU, as part

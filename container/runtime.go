@@ -209,6 +209,7 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 	if err := ext4.CreateEmpty(scratch, scratchSize); err != nil {
 		return nil, fmt.Errorf("create writable layer: %w", err)
 	}
+	cfg.Mounts = placeOwnVolumeDisks(dir, cfg.Mounts)
 	if err := prepareVolumes(cfg.Mounts); err != nil {
 		return nil, err
 	}

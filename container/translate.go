@@ -25,6 +25,12 @@ const (
 	DefaultOverheadBytes = 128 << 20
 	// DefaultScratchBytes is the size of the sparse writable layer disk.
 	DefaultScratchBytes = 10 << 30
+	// DefaultVolumeDiskBytes is the size of a volume disk (MountDisk)
+	// nobody sized: a pod's emptyDir without sizeLimit, the CLI's
+	// anonymous volume. The kubelet bounds such a volume only by the
+	// node's disk; a sparse image costs nothing until written, so the cap
+	// is generous.
+	DefaultVolumeDiskBytes = 10 << 30
 )
 
 // shareTag names the virtio-fs tag of a container's n-th shared mount.

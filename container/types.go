@@ -108,7 +108,9 @@ type Mount struct {
 	Destination string    `json:"destination"`
 	ReadOnly    bool      `json:"readOnly,omitempty"`
 	// HostPath is the shared directory (MountShare) or the disk image
-	// (MountDisk).
+	// (MountDisk). A MountDisk without one is the VM's own volume (the
+	// CLI's anonymous `-v /data`): Create places its image in the VM's
+	// directory, so it goes with the VM, and records the path here.
 	HostPath string `json:"hostPath,omitempty"`
 	// Volume names a files volume, for WriteFiles (MountFiles).
 	Volume string `json:"volume,omitempty"`

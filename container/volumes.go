@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/vk-applevm/vk-applevm/image/ext4"
 )
@@ -17,6 +18,22 @@ const emptyDirMode = 0o777
 // volumeParentMode keeps the directories above volumes private to the node
 // (the pod directory is 0750 too).
 const volumeParentMode = 0o750
+
+// placeOwnVolumeDisks gives the VM's own volume disks (MountDisk without
+// a HostPath) an image path in the VM's directory dir, which Delete
+// removes with everything else of the VM. It returns a copy: the caller's
+// mounts stay as they were.
+func placeOwnVolumeDisks(dir string, mounts []Mount) []Mount {
+	out := append([]Mount(nil), mounts...)
+	n := 0
+	for i := range out {
+		if out[i].Kind == MountDisk && out[i].HostPath == "" {
+			out[i].HostPath = filepath.Join(dir, "volumes", "volume"+strconv.Itoa(n)+".ext4")
+			n++
+		}
+	}
+	return out
+}
 
 // prepareVolumes makes the host side of a VM's volumes: a shared
 // directory 0777 (explicitly: MkdirAll's mode passes through the umask,

@@ -94,3 +94,25 @@ func TestPrepareVolumes(t *testing.T) {
 		t.Error("a disk without a size was made")
 	}
 }
+
+// A volume disk without an image path is the VM's own: its image goes in
+// the VM's directory (one each, in mount order), and the caller's mounts
+// are left as they were.
+func TestPlaceOwnVolumeDisks(t *testing.T) {
+	in := []Mount{
+		{Kind: MountDisk, Destination: "/a", SizeBytes: 1},
+		{Kind: MountShare, Destination: "/s", HostPath: "/host"},
+		{Kind: MountDisk, Destination: "/pod", HostPath: "/pod/v.ext4", SizeBytes: 1},
+		{Kind: MountDisk, Destination: "/b", SizeBytes: 1},
+	}
+	got := placeOwnVolumeDisks("/vms/0123456789ab", in)
+	want := []string{"/vms/0123456789ab/volumes/volume0.ext4", "/host", "/pod/v.ext4", "/vms/0123456789ab/volumes/volume1.ext4"}
+	for i := range want {
+		if got[i].HostPath != want[i] {
+			t.Errorf("mount %s: image %q, want %q", got[i].Destination, got[i].HostPath, want[i])
+		}
+	}
+	if in[0].HostPath != "" || in[3].HostPath != "" {
+		t.Errorf("the caller's mounts changed: %+v", in)
+	}
+}

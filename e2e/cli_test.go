@@ -448,3 +448,82 @@ func TestRunVolumeEnvFileInspect(t *testing.T) {
 		t.Fatalf("inspect mounts: %+v", m)
 	}
 }
+
+// TestRunAnonymousVolume: -v /data alone is a disk of the container's own,
+// as a single-container pod's emptyDir is: root chowns a file on it to
+// another uid (what vz's single-uid virtio-fs shares refuse), its image
+// lives in the container's state directory, and `rm` (or `run --rm`)
+// leaves nothing of it under the state root.
+func TestRunAnonymousVolume(t *testing.T) {
+	const script = "touch /data/f && chown 1000:1000 /data/f && stat -c %u:%g /data/f"
+	r := vkav(t, "", "run", "--rm", "-v", "/data", env.busybox, "sh", "-c", script)
+	if r.code != 0 || r.stdout != "1000:1000\n" {
+		t.Fatalf("run --rm -v /data: code %d stdout %q, want 1000:1000", r.code, r.stdout)
+	}
+	if left := volumeImages(t); len(left) > 0 {
+		t.Fatalf("run --rm left volume images: %q", left)
+	}
+
+	name := uniqueName("anonvol")
+	r = vkav(t, "", "run", "--name", name, "-v", "/data", env.busybox, "sh", "-c", script)
+	t.Cleanup(func() { vkav(t, "", "rm", "-f", name) })
+	if r.code != 0 || r.stdout != "1000:1000\n" {
+		t.Fatalf("run -v /data: code %d stdout %q, want 1000:1000", r.code, r.stdout)
+	}
+	var inspect []struct {
+		Config struct {
+			Mounts []struct {
+				Kind        string `json:"kind"`
+				HostPath    string `json:"hostPath"`
+				Destination string `json:"destination"`
+			} `json:"mounts"`
+		} `json:"config"`
+	}
+	r = vkav(t, "", "inspect", name)
+	if err := json.Unmarshal([]byte(r.stdout), &inspect); err != nil || len(inspect) != 1 {
+		t.Fatalf("inspect: %v: %q", err, r.stdout)
+	}
+	m := inspect[0].Config.Mounts
+	if len(m) != 1 || m[0].Kind != "disk" || m[0].Destination != "/data" {
+		t.Fatalf("inspect mounts: %+v, want one disk at /data", m)
+	}
+	if left := volumeImages(t); len(left) != 1 || left[0] != m[0].HostPath {
+		t.Fatalf("volume images under the state root: %q, want the container's %s", left, m[0].HostPath)
+	}
+	fi, err := os.Stat(m[0].HostPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != 10<<30 {
+		t.Fatalf("volume image %s is %d bytes, want the documented default of 10 GiB", m[0].HostPath, fi.Size())
+	}
+	if r := vkav(t, "", "rm", name); r.code != 0 {
+		t.Fatalf("rm: %d %s", r.code, r.stderr)
+	}
+	if left := volumeImages(t); len(left) > 0 {
+		t.Fatalf("rm left volume images: %q", left)
+	}
+}
+
+// volumeImages lists the files in VMs' volumes directories under the
+// CLI's state root.
+func volumeImages(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(filepath.Join(env.root, "vms"), func(p string, d os.DirEntry, err error) error {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && filepath.Base(filepath.Dir(p)) == "volumes" {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

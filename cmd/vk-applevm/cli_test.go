@@ -46,7 +46,10 @@ func TestUsageErrorsExit125OneLine(t *testing.T) {
 		{[]string{"run"}, "want an IMAGE"},
 		{[]string{"run", "--memory", "lots", "busybox"}, `--memory "lots"`},
 		{[]string{"run", "--pull", "sometimes", "busybox"}, `--pull "sometimes"`},
-		{[]string{"run", "-v", "relative-only", "busybox"}, "want HOST:CONTAINER[:ro]"},
+		{[]string{"run", "-v", "relative-only", "busybox"}, `-v "relative-only": the container path must be absolute (alone it names an anonymous volume`},
+		{[]string{"run", "-v", "/", "busybox"}, `-v "/": the container path cannot be /`},
+		{[]string{"run", "-v", "/data", "-v", "/data/", "busybox"}, `-v "/data/": /data is mounted twice`},
+		{[]string{"run", "-v", ":/data", "busybox"}, "want HOST:CONTAINER[:ro] or CONTAINER"},
 		{[]string{"run", "-d", "--rm", "busybox"}, "-d and --rm together"},
 		{[]string{"run", "--cap-add", "SYS_WIZARD", "busybox"}, `unknown capability "SYS_WIZARD"`},
 		{[]string{"run", "--sysctl", "vm.swappiness=1", "busybox"}, `forbidden sysctl: "vm.swappiness" not allowlisted`},
@@ -203,22 +206,36 @@ func TestParseVolumes(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "f")
 	os.WriteFile(file, nil, 0o644)
-	got, err := parseVolumes([]string{dir + ":/data", dir + ":/ro:ro", dir + ":/rw/:rw"})
+	got, err := parseVolumes([]string{dir + ":/data", dir + ":/ro:ro", dir + ":/rw/:rw", "/anon", "/cache/", dir})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A container path alone is an anonymous volume: a disk of the
+	// default size, its image placed by the runtime (no host path here).
+	// An absolute host path alone is one too, as with docker.
+	anon := func(dst string) container.Mount {
+		return container.Mount{Kind: container.MountDisk, Destination: dst, SizeBytes: container.DefaultVolumeDiskBytes}
 	}
 	want := []container.Mount{
 		{Kind: container.MountShare, HostPath: dir, Destination: "/data"},
 		{Kind: container.MountShare, HostPath: dir, Destination: "/ro", ReadOnly: true},
 		{Kind: container.MountShare, HostPath: dir, Destination: "/rw"},
+		anon("/anon"), anon("/cache"), anon(dir),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("mounts %+v", got)
 	}
 	for i := range want {
-		if got[i].Kind != want[i].Kind || got[i].HostPath != want[i].HostPath || got[i].Destination != want[i].Destination || got[i].ReadOnly != want[i].ReadOnly {
-			t.Fatalf("mount %d: %+v, want %+v", i, got[i], want[i])
+		if g, w := got[i], want[i]; g.Kind != w.Kind || g.HostPath != w.HostPath || g.Destination != w.Destination || g.ReadOnly != w.ReadOnly || g.SizeBytes != w.SizeBytes {
+			t.Fatalf("mount %d: %+v, want %+v", i, g, w)
 		}
 	}
-	for _, bad := range []string{dir, dir + ":data", dir + ":/d:rx", filepath.Join(dir, "missing") + ":/d", file + ":/f", ":/d"} {
-		if _, err := parseVolumes([]string{bad}); err == nil {
+	for _, bad := range [][]string{
+		{"data"}, {"./data"}, {"/"}, {"//"}, {""},
+		{dir + ":data"}, {dir + ":/d:rx"}, {filepath.Join(dir, "missing") + ":/d"}, {file + ":/f"}, {":/d"}, {dir + ":/"},
+		{"/d", dir + ":/d"}, {"/d", "/d"},
+	} {
+		if _, err := parseVolumes(bad); err == nil {
 			t.Errorf("-v %q accepted", bad)
 		}
 	}

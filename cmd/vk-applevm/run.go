@@ -63,7 +63,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	fl.StringVarP(&f.memory, "memory", "m", "512Mi", "memory for the container (the VM gets this plus a fixed overhead), e.g. 512Mi, 1G")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: its value here)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file (KEY=VALUE lines, # comments)")
-	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "share a host directory: HOST:CONTAINER[:ro]")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, fmt.Sprintf("HOST:CONTAINER[:ro] shares a host directory; CONTAINER alone is an empty disk of the container's own (sparse, %d GiB, chown works; removed with the container)", container.DefaultVolumeDiskBytes>>30))
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container port on the host: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVarP(&f.user, "user", "u", "", "user as USER[:GROUP] (names or numbers, as in the image's /etc/passwd)")

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -48,8 +50,6 @@ type checker struct {
 	// image is the busybox image; amd64Image the linux/amd64 one for
 	// Rosetta ("" when the check does not apply).
 	image, amd64Image string
-	// volume is the host directory standing for an emptyDir.
-	volume string
 	// nonce makes this run's outputs its own.
 	nonce string
 	// registry serves the images.
@@ -95,7 +95,7 @@ func (c *checker) bootServer(ctx context.Context) (*background, bool) {
 		c.rep.add(checkBoot, Fail, "images pull %s: %s", c.image, pull)
 		return nil, false
 	}
-	b, err := c.s.start("run", "--rm", "--name", serverName, "-v", c.volume+":/data",
+	b, err := c.s.start("run", "--rm", "--name", serverName, "-v", "/data",
 		c.image, "sh", "-c", fmt.Sprintf(serverScript, c.nonce))
 	if err != nil {
 		c.rep.add(checkBoot, Fail, "%v", err)
@@ -149,11 +149,10 @@ func (c *checker) exitCodeAndTraffic(ctx context.Context) {
 
 // chown does what a database image's entrypoint does with its data volume:
 // root creates a directory and gives it to the service's user, which then
-// writes there. The volume is `run -v`'s virtio-fs share of a host
-// directory of mode 0777, which is what a pod's emptyDir is on this node;
-// chown is what virtio-fs on vz refuses (Code-Hex/vz#61). When an emptyDir
-// only one container mounts becomes a disk of its own, this check belongs
-// on that kind of volume, once the CLI can ask for one.
+// writes there. The volume is `run -v /data`'s anonymous volume, a disk of
+// the container's own, which is what an emptyDir only one container of a
+// pod mounts is on this node: chown is what a virtio-fs share on vz
+// refuses (single-uid, Code-Hex/vz#61), and what a disk volume exists for.
 func (c *checker) chown(ctx context.Context) {
 	r := c.s.run(ctx, cmdTimeout, "exec", serverName, "sh", "-c", "mkdir -p /data/db && chown 999:999 /data/db && stat -c %u:%g /data/db")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "999:999" {
@@ -165,7 +164,7 @@ func (c *checker) chown(ctx context.Context) {
 		c.rep.add(checkChown, Fail, "chown worked, but uid 999 cannot write in its directory: %s, stdout %q", r, r.stdout)
 		return
 	}
-	c.rep.add(checkChown, Pass, "on a virtio-fs share (0777, as an emptyDir here), root chowned a directory to 999:999 and uid 999 wrote in it")
+	c.rep.add(checkChown, Pass, "on an emptyDir-style disk volume (as a single-container pod's emptyDir), root chowned a directory to 999:999 and uid 999 wrote in it")
 }
 
 // stop stops the server VM with a grace period it does not need: the
@@ -209,34 +208,31 @@ func (c *checker) rosetta(ctx context.Context) {
 	c.rep.add(checkRosetta, Pass, "an amd64 busybox said x86_64 in %s", seconds(r.took))
 }
 
-// cleanup removes every container of the run and checks none is left.
+// cleanup removes every container of the run and checks none is left,
+// nor any VM's files (the volume disk's image among them).
 func (c *checker) cleanup(ctx context.Context) {
 	for _, name := range []string{serverName, clientName} {
 		c.s.run(ctx, cmdTimeout, "rm", "-f", name)
 	}
 	r := c.s.run(ctx, cmdTimeout, "ps", "-a", "--format", "json")
+	vms, err := os.ReadDir(filepath.Join(c.s.root, "vms"))
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
 	switch {
 	case r.code != 0:
 		c.rep.add(checkCleanup, Fail, "ps -a: %s", r)
 	case strings.TrimSpace(r.stdout) != "[]":
 		c.rep.add(checkCleanup, Fail, "containers left after rm -f: %s", r.stdout)
+	case err != nil:
+		c.rep.add(checkCleanup, Fail, "list the VM directories: %v", err)
+	case len(vms) > 0:
+		c.rep.add(checkCleanup, Fail, "%d VM directories left under the state root after rm -f, e.g. %s", len(vms), vms[0].Name())
 	default:
-		c.rep.add(checkCleanup, Pass, "ps -a is empty after the run")
+		c.rep.add(checkCleanup, Pass, "ps -a is empty after the run, and no VM's files are left")
 	}
-}
-
-// makeVolume creates the emptyDir stand-in as the node makes one:
-// world-writable whatever the umask (os.MkdirAll's mode is reduced by it).
-func makeVolume(dir string) error {
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return fmt.Errorf("create the volume %s: %w", dir, err)
-	}
-	return os.Chmod(dir, 0o777)
 }
 
 func seconds(d time.Duration) string {
 	return fmt.Sprintf("%.1f s", d.Seconds())
 }
-
-// volumeDir is the emptyDir stand-in under the run's directory.
-func volumeDir(tmp string) string { return filepath.Join(tmp, "volume") }

@@ -21,6 +21,8 @@ images) exit 0 ;;
 run)
 	case "$*" in
 	*maccheck-a*)
+		# chown works on an anonymous volume (a disk) only, as on vz.
+		case " $* " in *" -v /data "*) touch "$FAKE_DIR/disk" ;; esac
 		echo "$*" | grep -o 'maccheck-[0-9a-f]*' | grep -v '^maccheck-a$' | head -1 >"$FAKE_DIR/nonce"
 		echo ready
 		while [ ! -f "$FAKE_DIR/stop" ]; do sleep 0.05; done
@@ -32,7 +34,7 @@ exec)
 	case "$*" in
 	*"-u 999:999"*) cat "$FAKE_DIR/nonce" ;;
 	*"echo maccheck-"*) echo "$4" ;;
-	*chown*) [ "$FAKE_BREAK" = chown ] && { echo "chown: /data/db: Operation not permitted" >&2; exit 1; }; echo 999:999 ;;
+	*chown*) [ "$FAKE_BREAK" = chown ] || [ ! -f "$FAKE_DIR/disk" ] && { echo "chown: /data/db: Operation not permitted" >&2; exit 1; }; echo 999:999 ;;
 	esac ;;
 ps)
 	case "$*" in
@@ -40,7 +42,7 @@ ps)
 	*) echo '[{"name": "maccheck-a", "ip": "10.213.0.2"}]' ;;
 	esac ;;
 stop) touch "$FAKE_DIR/stop" ;;
-rm) exit 0 ;;
+rm) [ "$FAKE_BREAK" = leftover ] && mkdir -p "$FAKE_DIR/vms/0123456789ab"; exit 0 ;;
 *) echo "fake: $*" >&2; exit 125 ;;
 esac
 `
@@ -58,7 +60,7 @@ func runFake(t *testing.T, breaks string) *Report {
 	rep := &Report{}
 	c := &checker{
 		s:   &session{bin: bin, guestDir: dir, root: dir, log: &log},
-		rep: rep, image: "127.0.0.1:5000/busybox:maccheck", volume: dir, nonce: "maccheck-0123abcd",
+		rep: rep, image: "127.0.0.1:5000/busybox:maccheck", nonce: "maccheck-0123abcd",
 	}
 	ctx := context.Background()
 	c.runVMChecks(ctx)
@@ -100,7 +102,7 @@ func TestChecksAgainstAWorkingCLI(t *testing.T) {
 // TestChecksFailOneByOne: a broken behaviour fails its own check and no
 // other.
 func TestChecksFailOneByOne(t *testing.T) {
-	for breaks, check := range map[string]string{"chown": checkChown, "net": checkVMToVM, "stop": checkStop} {
+	for breaks, check := range map[string]string{"chown": checkChown, "net": checkVMToVM, "stop": checkStop, "leftover": checkCleanup} {
 		t.Run(breaks, func(t *testing.T) {
 			rep := runFake(t, breaks)
 			for name, st := range verdicts(rep) {

@@ -3,8 +3,9 @@
 // types them — `vk-applevm doctor`; a busybox VM booted with `run`; the
 // agent's round trip through `exec`; a second VM's exit code; HTTP from one
 // VM to the other through the pod network's switch; chown on an
-// emptyDir-style volume; a stop well within its grace period, the SIGTERM
-// delivered by the agent; Rosetta when it is installed — and prints two
+// emptyDir-style disk volume (`run -v /data`); a stop well within its
+// grace period, the SIGTERM delivered by the agent; Rosetta when it is
+// installed — and prints two
 // Markdown tables, the versions that matter (OS, chip, SDK, vz, kernel) and
 // each check's verdict, to paste into a report. It exits 1 when a check
 // fails.
@@ -99,10 +100,9 @@ func run(ctx context.Context, bin, guestDir string, progress, log io.Writer) (*R
 		}
 	}()
 	c := &checker{
-		s:      &session{bin: bin, guestDir: guestDir, root: root, log: log},
-		rep:    rep,
-		volume: volumeDir(tmp),
-		nonce:  nonce(),
+		s:     &session{bin: bin, guestDir: guestDir, root: root, log: log},
+		rep:   rep,
+		nonce: nonce(),
 	}
 	fmt.Fprintln(progress, "mac-check: building the busybox image and booting VMs")
 	if err := c.setup(ctx, guestDir); err != nil {
@@ -119,13 +119,10 @@ func run(ctx context.Context, bin, guestDir string, progress, log io.Writer) (*R
 	return rep, nil
 }
 
-// setup makes the volume and serves the busybox images from a registry on
+// setup serves the busybox images from a registry on
 // this machine's loopback (which the CLI pulls from over plain HTTP without
 // flags, as Docker does).
 func (c *checker) setup(ctx context.Context, guestDir string) error {
-	if err := makeVolume(c.volume); err != nil {
-		return err
-	}
 	arch := runtime.GOARCH
 	if b, err := guest.Find(guestDir); err == nil {
 		arch = b.Arch

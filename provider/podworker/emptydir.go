@@ -4,14 +4,15 @@ import (
 	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/vk-applevm/vk-applevm/container"
 )
 
 // DefaultEmptyDirDiskBytes is the size of the disk of an emptyDir without
-// sizeLimit that only one container mounts. The kubelet bounds such a
-// volume only by the node's disk; a sparse image costs nothing until
-// written, so the cap is generous, and the pod's ephemeral-storage limit
-// still counts what it holds (eviction).
-const DefaultEmptyDirDiskBytes = 10 << 30
+// sizeLimit that only one container mounts: the runtime's default volume
+// disk, as the CLI's anonymous volume gets. The pod's ephemeral-storage
+// limit still counts what it holds (eviction).
+const DefaultEmptyDirDiskBytes = container.DefaultVolumeDiskBytes
 
 // emptyDirOnDisk tells whether a disk-medium emptyDir gets a disk of its
 // own: when exactly one container of the pod (init or app) mounts it.
