@@ -16,22 +16,31 @@ import (
 // second after its last request (agent.DefaultMemoryTrimDelay).
 const memorySettle = 2 * time.Second
 
-// runBoot runs the floor, the agent and the product path in turn, one
-// warm-up round and o.rounds measured ones, then the idle floor once.
-func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []section {
+// benchGuest finds the guest bundle a benchmark boots (with the floor
+// initrd when floor is set) and makes every VM of the run use one
+// accelerator: vm/qemu's own and the shim's driver alike, TCG unless the
+// caller chose.
+func benchGuest(o options, floor bool) (guest.Bundle, error) {
 	bundle, err := guest.Find(o.guestDir)
-	if err == nil && bundle.FloorInitrd == "" {
+	if err == nil && floor && bundle.FloorInitrd == "" {
 		err = fmt.Errorf("guest bundle %s has no floor initrd", o.guestDir)
 	}
 	if err != nil {
-		err = fmt.Errorf("%w (run `make guest`)", err)
-		log.Error("boot benchmarks", "err", err)
-		return bootResults{failed: map[string]error{"floor": err, "agent": err, "product": err, "idle floor": err}}.sections()
+		return bundle, fmt.Errorf("%w (run `make guest`)", err)
 	}
-	// Both paths (vm/qemu here, the shim's driver for the product path)
-	// must use the same accelerator; TCG unless the caller chose.
 	if os.Getenv(qemu.AccelEnv) == "" {
 		os.Setenv(qemu.AccelEnv, string(qemu.AccelTCG))
+	}
+	return bundle, nil
+}
+
+// runBoot runs the floor, the agent and the product path in turn, one
+// warm-up round and o.rounds measured ones, then the idle floor once.
+func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []section {
+	bundle, err := benchGuest(o, true)
+	if err != nil {
+		log.Error("boot benchmarks", "err", err)
+		return bootResults{failed: map[string]error{"floor": err, "agent": err, "product": err, "idle floor": err}}.sections()
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	bb := &bootBench{keep: o.keep, cmdline: o.cmdline, bundle: bundle, driver: qemu.New(qemu.Options{Logger: quiet}), work: work, memoryMiB: o.memoryMiB, log: log}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
-	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/guest/initrd"
 	"github.com/vk-applevm/vk-applevm/vm/qemu"
 )
@@ -63,15 +62,9 @@ func runMemory(ctx context.Context, o options, work string, log *slog.Logger) se
 			missing(fmt.Sprintf("QEMU RSS %s after freeing %d MiB / idle", returnWithin, allocMiB), "<= 1.10", err.Error()))
 		return s
 	}
-	bundle, err := guest.Find(o.guestDir)
-	if err == nil && bundle.FloorInitrd == "" {
-		err = fmt.Errorf("guest bundle %s has no floor initrd", o.guestDir)
-	}
+	bundle, err := benchGuest(o, true)
 	if err != nil {
-		return fail(fmt.Errorf("%w (run `make guest`)", err))
-	}
-	if os.Getenv(qemu.AccelEnv) == "" {
-		os.Setenv(qemu.AccelEnv, string(qemu.AccelTCG))
+		return fail(err)
 	}
 	dir := filepath.Join(work, "memory")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -14,10 +14,8 @@ import (
 
 	vknode "github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/vk-applevm/vk-applevm/container"
-	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/provider"
 	"github.com/vk-applevm/vk-applevm/provider/vmruntime"
-	"github.com/vk-applevm/vk-applevm/vm/qemu"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,12 +59,9 @@ func runPodBench(ctx context.Context, o options, work string, log *slog.Logger) 
 		s.Rows = append(s.Rows, missing(name, fmt.Sprintf("<= %.2fx", podTarget), err.Error()))
 		return s
 	}
-	bundle, err := guest.Find(o.guestDir)
+	bundle, err := benchGuest(o, false)
 	if err != nil {
-		return fail(fmt.Errorf("%w (run `make guest`)", err))
-	}
-	if os.Getenv(qemu.AccelEnv) == "" {
-		os.Setenv(qemu.AccelEnv, string(qemu.AccelTCG))
+		return fail(err)
 	}
 	pb, err := newProductBench(ctx, o, bundle, filepath.Join(work, "pod"), log)
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image/imagetest"
 	"github.com/vk-applevm/vk-applevm/network/switchnet"
 	"github.com/vk-applevm/vk-applevm/vm"
@@ -63,15 +62,9 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 		s.Rows = append(s.Rows, missing(name, fmt.Sprintf("<= %.2fx", runTarget), err.Error()))
 		return s
 	}
-	bundle, err := guest.Find(o.guestDir)
-	if err == nil && bundle.FloorInitrd == "" {
-		err = fmt.Errorf("guest bundle %s has no floor initrd", o.guestDir)
-	}
+	bundle, err := benchGuest(o, true)
 	if err != nil {
-		return fail(fmt.Errorf("%w (run `make guest`)", err))
-	}
-	if os.Getenv(qemu.AccelEnv) == "" {
-		os.Setenv(qemu.AccelEnv, string(qemu.AccelTCG))
+		return fail(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	bb := &bootBench{keep: o.keep, bundle: bundle, driver: qemu.New(qemu.Options{Logger: quiet}), work: work, memoryMiB: o.memoryMiB, log: log}

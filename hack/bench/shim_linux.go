@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/container"
-	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/hack/bench/results"
-	"github.com/vk-applevm/vk-applevm/vm/qemu"
 )
 
 // shimRSSTarget is the issue's bound on the shim's resident memory per VM.
@@ -39,12 +37,9 @@ func runShim(ctx context.Context, o options, work string, log *slog.Logger) sect
 		s.Rows = append(s.Rows, missing("vk-applevm-shim RSS", "<= 12 MiB", err.Error()))
 		return s
 	}
-	bundle, err := guest.Find(o.guestDir)
+	bundle, err := benchGuest(o, false)
 	if err != nil {
-		return fail(fmt.Errorf("%w (run `make guest`)", err))
-	}
-	if os.Getenv(qemu.AccelEnv) == "" {
-		os.Setenv(qemu.AccelEnv, string(qemu.AccelTCG))
+		return fail(err)
 	}
 	p, err := newProductBench(ctx, o, bundle, filepath.Join(work, "shim"), log)
 	if err != nil {
