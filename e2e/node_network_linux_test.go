@@ -40,8 +40,10 @@ func TestNodePodNetwork(t *testing.T) {
 	hostPort := 18000 + int(os.Getpid()+int(nameSeq.Add(1)))%1000
 
 	// web: a sidecar (first container) that waits for localhost:80 and is
-	// Ready only while it answers, and the web server (second container)
-	// on port 80 with a hostPort.
+	// Ready once it has fetched the page and only while the server answers
+	// (Ready alone let the test read /tmp/page before the sidecar's next
+	// attempt wrote it: seen in make test), and the web server (second
+	// container) on port 80 with a hostPort.
 	ne.apply(t, fmt.Sprintf(`
 apiVersion: v1
 kind: Pod
@@ -54,7 +56,7 @@ spec:`+tolerate+`
     image: BUSYBOX
     command: ["sh", "-c", "until wget -q -O /tmp/page http://localhost:80/; do sleep 1; done; exec sleep 3600"]
     readinessProbe:
-      exec: {command: ["wget", "-q", "-O", "/dev/null", "http://localhost:80/"]}
+      exec: {command: ["sh", "-c", "test -s /tmp/page && wget -q -O /dev/null http://localhost:80/"]}
       periodSeconds: 2
   - name: server
     image: BUSYBOX
