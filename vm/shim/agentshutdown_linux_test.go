@@ -57,19 +57,10 @@ func TestAgentShutdownAgainstGRPCServer(t *testing.T) {
 			agent := &shutdownAgent{err: c.err, grace: make(chan time.Duration, 1)}
 			srv := grpc.NewServer()
 			agentgrpc.RegisterAgentServer(srv, agent)
-			// A socket pair, buffered as the yamux stream is (net.Pipe is
-			// not: both ends' HTTP/2 prefaces would block each other).
-			hostEnd, guestEnd, err := socketPair()
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln := &oneConnListener{conns: make(chan net.Conn, 1)}
-			ln.conns <- guestEnd
-			go srv.Serve(ln)
-			defer srv.Stop()
+			hostEnd := serveOverSocketPair(t, srv)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err = AgentShutdown(ctx, hostEnd, 7*time.Second)
+			err := AgentShutdown(ctx, hostEnd, 7*time.Second)
 			hostEnd.Close()
 			if c.wantErr == "" && err != nil {
 				t.Fatalf("AgentShutdown: %v", err)
@@ -133,3 +124,23 @@ func (l *oneConnListener) Close() error {
 }
 
 func (l *oneConnListener) Addr() net.Addr { return &net.UnixAddr{Name: "agent", Net: "unix"} }
+
+// serveOverSocketPair serves srv on one end of a socket pair until the
+// test ends and returns the other end. A socket pair is buffered as the
+// yamux stream is (net.Pipe is not: both ends' HTTP/2 prefaces would block
+// each other).
+func serveOverSocketPair(t *testing.T, srv interface {
+	Serve(net.Listener) error
+	Stop()
+}) net.Conn {
+	t.Helper()
+	hostEnd, guestEnd, err := socketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &oneConnListener{conns: make(chan net.Conn, 1)}
+	ln.conns <- guestEnd
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return hostEnd
+}

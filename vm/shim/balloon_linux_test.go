@@ -3,7 +3,6 @@ package shim
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,14 +28,7 @@ func TestAgentGuestMemoryAgainstAgentServer(t *testing.T) {
 			GuestCpuUsageNs: 10, ScratchUsedBytes: 11, ScratchTotalBytes: 12, AgentRssBytes: 13,
 		}, nil
 	})
-	hostEnd, guestEnd, err := socketPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := &oneConnListener{conns: make(chan net.Conn, 1)}
-	ln.conns <- guestEnd
-	go gs.Serve(ln)
-	defer gs.Stop()
+	hostEnd := serveOverSocketPair(t, gs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got, err := agentGuestMemory(ctx, hostEnd)
