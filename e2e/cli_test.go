@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,7 +177,10 @@ func TestDetachedContainer(t *testing.T) {
 	if r := vkav(t, "", "ps"); !strings.Contains(r.stdout, name) || !strings.Contains(r.stdout, "Up ") {
 		t.Fatalf("ps does not show %s running:\n%s", name, r.stdout)
 	}
-	waitLogs(t, name, "started\nto-stderr\n")
+	// stdout and stderr are two pipes read by two goroutines in the
+	// guest, so their relative order in the log is the order of the reads,
+	// as under Docker and containerd: only each stream's own order holds.
+	waitLogLines(t, name, "started", "to-stderr")
 
 	if r := vkav(t, "", "exec", name, "sh", "-c", "exit 5"); r.code != 5 {
 		t.Fatalf("exec exit code %d, want 5", r.code)
@@ -322,6 +326,25 @@ func waitLogs(t *testing.T, name, want string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("logs %q, want %q", r.stdout, want)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// waitLogLines waits until the container's log holds exactly these lines,
+// in any order across streams.
+func waitLogLines(t *testing.T, name string, want ...string) {
+	t.Helper()
+	want = slices.Sorted(slices.Values(want))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := vkav(t, "", "logs", name)
+		got := slices.Sorted(slices.Values(strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")))
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs %q, want the lines %q", r.stdout, want)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
