@@ -84,6 +84,9 @@ func deviceProgram() []bpfInsn {
 	return append(p, insn(bpfMov64K, 0, 0, 0, 0), insn(bpfExit, 0, 0, 0, 0))
 }
 
+// bpfLoadAttempts bounds the reloads of an interrupted verifier run.
+const bpfLoadAttempts = 100
+
 // limitDevices attaches the device filter to the cgroup open at cgroupFD;
 // it stays attached as long as the cgroup exists.
 func limitDevices(cgroupFD int) error {
@@ -106,7 +109,17 @@ func limitDevices(cgroupFD int) error {
 		insns: uint64(uintptr(unsafe.Pointer(&raw[0]))), license: uint64(uintptr(unsafe.Pointer(&license[0]))),
 		logLevel: 1, logSize: uint32(len(logBuf)), logBuf: uint64(uintptr(unsafe.Pointer(&logBuf[0]))),
 	}
-	fd, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&load)), unsafe.Sizeof(load))
+	// The verifier gives up with EAGAIN when a signal is pending (since
+	// Linux 4.20), and the Go runtime signals its threads for preemption
+	// all the time: load again (cilium/ebpf does the same). make test saw
+	// it at the verifier's first instruction.
+	var fd uintptr
+	var e unix.Errno
+	for range bpfLoadAttempts {
+		if fd, _, e = unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&load)), unsafe.Sizeof(load)); e != unix.EAGAIN {
+			break
+		}
+	}
 	runtime.KeepAlive(raw)
 	runtime.KeepAlive(license)
 	if e == unix.ENOSYS || (e == unix.EINVAL && cString(logBuf[:]) == "") {
