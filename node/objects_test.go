@@ -94,6 +94,7 @@ func TestAPIObjectsReadByNameWithShortCache(t *testing.T) {
 		t.Fatalf("missing configMap: %T %v", err, err)
 	}
 	// A refusal is not kept: the next read asks again.
+	o.refusalGrace = 0
 	refused := 0
 	cs.PrependReactor("get", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
 		refused++
@@ -106,6 +107,29 @@ func TestAPIObjectsReadByNameWithShortCache(t *testing.T) {
 	}
 	if refused != 2 {
 		t.Fatalf("a refusal was cached: %d GETs, want 2", refused)
+	}
+}
+
+// A refusal from the Node authorizer, which learns of a bound pod after the
+// node, is asked again until the grace ends: the read then succeeds.
+func TestAPIObjectsRefusalIsRetriedForAMoment(t *testing.T) {
+	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull"}, Data: map[string][]byte{"k": []byte("v")}})
+	gets := 0
+	cs.PrependReactor("get", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if gets++; gets <= 3 {
+			return true, nil, apierrors.NewForbidden(corev1.Resource("secrets"), "pull", errors.New("no relationship found between node and this object"))
+		}
+		return false, nil, nil
+	})
+	o := newAPIObjects(cs, informers.NewSharedInformerFactory(cs, 0).Core().V1().Services().Lister())
+	if s, err := o.Secret("ns", "pull"); err != nil || string(s.Data["k"]) != "v" || gets != 4 {
+		t.Fatalf("Secret = %v, %v after %d GETs; want it after 4", s, err, gets)
+	}
+	// Past the grace, the refusal is the answer.
+	o.refusalGrace = 250 * time.Millisecond
+	gets = -100
+	if _, err := o.Secret("ns", "other"); !apierrors.IsForbidden(err) || gets > -96 {
+		t.Fatalf("a lasting refusal: %v after %d GETs", err, gets+100)
 	}
 }
 
