@@ -5,12 +5,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vk-applevm/vk-applevm/internal/authzlag"
 	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -113,13 +115,6 @@ func (w *idleWatch) ResultChan() <-chan watch.Event { return w.ch }
 // keeps both the API load and the update delay small.
 const objectTTL = 5 * time.Second
 
-// The Node authorizer's lag behind a pod's binding is tolerated for
-// defaultRefusalGrace, asking every refusalRetry.
-const (
-	defaultRefusalGrace = 3 * time.Second
-	refusalRetry        = 100 * time.Millisecond
-)
-
 // apiObjects reads the secrets and configMaps the provider asks for from
 // the API server by name, with a short cache; services come from
 // virtual-kubelet's informer.
@@ -127,8 +122,8 @@ type apiObjects struct {
 	client   kubernetes.Interface
 	services corev1listers.ServiceLister
 	now      func() time.Time
-	// refusalGrace is how long a Forbidden read is retried.
-	refusalGrace time.Duration
+	// refusalBackoff is how a Forbidden read is asked again.
+	refusalBackoff wait.Backoff
 
 	mu    sync.Mutex
 	cache map[objectKey]cachedObject
@@ -148,7 +143,7 @@ type cachedObject struct {
 }
 
 func newAPIObjects(client kubernetes.Interface, services corev1listers.ServiceLister) *apiObjects {
-	return &apiObjects{client: client, services: services, now: time.Now, refusalGrace: defaultRefusalGrace, cache: map[objectKey]cachedObject{}}
+	return &apiObjects{client: client, services: services, now: time.Now, refusalBackoff: authzlag.Backoff, cache: map[objectKey]cachedObject{}}
 }
 
 // get returns the cached answer for key, or fetch's.
@@ -162,20 +157,11 @@ func (o *apiObjects) get(key objectKey, fetch func(context.Context) (any, error)
 	v, err, _ := o.fetching.Do(key.kind+"/"+key.namespace+"/"+key.name, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		obj, err := fetch(ctx)
-		// The Node authorizer learns of a newly bound pod a moment after
-		// the node does, so a refusal is asked again for a short while:
-		// the kubelet's watch-based managers likewise wait up to a second
-		// for their first read. Without it an e2e pull secret was refused
-		// (FailedToRetrieveImagePullSecret) under make test's load.
-		for deadline := time.Now().Add(o.refusalGrace); apierrors.IsForbidden(err) && time.Now().Before(deadline); {
-			select {
-			case <-time.After(refusalRetry):
-			case <-ctx.Done():
-				return nil, err
-			}
+		var obj any
+		err := authzlag.Retry(o.refusalBackoff, func() (err error) {
 			obj, err = fetch(ctx)
-		}
+			return err
+		})
 		// Only answers are kept: a refusal or a timeout is asked again
 		// next time.
 		if err != nil && !apierrors.IsNotFound(err) {

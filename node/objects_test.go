@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -94,7 +95,7 @@ func TestAPIObjectsReadByNameWithShortCache(t *testing.T) {
 		t.Fatalf("missing configMap: %T %v", err, err)
 	}
 	// A refusal is not kept: the next read asks again.
-	o.refusalGrace = 0
+	o.refusalBackoff = wait.Backoff{Steps: 1}
 	refused := 0
 	cs.PrependReactor("get", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
 		refused++
@@ -111,7 +112,8 @@ func TestAPIObjectsReadByNameWithShortCache(t *testing.T) {
 }
 
 // A refusal from the Node authorizer, which learns of a bound pod after the
-// node, is asked again until the grace ends: the read then succeeds.
+// node, is asked again: the read then succeeds, and a lasting refusal ends
+// when the backoff is spent.
 func TestAPIObjectsRefusalIsRetriedForAMoment(t *testing.T) {
 	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull"}, Data: map[string][]byte{"k": []byte("v")}})
 	gets := 0
@@ -125,10 +127,9 @@ func TestAPIObjectsRefusalIsRetriedForAMoment(t *testing.T) {
 	if s, err := o.Secret("ns", "pull"); err != nil || string(s.Data["k"]) != "v" || gets != 4 {
 		t.Fatalf("Secret = %v, %v after %d GETs; want it after 4", s, err, gets)
 	}
-	// Past the grace, the refusal is the answer.
-	o.refusalGrace = 250 * time.Millisecond
+	o.refusalBackoff = wait.Backoff{Duration: time.Millisecond, Steps: 4}
 	gets = -100
-	if _, err := o.Secret("ns", "other"); !apierrors.IsForbidden(err) || gets > -96 {
+	if _, err := o.Secret("ns", "other"); !apierrors.IsForbidden(err) || gets != -96 {
 		t.Fatalf("a lasting refusal: %v after %d GETs", err, gets+100)
 	}
 }

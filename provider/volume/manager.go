@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vk-applevm/vk-applevm/internal/authzlag"
+
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/provider/env"
 	authv1 "k8s.io/api/authentication/v1"
@@ -379,13 +381,16 @@ func (m *Manager) tokenFile(ctx context.Context, pod *corev1.Pod, b *fileSet, vo
 		if sa == "" {
 			sa = "default"
 		}
-		tr, err := m.cfg.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, &authv1.TokenRequest{
-			Spec: authv1.TokenRequestSpec{
-				Audiences:         aud,
-				ExpirationSeconds: &exp,
-				BoundObjectRef:    &authv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-			},
-		}, metav1.CreateOptions{})
+		req := &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
+			Audiences:         aud,
+			ExpirationSeconds: &exp,
+			BoundObjectRef:    &authv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		}}
+		var tr *authv1.TokenRequest
+		err := authzlag.Retry(authzlag.Backoff, func() (err error) {
+			tr, err = m.cfg.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("request token for service account %s/%s: %w", pod.Namespace, sa, err)
 		}
