@@ -17,9 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vk-applevm/vk-applevm/internal/authzlag"
-
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/internal/authzlag"
 	"github.com/vk-applevm/vk-applevm/provider/env"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
