@@ -43,6 +43,17 @@ func ignoreTerminationSignals(ctx context.Context, log *slog.Logger) {
 	}()
 }
 
+// DeferredModules are the modules of the initrd that no container's start
+// needs: virtio-fs (a container with shares asks for it, which loads it at
+// once), vsock, the power button (the host stops the guest through the
+// agent; the button is the fallback) and the balloon. The entropy device
+// is not among them: a container's first getrandom may wait for it.
+var DeferredModules = []string{"fuse", "virtiofs", "vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport", "button", "evdev", "virtio_balloon"}
+
+// deferredModulesBound is when the deferred modules load in a guest whose
+// container never starts a process.
+const deferredModulesBound = 5 * time.Second
+
 // Guest is what PID 1 has set up before serving.
 type Guest struct {
 	Reaper    *Reaper
@@ -95,6 +106,10 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 			log.Error("bring loopback up", "err", err)
 		}
 	})
+	// What no container start needs loads after the first container's
+	// process has run a while (Server.firstProcessStarted), or without a
+	// container once deferredModulesBound has passed.
+	g.Modules.Defer(deferredModulesBound, DeferredModules...)
 	go g.Modules.Run(ctx)
 	go func() {
 		// A loaded module lives in kernel memory; its file would stay in

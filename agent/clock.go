@@ -32,6 +32,9 @@ const (
 type ClockKeeper struct {
 	mu    sync.Mutex
 	phase time.Duration // host time at an RTC tick minus the RTC's value
+	// pending: a calibration is scheduled (CalibrateAfter); Check leaves
+	// the clock, which Setup has just set, alone until it is done.
+	pending bool
 
 	// ReadRTC returns the RTC's time (whole seconds, UTC).
 	ReadRTC func() (time.Time, error)
@@ -54,11 +57,34 @@ func (k *ClockKeeper) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// CalibrationDelay is how long after Setup the agent measures the RTC's
+// phase: the measurement polls the RTC every rtcTickPoll for up to a
+// second, and under TCG the container's start, which follows Setup within
+// a second, needs the one vCPU more (a wall clock set from the host a
+// second earlier has not drifted in between).
+const CalibrationDelay = time.Second
+
+// CalibrateAfter is Calibrate after delay; Check changes nothing until
+// then.
+func (k *ClockKeeper) CalibrateAfter(ctx context.Context, delay time.Duration) error {
+	k.mu.Lock()
+	k.pending = true
+	k.mu.Unlock()
+	if err := k.Sleep(ctx, delay); err != nil {
+		k.mu.Lock()
+		k.pending = false
+		k.mu.Unlock()
+		return err
+	}
+	return k.Calibrate(ctx)
+}
+
 // Calibrate measures the RTC's phase against the wall clock, which the
 // caller has just set to the host's time.
 func (k *ClockKeeper) Calibrate(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer func() { k.pending = false }()
 	rtc, err := k.ReadRTC()
 	if err != nil {
 		return fmt.Errorf("read RTC: %w", err)
@@ -77,6 +103,9 @@ func (k *ClockKeeper) Calibrate(ctx context.Context) error {
 func (k *ClockKeeper) Check(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.pending {
+		return nil
+	}
 	before := k.Now()
 	rtc, err := k.ReadRTC()
 	after := k.Now()

@@ -98,3 +98,45 @@ func TestClockKeeperCalibratesTheRTCsPhase(t *testing.T) {
 		t.Fatalf("%d sets for a clock in step", f.sets)
 	}
 }
+
+// TestClockKeeperCalibratesAfterTheDelayAndLeavesTheClockAloneMeanwhile:
+// Setup has just set the host's time; until the delayed calibration has
+// measured the phase, a check must not step the clock on a guessed phase.
+func TestClockKeeperCalibratesAfterTheDelayAndLeavesTheClockAloneMeanwhile(t *testing.T) {
+	f := &fakeClocks{host: time.Date(2026, 12, 7, 4, 41, 2, 500e6, time.UTC), rtcPhase: 700 * time.Millisecond}
+	k := f.keeper()
+	var slept []time.Duration
+	inDelay := make(chan struct{})
+	resume := make(chan struct{})
+	sleep := k.Sleep
+	k.Sleep = func(ctx context.Context, d time.Duration) error {
+		if d == CalibrationDelay {
+			slept = append(slept, d)
+			close(inDelay)
+			<-resume
+			return nil
+		}
+		return sleep(ctx, d)
+	}
+	done := make(chan error, 1)
+	go func() { done <- k.CalibrateAfter(context.Background(), CalibrationDelay) }()
+	<-inDelay
+	// Host time 2.5 s, the RTC (0.7 s behind its seconds) says 1 s: with
+	// the phase still unknown (0) the clock looks outside the RTC's second.
+	if err := k.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if f.sets != 0 {
+		t.Fatalf("the clock was stepped %d times before the calibration", f.sets)
+	}
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(slept) != 1 {
+		t.Fatalf("delays %v", slept)
+	}
+	if d := (k.phase - f.rtcPhase).Abs(); d > rtcTickPoll {
+		t.Fatalf("phase %v, want %v", k.phase, f.rtcPhase)
+	}
+}

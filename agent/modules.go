@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Guest paths of the kernel modules the initrd carries (see guest/initrd).
@@ -75,6 +76,12 @@ type ModuleLoader struct {
 	// tried holds, per listed module, a channel closed once it has been
 	// tried (fixed at construction; closing is guarded by mu).
 	tried map[string]chan struct{}
+	// deferred are the modules Run loads last, once release is closed or
+	// deferBound has passed (Defer).
+	deferred   map[string]bool
+	deferBound time.Duration
+	release    chan struct{}
+	releaseOne sync.Once
 
 	mu     sync.Mutex
 	loaded []string
@@ -89,7 +96,7 @@ func NewModuleLoader(dir string, list []string, load func(path string) error, lo
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &ModuleLoader{dir: dir, list: list, load: load, log: log, failed: map[string]error{}, done: make(chan struct{}),
-		tried: map[string]chan struct{}{}, closed: map[string]bool{}}
+		tried: map[string]chan struct{}{}, closed: map[string]bool{}, release: make(chan struct{})}
 	for _, rel := range list {
 		m.tried[ModuleName(rel)] = make(chan struct{})
 	}
@@ -104,6 +111,29 @@ func NewModuleLoader(dir string, list []string, load func(path string) error, lo
 // Call it before Run.
 func (m *ModuleLoader) AfterModule(last string, then func()) {
 	m.thenAfter, m.then = last, then
+}
+
+// Defer makes Run load the modules called names (the kernel's names) after
+// all the others, and only once Release has been called or bound has
+// passed since Run began: under TCG one module load holds the guest's one
+// vCPU for tens of milliseconds, and the modules no container start needs
+// (the power button, vsock, the balloon, virtio-fs without shares) would
+// otherwise load in the middle of the first container's start. Waiting
+// for a deferred module (Tried) releases them. The deferred modules keep
+// their relative order; none may be a dependency of a module that is not
+// deferred. Call it before Run.
+func (m *ModuleLoader) Defer(bound time.Duration, names ...string) {
+	m.deferBound = bound
+	m.deferred = map[string]bool{}
+	for _, n := range names {
+		m.deferred[n] = true
+	}
+}
+
+// Release lets Run load the deferred modules (Defer) once it has loaded
+// the others. Calling it again does nothing.
+func (m *ModuleLoader) Release() {
+	m.releaseOne.Do(func() { close(m.release) })
 }
 
 // Run loads every module; a failure is logged and loading goes on (a
@@ -121,7 +151,37 @@ func (m *ModuleLoader) Run(ctx context.Context) {
 			then = nil
 		}
 	}
+	var bound <-chan time.Time
+	if len(m.deferred) > 0 {
+		t := time.NewTimer(m.deferBound)
+		defer t.Stop()
+		bound = t.C
+	}
+	var held []string
 	for _, rel := range m.list {
+		if ctx.Err() != nil {
+			return
+		}
+		name := ModuleName(rel)
+		if m.deferred[name] {
+			held = append(held, rel)
+			continue
+		}
+		m.loadOne(rel, name)
+		if then != nil && name == m.thenAfter {
+			then()
+			then = nil
+		}
+	}
+	if len(held) > 0 {
+		select {
+		case <-m.release:
+		case <-bound:
+		case <-ctx.Done():
+			return
+		}
+	}
+	for _, rel := range held {
 		if ctx.Err() != nil {
 			return
 		}
@@ -157,8 +217,12 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // Tried returns a channel closed once the module called name (the
 // kernel's name, e.g. "virtio_net") has been tried, loaded or not; at once
 // for a module the list does not hold. A loader stopped by its context
-// never closes it: wait on Done too.
+// never closes it: wait on Done too. Asking for a deferred module
+// releases the deferred ones (Defer).
 func (m *ModuleLoader) Tried(name string) <-chan struct{} {
+	if m.deferred[name] {
+		m.Release()
+	}
 	if ch, ok := m.tried[name]; ok {
 		return ch
 	}
@@ -183,5 +247,6 @@ func (m *ModuleLoader) Failed() map[string]error {
 	return out
 }
 
-// Done is closed once every module has been tried.
+// Done is closed once every module has been tried; with deferred modules
+// (Defer), only after their release.
 func (m *ModuleLoader) Done() <-chan struct{} { return m.done }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseModuleList(t *testing.T) {
@@ -126,5 +127,73 @@ func TestModuleLoaderTellsWhenOneModuleWasTried(t *testing.T) {
 	case <-m.Tried("evdev"):
 	default:
 		t.Fatal("evdev not reported tried after Done")
+	}
+}
+
+// TestModuleLoaderDefersModulesUntilReleased: the deferred modules load
+// after all the others, in their order, and only once released.
+func TestModuleLoaderDefersModulesUntilReleased(t *testing.T) {
+	loaded := make(chan string, 10)
+	load := func(path string) error {
+		loaded <- ModuleName(path)
+		return nil
+	}
+	m := NewModuleLoader("/m", []string{"virtio_console.ko", "vsock.ko", "virtio_blk.ko", "button.ko", "overlay.ko"}, load, nil)
+	m.Defer(time.Hour, "vsock", "button")
+	go m.Run(context.Background())
+	var got []string
+	for range 3 {
+		got = append(got, <-loaded)
+	}
+	if !slices.Equal(got, []string{"virtio_console", "virtio_blk", "overlay"}) {
+		t.Fatalf("loaded first %v, want the modules that are not deferred, in order", got)
+	}
+	select {
+	case name := <-loaded:
+		t.Fatalf("%s loaded before the release", name)
+	case <-m.Done():
+		t.Fatal("Done before the release")
+	case <-time.After(50 * time.Millisecond):
+	}
+	m.Release()
+	m.Release() // twice is harmless
+	<-m.Done()
+	close(loaded)
+	got = nil
+	for name := range loaded {
+		got = append(got, name)
+	}
+	if !slices.Equal(got, []string{"vsock", "button"}) {
+		t.Fatalf("loaded after the release %v, want the deferred modules in order", got)
+	}
+}
+
+// TestModuleLoaderReleasesDeferredModulesWhenAskedOrAfterTheBound: a
+// container with shares asks for virtiofs, which must not wait for the
+// release; with nobody asking, the bound releases them.
+func TestModuleLoaderReleasesDeferredModulesWhenAskedOrAfterTheBound(t *testing.T) {
+	list := []string{"virtio_blk.ko", "fuse.ko", "virtiofs.ko", "overlay.ko"}
+	load := func(string) error { return nil }
+
+	m := NewModuleLoader("/m", list, load, nil)
+	m.Defer(time.Hour, "fuse", "virtiofs")
+	go m.Run(context.Background())
+	select {
+	case <-m.Tried("virtiofs"):
+	case <-time.After(10 * time.Second):
+		t.Fatal("virtiofs, deferred, was not loaded when asked for")
+	}
+	<-m.Done()
+
+	m = NewModuleLoader("/m", list, load, nil)
+	m.Defer(20*time.Millisecond, "fuse", "virtiofs")
+	go m.Run(context.Background())
+	select {
+	case <-m.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deferred modules did not load after their bound")
+	}
+	if !slices.Equal(m.Loaded(), []string{"virtio_blk", "overlay", "fuse", "virtiofs"}) {
+		t.Fatalf("loaded %v", m.Loaded())
 	}
 }

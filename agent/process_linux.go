@@ -293,6 +293,7 @@ func (s *Server) start(p *process) error {
 	p.pid, p.started, p.state = pid, time.Now(), procRunning
 	p.stdinW, p.pty = sio.stdinW, sio.pty
 	s.pumpOutput(p, sio.stdoutR, sio.stderrR)
+	s.firstProcessStarted()
 	s.log.Info("process started", "container", p.c.id, "process", p.id, "pid", pid, "exe", p.exe)
 	return nil
 }

@@ -145,6 +145,8 @@ type Server struct {
 	setupDone    atomic.Bool
 	shuttingDown atomic.Bool
 	createMu     sync.Mutex // serialises CreateContainer and teardown
+	// releaseModules schedules the deferred modules' release once.
+	releaseModules sync.Once
 
 	relays *relaySet
 
@@ -361,6 +363,9 @@ func (s *Server) waitModules(ctx context.Context, what string, names ...string) 
 		return nil
 	}
 	var waits []<-chan struct{}
+	if r, ok := m.(ModuleReleaser); ok && len(names) == 0 {
+		r.Release() // all of them: the deferred ones too
+	}
 	if mw, ok := m.(ModuleWaiter); ok && len(names) > 0 {
 		for _, name := range names {
 			waits = append(waits, mw.Tried(name))
@@ -378,6 +383,27 @@ func (s *Server) waitModules(ctx context.Context, what string, names ...string) 
 		}
 	}
 	return nil
+}
+
+// ModuleReleaser is a ModuleStatus that holds back modules no container
+// start needs until released (ModuleLoader.Defer).
+type ModuleReleaser interface {
+	Release()
+}
+
+// deferredModulesDelay is how long the first process of a container runs
+// before the deferred modules load: its start-up has the vCPU to itself,
+// and `run --rm` of a short command ends before they load at all.
+const deferredModulesDelay = time.Second
+
+// firstProcessStarted releases the deferred modules deferredModulesDelay
+// after the first process of any container started.
+func (s *Server) firstProcessStarted() {
+	r, ok := s.cfg.Modules.(ModuleReleaser)
+	if !ok {
+		return
+	}
+	s.releaseModules.Do(func() { time.AfterFunc(deferredModulesDelay, r.Release) })
 }
 
 // ModuleWaiter is a ModuleStatus that tells when one module has been

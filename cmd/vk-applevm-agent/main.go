@@ -91,7 +91,7 @@ func runGuest() {
 	} else {
 		go clock.Run(ctx, agent.ClockCheckInterval)
 		clockSet = func(ctx context.Context) {
-			if err := clock.Calibrate(ctx); err != nil {
+			if err := clock.CalibrateAfter(ctx, agent.CalibrationDelay); err != nil {
 				log.Warn("measure the RTC's phase", "err", err)
 			}
 		}
