@@ -269,3 +269,24 @@ func (ne *nodeEnv) waitPod(t *testing.T, name, what string, timeout time.Duratio
 		}
 	}
 }
+
+// waitEvents polls the events of an object (those with reason, if not
+// empty), printed with the jsonpath format, until ok holds or a minute has
+// passed, and returns the last output. The node's recorder writes events
+// in the background, queued behind earlier ones and retried on failure: a
+// status seen says nothing of the events recorded with it.
+func (ne *nodeEnv) waitEvents(t *testing.T, object, reason, format string, ok func(string) bool) string {
+	t.Helper()
+	selector := "involvedObject.name=" + object
+	if reason != "" {
+		selector += ",reason=" + reason
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := ne.kubectl(t, "get", "events", "--field-selector", selector, "-o", "jsonpath="+format)
+		if ok(out) || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(time.Second)
+	}
+}

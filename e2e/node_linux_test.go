@@ -390,7 +390,7 @@ spec:`+tolerate+`
 		ne.waitPod(t, name, "Ready", time.Minute, podReady)
 		ne.kubectl(t, "exec", name, "--", "rm", "/tmp/ready")
 		ne.waitPod(t, name, "not Ready again", time.Minute, func(p corev1.Pod) bool { return !podReady(p) })
-		if ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name+",reason=Unhealthy", "-o", "name"); ev == "" {
+		if ev := ne.waitEvents(t, name, "Unhealthy", "{.items[*].reason}", func(s string) bool { return s != "" }); ev == "" {
 			t.Fatal("no Unhealthy event")
 		}
 	})
@@ -477,7 +477,7 @@ spec:`+tolerate+`
 	} else {
 		t.Fatalf("saw only %d instances' start times", len(starts))
 	}
-	if ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name+",reason=BackOff", "-o", "name"); ev == "" {
+	if ev := ne.waitEvents(t, name, "BackOff", "{.items[*].reason}", func(s string) bool { return s != "" }); ev == "" {
 		t.Fatal("no BackOff event")
 	}
 	if out := ne.kubectl(t, "logs", name, "--previous"); out != "crashing\n" {
