@@ -174,7 +174,44 @@ func (ne *nodeEnv) startNodeProcess(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("%w\nnode log:\n%s", err, p.Tail(40))
 	}
+	// virtual-kubelet serves the kubelet API before it has taken the
+	// node's pods back (it listens, then syncs pods), and until then exec,
+	// attach and logs answer NotFound: a restart is done when each running
+	// container of the node's pods answers.
+	if err := localcluster.WaitFor(ctx, 3*time.Minute, "the node to take its pods back", ne.servesItsPods(ctx)); err != nil {
+		return fmt.Errorf("%w\nnode log:\n%s", err, p.Tail(40))
+	}
 	return nil
+}
+
+// servesItsPods is a WaitFor condition: the node serves the logs of one
+// running container of each pod bound to it that is not being deleted.
+func (ne *nodeEnv) servesItsPods(ctx context.Context) func() (bool, error) {
+	return func() (bool, error) {
+		out, err := ne.c.Kubectl(ctx, "", "get", "pods", "-A", "--field-selector", "spec.nodeName="+ne.name+",status.phase=Running", "-o", "json")
+		if err != nil {
+			return false, err
+		}
+		var pods corev1.PodList
+		if err := json.Unmarshal([]byte(out), &pods); err != nil {
+			return false, err
+		}
+		for _, pod := range pods.Items {
+			if pod.DeletionTimestamp != nil {
+				continue
+			}
+			for _, cs := range pod.Status.ContainerStatuses {
+				if cs.State.Running == nil {
+					continue
+				}
+				if _, err := ne.c.Kubectl(ctx, "", "logs", "-n", pod.Namespace, pod.Name, "-c", cs.Name, "--limit-bytes=1"); err != nil {
+					return false, fmt.Errorf("logs of %s/%s: %w", pod.Namespace, pod.Name, err)
+				}
+				break
+			}
+		}
+		return true, nil
+	}
 }
 
 func stopClusterNode() {
