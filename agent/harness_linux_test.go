@@ -54,9 +54,10 @@ func TestMain(m *testing.M) {
 		}
 		fixture, cgroupRoot = f, root
 		return func() {
-			// The server removes each container's cgroup; the parent is
-			// removed if no other test run uses it.
-			_ = os.Remove(cgroupRoot + "/vkav")
+			// The server removes each container's cgroup.
+			if err := agenttest.RemoveCgroup2Root(cgroupRoot); err != nil {
+				println(err.Error())
+			}
 			if err := f.Close(); err != nil {
 				println(err.Error())
 			}

@@ -189,6 +189,19 @@ func TestStopDeliversStreamsAndLogs(t *testing.T) {
 		Args: []string{"sh", "-c", "trap 'printf bye; exit 0' TERM; echo up; while true; do sleep 1; done"}}); err != nil {
 		t.Fatal(err)
 	}
+	// "up" follows the trap. Before it, SIGTERM would find a PID 1 with no
+	// handler, which the kernel shields: no goodbye, a kill at the end of
+	// the grace period. Start returns when the process runs, not when its
+	// shell has read the trap.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var logged bytes.Buffer
+		if err := crilog.Read(ctx, logDir, "0", &logged, crilog.Options{Tail: -1}); err == nil && strings.HasPrefix(logged.String(), "up\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the main process did not say up within a minute: %q", logged.String())
+		}
+	}
 	out, done := startStubbornExec(t, ctx, sb)
 	if err := sb.Stop(ctx, 3*time.Second); err != nil {
 		t.Fatal(err)

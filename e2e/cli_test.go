@@ -198,7 +198,7 @@ func TestDetachedContainer(t *testing.T) {
 	}
 	// A real terminal on our side: its size reaches the guest, and a
 	// resize is delivered.
-	cmd := vkavCommand("exec", "-i", "-t", name, "sh", "-c", "stty size; read x; stty size")
+	cmd := vkavCommand("exec", "-i", "-t", name, "sh", "-c", "stty size; while read x; do stty size; done")
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 31, Cols: 97})
 	if err != nil {
 		t.Fatal(err)
@@ -211,15 +211,20 @@ func TestDetachedContainer(t *testing.T) {
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 120}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the SIGWINCH round trip
-	fmt.Fprintln(ptmx, "go")
+	// The new size travels on its own (SIGWINCH to the CLI, a message to
+	// the agent), unordered with our keystrokes: each line asks for the
+	// size again until the guest has it, then ^D ends the loop.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(out.String(), "50 120"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("terminal resize not seen in the guest within a minute: %q", out.String())
+		}
+		fmt.Fprintln(ptmx)
+	}
+	ptmx.Write([]byte{4})
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exec -it: %v; output %q", err, out.String())
 	}
 	<-done
-	if !strings.Contains(out.String(), "50 120") {
-		t.Fatalf("terminal resize not seen in the guest: %q", out.String())
-	}
 
 	// stop sends SIGTERM, which sleep as the container's PID 1 does not
 	// handle (the kernel shields a PID namespace's init, as under Docker);

@@ -174,7 +174,44 @@ func (ne *nodeEnv) startNodeProcess(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("%w\nnode log:\n%s", err, p.Tail(40))
 	}
+	// virtual-kubelet serves the kubelet API before it has taken the
+	// node's pods back (it listens, then syncs pods), and until then exec,
+	// attach and logs answer NotFound: a restart is done when each running
+	// container of the node's pods answers.
+	if err := localcluster.WaitFor(ctx, 3*time.Minute, "the node to take its pods back", ne.servesItsPods(ctx)); err != nil {
+		return fmt.Errorf("%w\nnode log:\n%s", err, p.Tail(40))
+	}
 	return nil
+}
+
+// servesItsPods is a WaitFor condition: the node serves the logs of one
+// running container of each pod bound to it that is not being deleted.
+func (ne *nodeEnv) servesItsPods(ctx context.Context) func() (bool, error) {
+	return func() (bool, error) {
+		out, err := ne.c.Kubectl(ctx, "", "get", "pods", "-A", "--field-selector", "spec.nodeName="+ne.name+",status.phase=Running", "-o", "json")
+		if err != nil {
+			return false, err
+		}
+		var pods corev1.PodList
+		if err := json.Unmarshal([]byte(out), &pods); err != nil {
+			return false, err
+		}
+		for _, pod := range pods.Items {
+			if pod.DeletionTimestamp != nil {
+				continue
+			}
+			for _, cs := range pod.Status.ContainerStatuses {
+				if cs.State.Running == nil {
+					continue
+				}
+				if _, err := ne.c.Kubectl(ctx, "", "logs", "-n", pod.Namespace, pod.Name, "-c", cs.Name, "--limit-bytes=1"); err != nil {
+					return false, fmt.Errorf("logs of %s/%s: %w", pod.Namespace, pod.Name, err)
+				}
+				break
+			}
+		}
+		return true, nil
+	}
 }
 
 func stopClusterNode() {
@@ -267,5 +304,26 @@ func (ne *nodeEnv) waitPod(t *testing.T, name, what string, timeout time.Duratio
 			t.Fatalf("pod %s never %s; last: %+v\n%s\nnode log:\n%s", name, what, last.Status, desc, ne.node.Tail(30))
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// waitEvents polls the events of an object (those with reason, if not
+// empty), printed with the jsonpath format, until ok holds or a minute has
+// passed, and returns the last output. The node's recorder writes events
+// in the background, queued behind earlier ones and retried on failure: a
+// status seen says nothing of the events recorded with it.
+func (ne *nodeEnv) waitEvents(t *testing.T, object, reason, format string, ok func(string) bool) string {
+	t.Helper()
+	selector := "involvedObject.name=" + object
+	if reason != "" {
+		selector += ",reason=" + reason
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := ne.kubectl(t, "get", "events", "--field-selector", selector, "-o", "jsonpath="+format)
+		if ok(out) || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(time.Second)
 	}
 }

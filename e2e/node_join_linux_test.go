@@ -144,8 +144,10 @@ spec:
 		!strings.Contains(logs, "sa-token-bytes=") {
 		t.Fatalf("logs: %q", logs)
 	}
-	events := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name, "-o",
-		`jsonpath={range .items[*]}{.reason}: {.message}{"\n"}{end}`)
+	// The recorder sends events in order: once Pulled is there, so is any
+	// refusal recorded before it.
+	events := ne.waitEvents(t, name, "", `{range .items[*]}{.reason}: {.message}{"\n"}{end}`,
+		func(s string) bool { return strings.Contains(s, "Pulled: ") })
 	if strings.Contains(events, "FailedToRetrieveImagePullSecret") || strings.Contains(events, "forbidden") {
 		t.Fatalf("the node could not read what its pod refers to:\n%s", events)
 	}

@@ -85,7 +85,7 @@ spec:`+tolerate+`
 	if got := p.Status.StartTime; got == nil {
 		t.Fatal("no startTime")
 	}
-	events := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name, "-o", "jsonpath={.items[*].reason}")
+	events := ne.waitEvents(t, name, "", "{.items[*].reason}", func(s string) bool { return strings.Contains(s, "DeadlineExceeded") })
 	if !strings.Contains(events, "DeadlineExceeded") {
 		t.Fatalf("events %q lack DeadlineExceeded", events)
 	}

@@ -97,8 +97,7 @@ spec:`+tolerate+`
 				t.Errorf("%s: container %s not terminated: %+v", c.pod, cs.Name, cs.State)
 			}
 		}
-		ev := ne.kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+c.pod+",reason=Evicted",
-			"-o", "jsonpath={.items[*].type} {.items[*].message}")
+		ev := ne.waitEvents(t, c.pod, "Evicted", "{.items[*].type} {.items[*].message}", func(s string) bool { return strings.TrimSpace(s) != "" })
 		if !strings.Contains(ev, "Warning") || !strings.Contains(ev, strings.TrimSpace(c.message)) {
 			t.Errorf("%s: Evicted event %q", c.pod, ev)
 		}

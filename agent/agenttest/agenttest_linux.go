@@ -262,11 +262,53 @@ func buildRootfs(root string) error {
 	return nil
 }
 
-// Cgroup2Root returns a cgroup2 mount: an existing one (the whole
+// Cgroup2Root returns a cgroup of this test process's own to be the
+// agent's cgroup root, and enables the controllers the hierarchy offers for
+// it. RemoveCgroup2Root removes it.
+//
+// The hierarchy is the host's, and `go test -p 2 ./...` runs two test
+// binaries of the agent at once (agent and cmd/vk-applevm-agent). With the
+// hierarchy's root as the agent's, both kept their containers under one
+// <root>/vkav: one binary's clean-up removed it while the other was
+// between creating it and creating a container's cgroup in it.
+func Cgroup2Root(tmp string) (string, error) {
+	mount, err := cgroup2Mount(tmp)
+	if err != nil {
+		return "", err
+	}
+	avail, err := os.ReadFile(filepath.Join(mount, "cgroup.controllers"))
+	if err != nil {
+		return "", fmt.Errorf("read the cgroup controllers of %s: %w", mount, err)
+	}
+	for _, ctl := range strings.Fields(string(avail)) {
+		if ctl != "cpu" && ctl != "memory" && ctl != "pids" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(mount, "cgroup.subtree_control"), []byte("+"+ctl), 0); err != nil {
+			return "", fmt.Errorf("enable the %s controller in %s: %w", ctl, mount, err)
+		}
+	}
+	dir := filepath.Join(mount, fmt.Sprintf("vkav-test-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("create the test cgroup: %w", err)
+	}
+	return dir, nil
+}
+
+// RemoveCgroup2Root removes what Cgroup2Root made and the agent's parent
+// cgroup in it (the agent removes each container's own).
+func RemoveCgroup2Root(root string) error {
+	if err := os.Remove(filepath.Join(root, "vkav")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return os.Remove(root)
+}
+
+// cgroup2Mount returns a cgroup2 mount: an existing one (the whole
 // hierarchy on a cgroup2 host, /sys/fs/cgroup/unified on a hybrid one) or
 // a fresh mount in a temporary directory (the cgroup2 hierarchy exists on
 // every kernel since 4.5 even where controllers are bound to cgroup v1).
-func Cgroup2Root(tmp string) (string, error) {
+func cgroup2Mount(tmp string) (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return "", err

@@ -57,9 +57,14 @@ func TestAgentPortHandshakeOnQEMU(t *testing.T) {
 	}
 	// The guest saw the host's early bytes and dropped them before the
 	// ack (the initial reset message plus the garbage).
-	m1 := regexp.MustCompile(`discarded bytes before the host's ack" bytes=(\d+)`).FindStringSubmatch(console())
-	if m1 == nil {
-		t.Fatalf("the guest did not report discarding the host's early bytes; console:\n%s", console())
+	// (The line precedes the ack, but the console reaches its file through
+	// the emulated serial port, which may lag behind the agent port.)
+	discarded := regexp.MustCompile(`discarded bytes before the host's ack" bytes=(\d+)`)
+	var m1 []string
+	for deadline := time.Now().Add(30 * time.Second); m1 == nil; time.Sleep(100 * time.Millisecond) {
+		if m1 = discarded.FindStringSubmatch(console()); m1 == nil && time.Now().After(deadline) {
+			t.Fatalf("the guest did not report discarding the host's early bytes; console:\n%s", console())
+		}
 	}
 	if n, _ := strconv.Atoi(m1[1]); n < len(garbage) {
 		t.Fatalf("guest discarded %d bytes, want at least the %d of garbage", n, len(garbage))

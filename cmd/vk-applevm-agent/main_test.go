@@ -54,7 +54,9 @@ func TestMain(m *testing.M) {
 		}
 		return func() {
 			fixture.Close()
-			os.Remove(filepath.Join(cgroupRoot, "vkav"))
+			if err := agenttest.RemoveCgroup2Root(cgroupRoot); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
 			os.RemoveAll(dir)
 		}, nil
 	}))

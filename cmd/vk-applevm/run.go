@@ -280,10 +280,14 @@ func watchResize(ctx context.Context, fd int) <-chan container.TermSize {
 				return
 			case <-winch:
 				if cols, rows, err := term.GetSize(fd); err == nil {
+					// The latest size wins: a size not yet taken is stale,
+					// and dropping this one instead would leave the guest
+					// with it after two quick resizes.
 					select {
-					case ch <- container.TermSize{Rows: uint16(rows), Cols: uint16(cols)}:
+					case <-ch:
 					default:
 					}
+					ch <- container.TermSize{Rows: uint16(rows), Cols: uint16(cols)}
 				}
 			}
 		}

@@ -163,20 +163,36 @@ func (c *Cluster) start(argv []string, logFile string, owned bool, env []string)
 	return &Process{Cmd: cmd, Log: logFile}, nil
 }
 
-// Stop ends the process: sig, then SIGKILL after grace.
+// Stop ends the process: sig, then SIGKILL after grace. It returns once
+// the process has ended (or a minute after the kill), so that what it held
+// (a state root's lock, a listening port) is free for a successor started
+// next: a signal only asks, and on a loaded machine the process may not run
+// to its end for a while.
 func (p *Process) Stop(sig syscall.Signal, grace time.Duration) {
 	if p == nil || p.Cmd.Process == nil {
 		return
 	}
 	_ = p.Cmd.Process.Signal(sig)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if err := p.Cmd.Process.Signal(syscall.Signal(0)); err != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if p.waitEnded(grace) {
+		return
 	}
 	_ = p.Cmd.Process.Kill()
+	p.waitEnded(time.Minute)
+}
+
+// waitEnded polls for up to bound (at least once) until the process has
+// been reaped (a Wait of this package's runs for every process it starts).
+func (p *Process) waitEnded(bound time.Duration) bool {
+	deadline := time.Now().Add(bound)
+	for {
+		if err := p.Cmd.Process.Signal(syscall.Signal(0)); err != nil {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Tail is the end of the process's log, for error messages.

@@ -124,8 +124,9 @@ func TestQEMUAgentThroughShim(t *testing.T) {
 		t.Fatalf("second client reached another boot: %v then %v", info, info2)
 	}
 
+	const grace = 30 * time.Second
 	stopBegin := time.Now()
-	if err := c2.Stop(ctx, 30*time.Second); err != nil {
+	if err := c2.Stop(ctx, grace); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("graceful Stop (agent Shutdown → guest power-off) took %v", time.Since(stopBegin).Round(time.Millisecond))
@@ -133,8 +134,12 @@ func TestQEMUAgentThroughShim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if final.Error != "" || final.StoppedAt.Sub(final.StartedAt) > 60*time.Second {
-		t.Fatalf("final state %+v, want a guest power-off", final)
+	// Stopped by the guest's power-off, not by the kill at the grace
+	// period's end. (Measured from the Stop, not from StartedAt: the boot
+	// before it takes anything up to the 90 s allowed above on a loaded
+	// machine.)
+	if final.Error != "" || final.StoppedAt.Sub(stopBegin) >= grace {
+		t.Fatalf("final state %+v (Stop began %v), want a guest power-off within the %v grace", final, stopBegin, grace)
 	}
 	waitShimLog(t, v.dir, "guest agent is shutting down")
 	if console := readFileString(t, filepath.Join(v.dir, "console.log")); !strings.Contains(console, "Linux version") {
