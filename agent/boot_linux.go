@@ -104,6 +104,11 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 		if err := os.RemoveAll(ModulesDir); err != nil {
 			log.Warn("remove the loaded modules' files", "err", err)
 		}
+		// After virtio_balloon registered: Linux before 6.2 overwrites the
+		// order when a reporting device registers.
+		if err := SetPageReportingOrder(PageReportingOrderFile, PageReportingOrderParam); err != nil {
+			log.Warn("set the free page reporting order", "err", err)
+		}
 	}()
 	g.PowerButton = WatchPowerButton(ctx, SysClassInput, "/dev", g.Modules.Done(), log)
 

@@ -19,6 +19,12 @@ import (
 const (
 	ModulesDir  = "/lib/vkav/modules"
 	ModulesList = "/lib/vkav/modules.list"
+	// PageReportingOrderFile holds the free page reporting order the
+	// guest bundle chose (guest.PageReportingOrder).
+	PageReportingOrderFile = "/lib/vkav/page_reporting_order"
+	// PageReportingOrderParam is the kernel's knob for it (mm/page_reporting.c,
+	// built in with CONFIG_PAGE_REPORTING).
+	PageReportingOrderParam = "/sys/module/page_reporting/parameters/page_reporting_order"
 )
 
 // ParseModuleList reads modules.list: one module path per line, relative to
