@@ -135,6 +135,7 @@ func runMemory(ctx context.Context, o options, work string, log *slog.Logger) se
 	}
 	floorVariant.floor = floorBench(floorVariant, 0)
 	floorUncapped.floor = floorBench(floorUncapped, -1)
+	floorUncapped.floor.n = 1 << 20 // VM IDs apart from the other floor's
 	variants := []*memVariant{
 		floorVariant,
 		{name: "busybox VM without free page reporting", rt: old, initrd: noReporting.Initrd},
