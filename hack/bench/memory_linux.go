@@ -53,6 +53,8 @@ type memVariant struct {
 	idle  []memory
 	// maps is where each idle QEMU's memory was (memmap_linux.go).
 	maps []qemuMemoryMap
+	// afterMaps is where QEMU's memory was returnWithin after the free.
+	afterMaps []qemuMemoryMap
 	// guestUsed is the guest's MemTotal - MemFree when idle (containers).
 	guestUsed []uint64
 	// After allocating and freeing allocMiB: the peak, the RSS returnWithin
@@ -190,6 +192,7 @@ func memorySection(s section, variants []*memVariant) section {
 		}
 		s.Rows = append(s.Rows, info(fmt.Sprintf("%s: %d MiB allocated and freed: peak / %s later (/ idle); back within 10 %% after", v.name, allocMiB, returnWithin),
 			fmt.Sprintf("%s / %s (%.2fx); %s", fmtMiB(median(v.peak)), fmtMiB(median(v.after)), ratio(median(v.after), medianMemory(v.idle).RSS), backWithin(v))))
+		s.Rows = append(s.Rows, info(fmt.Sprintf("%s: QEMU's RSS by mapping %s after the free, medians", v.name, returnWithin), medianMemoryMap(v.afterMaps).String()))
 	}
 	// Each container against the floor VM booted with the same TCG code
 	// buffer.
@@ -334,8 +337,18 @@ func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round i
 	if peak < idle.RSS+allocMiB<<20/2 {
 		return fmt.Errorf("QEMU's RSS peaked at %s over an idle %s: dd did not allocate %d MiB", fmtMiB(peak), fmtMiB(idle.RSS), allocMiB)
 	}
+	afterMap, err := readQEMUMemoryMap(st.HypervisorPid, containerMemory+v.rt.Overhead(), v.initrd)
+	if err != nil {
+		return err
+	}
+	var usedAfter uint64
+	if gs, err := sb.Stats(ctx); err == nil {
+		usedAfter = gs.GuestMemoryBytes - gs.GuestMemoryFree
+	}
+	p.log.Debug("container VM after the free", "variant", v.name, "memoryMap", afterMap, "guestUsed", fmtMiB(usedAfter))
 	v.idle = append(v.idle, idle)
 	v.maps = append(v.maps, idleMap)
+	v.afterMaps = append(v.afterMaps, afterMap)
 	v.guestUsed = append(v.guestUsed, used)
 	v.peak = append(v.peak, peak)
 	v.after = append(v.after, last.RSS)
