@@ -297,6 +297,9 @@ func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round i
 	p.log.Debug("idle container VM", "variant", v.name, "qemuRSS", fmtMiB(idle.RSS), "guestUsed", fmtMiB(used),
 		"memoryMap", idleMap, "largestMappings", largestMappings(st.HypervisorPid, 6))
 	var out bytes.Buffer
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("guest meminfo idle (kB)", "variant", v.name, "meminfo", guestMeminfo(ctx, sb))
+	}
 	if round == 0 {
 		// What the guest kernel reports, as the agent set it.
 		if es, err := sb.Exec(ctx, container.ProcessConfig{ID: "order", Args: []string{"cat", "/sys/module/page_reporting/parameters/page_reporting_order"}},
@@ -346,6 +349,9 @@ func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round i
 		usedAfter = gs.GuestMemoryBytes - gs.GuestMemoryFree
 	}
 	p.log.Debug("container VM after the free", "variant", v.name, "memoryMap", afterMap, "guestUsed", fmtMiB(usedAfter))
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("guest meminfo after the free (kB)", "variant", v.name, "meminfo", guestMeminfo(ctx, sb))
+	}
 	v.idle = append(v.idle, idle)
 	v.maps = append(v.maps, idleMap)
 	v.afterMaps = append(v.afterMaps, afterMap)
@@ -354,6 +360,27 @@ func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round i
 	v.after = append(v.after, last.RSS)
 	v.back = append(v.back, back)
 	return nil
+}
+
+// guestMeminfo is the guest's /proc/meminfo read through the container
+// (for -v: what the guest's memory is).
+func guestMeminfo(ctx context.Context, sb *container.VM) string {
+	var out bytes.Buffer
+	if _, err := sb.Exec(ctx, container.ProcessConfig{ID: "meminfo", Args: []string{"cat", "/proc/meminfo"}}, container.IO{Stdout: &out, Stderr: &out}); err != nil {
+		return err.Error()
+	}
+	var keep []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "MemFree", "Buffers", "Cached", "AnonPages", "Shmem", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "AnonHugePages", "Percpu":
+			keep = append(keep, k+"="+strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		}
+	}
+	return strings.Join(keep, " ")
 }
 
 // agentModulesList is where the agent's initrd lists the modules it loads
