@@ -366,17 +366,23 @@ func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round i
 // (for -v: what the guest's memory is).
 func guestMeminfo(ctx context.Context, sb *container.VM) string {
 	var out bytes.Buffer
-	if _, err := sb.Exec(ctx, container.ProcessConfig{ID: "meminfo", Args: []string{"cat", "/proc/meminfo"}}, container.IO{Stdout: &out, Stderr: &out}); err != nil {
+	if _, err := sb.Exec(ctx, container.ProcessConfig{ID: "meminfo", Args: []string{"cat", "/proc/meminfo", "/proc/zoneinfo"}}, container.IO{Stdout: &out, Stderr: &out}); err != nil {
 		return err.Error()
 	}
 	var keep []string
 	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && (f[0] == "count:" || f[0] == "high:") {
+			// The per-CPU free lists (zoneinfo's pagesets): free pages
+			// MemFree does not count.
+			keep = append(keep, "pcp-"+strings.TrimSuffix(f[0], ":")+"="+f[1])
+			continue
+		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
 		switch k {
-		case "MemFree", "Buffers", "Cached", "AnonPages", "Shmem", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "AnonHugePages", "Percpu":
+		case "MemFree", "Buffers", "Cached", "AnonPages", "Shmem", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "AnonHugePages", "Percpu", "VmallocUsed", "Unevictable":
 			keep = append(keep, k+"="+strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 		}
 	}

@@ -52,13 +52,15 @@ const BalloonDevice = "virtio-balloon-pci,free-page-reporting=on"
 // DefaultTCGCodeBufferMiB is the size of TCG's translated code buffer
 // (-accel tcg,tb-size=). QEMU 7.2's default is host RAM / 8 up to 1 GiB,
 // and the buffer is never given back: it holds every translation the
-// guest ever needed until it fills up, then is flushed whole. Idle
-// VMs kept ~73 MiB of it (measured: hack/bench's memory benchmark,
-// QEMU's RSS by mapping), most of it code run once at boot. A cap makes
-// QEMU flush and translate again what is still running, which the
-// benchmark measures in the boot ratio (the floor VM gets the same cap).
-// TCG only: KVM and vz run guest code natively.
-const DefaultTCGCodeBufferMiB = 32
+// guest ever needed until it fills up, then is flushed whole. Measured
+// with hack/bench's memory benchmark (QEMU's RSS by mapping, 2026-12-07):
+// an idle busybox container VM held 72.5 MiB of it, the floor VM (the
+// same kernel, a trivial init) 45.5 MiB; most of it is code run once at
+// boot. A cap makes QEMU flush and translate again what still runs: at 32
+// MiB the agent's boot took 4 % longer (5 rounds, -compare-tcg-buffer),
+// at 48 the floor's translations still fit and the agent's boot flushes
+// once. TCG only: KVM and vz run guest code natively.
+const DefaultTCGCodeBufferMiB = 48
 
 // Config is what Args needs besides the spec.
 type Config struct {
