@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -77,6 +78,9 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	}
 	if err := SetOOMScoreAdj(0, -1000); err != nil {
 		log.Error("protect the agent from the OOM killer", "err", err)
+	}
+	if err := os.WriteFile(PerCPUPageListHighFractionSysctl, []byte(strconv.Itoa(PerCPUPageListHighFraction)), 0); err != nil {
+		log.Warn("shrink the per-CPU free page lists", "err", err)
 	}
 	g := &Guest{Reaper: NewReaper(true, nil, log)}
 	go g.Reaper.Run(ctx)
