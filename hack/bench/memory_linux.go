@@ -215,7 +215,7 @@ func memorySection(s section, variants []*memVariant) section {
 		measured(results.Figure{ID: "memory.idle-over-floor",
 			Figure: fmt.Sprintf("… with free page reporting, idle %s: QEMU RSS over an idle floor VM's in the same rounds", idleSettle),
 			Value:  float64(over) / (1 << 20), Unit: "MiB", Target: results.AtMost(idleOverFloorTarget >> 20),
-			Detail: fmt.Sprintf("%s against the floor's %s (TCG code buffer capped at %d MiB for both, vm/qemu; TCG only, vz has no such buffer); "+
+			Detail: fmt.Sprintf("%s against the floor's %s (TCG code buffer capped at %d MiB for both, vm/qemu; TCG only, vz has no such buffer; the floor's trivial init leaves the kernel's reporting order and per-CPU free lists as they are, the agent tunes both); "+
 				"by mapping, ours - the floor's, MiB: guest RAM %s (%s vs %s; the guest uses %s), TCG code %s, QEMU's initrd %s, heap %s, files %s; "+
 				"without free page reporting %s, %.2fx; %d rounds",
 				fmtMiB(idle), fmtMiB(floorRSS), qemu.DefaultTCGCodeBufferMiB,
@@ -226,7 +226,7 @@ func memorySection(s section, variants []*memVariant) section {
 		measured(results.Figure{ID: "memory.return-10s",
 			Figure: fmt.Sprintf("… a container that allocates and frees %d MiB: QEMU RSS %s later / idle", allocMiB, returnWithin),
 			Value:  ratio(median(after.after), idle), Unit: "×", Target: results.AtMost(returnTarget),
-			Detail: fmt.Sprintf("peak %s; %s %s after the free against %s idle, back within 10 %% after %s (the guest reports free blocks of order %d and up, in passes 2 s apart); without free page reporting %s, nothing returns; %d rounds",
+			Detail: fmt.Sprintf("peak %s; %s %s after the free against %s idle, back within 10 %% after %s (the guest reports free blocks of order %d and up, in passes 2 s apart; the agent keeps the per-CPU free lists, which reporting does not see, small); without free page reporting %s, nothing returns; %d rounds",
 				fmtMiB(median(after.peak)), fmtMiB(median(after.after)), returnWithin, fmtMiB(idle), backWithin(after), guest.PageReportingOrder,
 				fmtMiB(median(before.after)), len(after.idle)),
 			Command: memoryCommand}),
