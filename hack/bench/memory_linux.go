@@ -308,9 +308,30 @@ func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round i
 		}
 		out.Reset()
 	}
+	// QEMU's RSS is sampled while dd runs too: with small per-CPU free
+	// lists the guest reports what dd freed as soon as it exits, before
+	// Exec has returned.
+	during := make(chan uint64, 1)
+	stop := make(chan struct{})
+	go func() {
+		var high uint64
+		defer func() { during <- high }()
+		for {
+			if m, err := processMemory(st.HypervisorPid); err == nil {
+				high = max(high, m.RSS)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 	es, err := sb.Exec(ctx, container.ProcessConfig{
 		ID: "alloc", Args: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=" + strconv.Itoa(allocMiB) + "M", "count=1"},
 	}, container.IO{Stdout: &out, Stderr: &out})
+	close(stop)
+	peakDuring := <-during
 	if err != nil {
 		return fmt.Errorf("exec dd: %w", err)
 	}
@@ -318,7 +339,7 @@ func allocFreeRound(ctx context.Context, v *memVariant, p *productBench, round i
 		return fmt.Errorf("dd exited %d: %s", es.Code, strings.TrimSpace(out.String()))
 	}
 	freed := time.Now()
-	peak, back := uint64(0), time.Duration(0)
+	peak, back := peakDuring, time.Duration(0)
 	var last memory
 	for {
 		m, err := processMemory(st.HypervisorPid)
