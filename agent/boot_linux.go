@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -89,6 +90,9 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	if err := SetOOMScoreAdj(0, -1000); err != nil {
 		log.Error("protect the agent from the OOM killer", "err", err)
 	}
+	if err := os.WriteFile(PerCPUPageListHighFractionSysctl, []byte(strconv.Itoa(PerCPUPageListHighFraction)), 0); err != nil {
+		log.Warn("shrink the per-CPU free page lists", "err", err)
+	}
 	g := &Guest{Reaper: NewReaper(true, nil, log)}
 	go g.Reaper.Run(ctx)
 
@@ -118,6 +122,11 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 		<-g.Modules.Done()
 		if err := os.RemoveAll(ModulesDir); err != nil {
 			log.Warn("remove the loaded modules' files", "err", err)
+		}
+		// After virtio_balloon registered: Linux before 6.2 overwrites the
+		// order when a reporting device registers.
+		if err := SetPageReportingOrder(PageReportingOrderFile, PageReportingOrderParam); err != nil {
+			log.Warn("set the free page reporting order", "err", err)
 		}
 	}()
 	g.PowerButton = WatchPowerButton(ctx, SysClassInput, "/dev", g.Modules.Done(), log)

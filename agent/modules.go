@@ -20,7 +20,28 @@ import (
 const (
 	ModulesDir  = "/lib/vkav/modules"
 	ModulesList = "/lib/vkav/modules.list"
+	// PageReportingOrderFile holds the free page reporting order the
+	// guest bundle chose (guest.PageReportingOrder).
+	PageReportingOrderFile = "/lib/vkav/page_reporting_order"
+	// PageReportingOrderParam is the kernel's knob for it (mm/page_reporting.c,
+	// built in with CONFIG_PAGE_REPORTING).
+	PageReportingOrderParam = "/sys/module/page_reporting/parameters/page_reporting_order"
 )
+
+// PerCPUPageListHighFraction sets how much free memory each CPU may keep
+// in its own free lists (vm.percpu_pagelist_high_fraction: a zone's pages
+// / fraction, at least four batches). Pages there are free but neither in
+// MemFree nor seen by free page reporting. The kernel's default (from
+// the zone's low watermark) let a 640 MiB guest's one CPU hold 8965 pages
+// (35 MiB); measured in hack/bench's memory benchmark (-v logs the
+// guest's zoneinfo), an idle busybox guest kept 13 MiB there and 32 MiB
+// after a container freed 300 MiB, memory the host never got back. A large
+// fraction leaves the floor of four batches (about 0.5 MiB); a VM of one or
+// two vCPUs has little lock contention for the lists to save.
+const PerCPUPageListHighFraction = 1 << 20
+
+// PerCPUPageListHighFractionSysctl is its sysctl.
+const PerCPUPageListHighFractionSysctl = "/proc/sys/vm/percpu_pagelist_high_fraction"
 
 // ParseModuleList reads modules.list: one module path per line, relative to
 // the modules directory, in load (dependency) order. Blank lines and lines

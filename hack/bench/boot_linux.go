@@ -32,6 +32,9 @@ type bootBench struct {
 	memoryMiB uint64
 	log       *slog.Logger
 	n         int
+	// idleMap, when set, is given each idle floor VM's QEMU pid and spec
+	// before it stops (memory_linux.go: where its memory is).
+	idleMap func(pid int, spec vm.Spec)
 }
 
 func (b *bootBench) spec(initrd, dir string) vm.Spec {
@@ -154,6 +157,9 @@ func (b *bootBench) idleFloorMemory(ctx context.Context, settle time.Duration) (
 	}
 	if err := sleep(ctx, settle); err != nil {
 		return memory{}, err
+	}
+	if b.idleMap != nil {
+		b.idleMap(m.Pid(), spec)
 	}
 	return processMemory(m.Pid())
 }

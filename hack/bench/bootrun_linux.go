@@ -34,6 +34,12 @@ func benchGuest(o options, floor bool) (guest.Bundle, error) {
 	return bundle, nil
 }
 
+// The boots with QEMU's own TCG code buffer size (-compare-tcg-buffer).
+const (
+	floorUncappedName = "floor, QEMU's default TCG code buffer"
+	agentUncappedName = "agent, QEMU's default TCG code buffer"
+)
+
 // runBoot runs the floor, the agent and the product path in turn, one
 // warm-up round and o.rounds measured ones, then the idle floor once.
 func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []section {
@@ -57,6 +63,12 @@ func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []se
 
 	for _, c := range o.compare {
 		res.extraNames = append(res.extraNames, c.name)
+	}
+	uncapped := *bb
+	uncapped.driver = qemu.New(qemu.Options{Logger: quiet, TCGCodeBufferMiB: -1})
+	uncapped.n = 1 << 20 // its VM IDs differ from bb's
+	if o.tcgBuffer {
+		res.extraNames = append(res.extraNames, floorUncappedName, agentUncappedName)
 	}
 	// Every variant runs once per round; the order rotates from round to
 	// round so that no variant always follows the same one (a VM's exit
@@ -86,6 +98,21 @@ func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []se
 				log.Debug(c.name, "sample", s)
 				if err == nil && keep {
 					res.extra[c.name] = append(res.extra[c.name], s)
+				}
+				return err
+			}})
+		}
+		if o.tcgBuffer {
+			variants = append(variants, variant{floorUncappedName, func(ctx context.Context, keep bool) error {
+				s, err := uncapped.floor(ctx)
+				if err == nil && keep {
+					res.extra[floorUncappedName] = append(res.extra[floorUncappedName], s)
+				}
+				return err
+			}}, variant{agentUncappedName, func(ctx context.Context, keep bool) error {
+				s, err := uncapped.agent(ctx, bundle.Initrd)
+				if err == nil && keep {
+					res.extra[agentUncappedName] = append(res.extra[agentUncappedName], s)
 				}
 				return err
 			}})

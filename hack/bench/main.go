@@ -60,6 +60,9 @@ type options struct {
 	compare []comparedInitrd
 
 	memoryRounds int // rounds of the memory benchmark (memory_linux.go)
+	// tcgBuffer also boots the floor and the agent with QEMU's own TCG
+	// code buffer size in the boot benchmark (vm/qemu caps it).
+	tcgBuffer bool
 }
 
 // comparedInitrd is another build of the agent's initrd (-compare).
@@ -74,6 +77,7 @@ func main() {
 	flag.StringVar(&o.shim, "shim", filepath.Join("bin", "vk-applevm-shim"), "the per-VM shim binary (make build)")
 	flag.IntVar(&o.shimRounds, "shim-rounds", 5, "measured rounds of the shim benchmark (one VM per variant and round); a shim's memory varies much less than boot times")
 	flag.IntVar(&o.memoryRounds, "memory-rounds", 3, "rounds of the memory benchmark")
+	flag.BoolVar(&o.tcgBuffer, "compare-tcg-buffer", false, "boot benchmark: also boot the floor and the agent with QEMU's default TCG code buffer (vm/qemu caps it)")
 	flag.Uint64Var(&o.memoryMiB, "memory", 640, "guest memory in MiB: a container's default 512 MiB plus the runtime's 128 MiB overhead")
 	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, run, pod, shim, memory, convert, net, churn")
 	flag.BoolVar(&o.verbose, "v", false, "log every sample")

@@ -113,6 +113,16 @@ func TestArgs(t *testing.T) {
 		want: strings.Replace(common, "-accel tcg -cpu qemu64", "-accel kvm -cpu host", 1) +
 			" -append [console=ttyS0 panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}, {
+		name: "tcg code buffer cap",
+		edit: func(_ *vm.Spec, c *Config) { c.TCGCodeBufferMiB = 32 },
+		want: strings.Replace(common, "-accel tcg ", "-accel tcg,tb-size=32 ", 1) +
+			" -append [console=ttyS0 panic=-1]" + consoleAndQMP + rngAndBalloon,
+	}, {
+		name: "kvm has no tcg code buffer",
+		edit: func(_ *vm.Spec, c *Config) { c.Accel, c.TCGCodeBufferMiB = AccelKVM, 32 },
+		want: strings.Replace(common, "-accel tcg -cpu qemu64", "-accel kvm -cpu host", 1) +
+			" -append [console=ttyS0 panic=-1]" + consoleAndQMP + rngAndBalloon,
+	}, {
 		name: "machine override",
 		edit: func(_ *vm.Spec, c *Config) { c.Machine = "pc" },
 		want: strings.Replace(common, "-machine q35", "-machine pc", 1) + " -append [console=ttyS0 panic=-1]" + consoleAndQMP + rngAndBalloon,

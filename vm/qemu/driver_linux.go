@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -105,7 +106,18 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 	if err != nil {
 		return nil, err
 	}
-	cfg := Config{Accel: accel, Machine: d.opts.Machine, Dir: dir, SharedMemory: d.sharedMemory}
+	tb := d.opts.TCGCodeBufferMiB
+	if env := os.Getenv(TCGCodeBufferEnv); tb == 0 && env != "" {
+		n, err := strconv.Atoi(env)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: want a size in MiB or -1", TCGCodeBufferEnv, env)
+		}
+		tb = n
+	}
+	if tb == 0 {
+		tb = DefaultTCGCodeBufferMiB
+	}
+	cfg := Config{Accel: accel, Machine: d.opts.Machine, Dir: dir, SharedMemory: d.sharedMemory, TCGCodeBufferMiB: tb}
 	args, err := Args(spec, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.ID, err)

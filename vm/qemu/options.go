@@ -31,7 +31,12 @@ type Options struct {
 	// Virtiofsd is the virtiofsd binary for shared directories; empty
 	// tries VirtiofsdCandidates.
 	Virtiofsd string
-	Logger    *slog.Logger
+	// TCGCodeBufferMiB sizes TCG's translated code buffer (-accel
+	// tcg,tb-size=); 0 picks TCGCodeBufferEnv if set, else
+	// DefaultTCGCodeBufferMiB; a negative value leaves QEMU's own size. KVM
+	// has no such buffer.
+	TCGCodeBufferMiB int
+	Logger           *slog.Logger
 }
 
 // ProbeImage is what the KVM probe boots.
@@ -39,6 +44,11 @@ type ProbeImage struct{ Kernel, Initrd string }
 
 // AccelEnv overrides the accelerator choice: "kvm" or "tcg".
 const AccelEnv = "VKAV_ACCEL"
+
+// TCGCodeBufferEnv overrides DefaultTCGCodeBufferMiB for drivers whose
+// Options leave it 0 (the shims'): a size in MiB, or -1 for QEMU's own.
+// The benchmarks compare both in one run with it.
+const TCGCodeBufferEnv = "VKAV_TCG_CODE_BUFFER_MIB"
 
 // Verdict is the accelerator the driver uses and why.
 type Verdict struct {
