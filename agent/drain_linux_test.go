@@ -2,12 +2,14 @@ package agent_test
 
 import (
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vk-applevm/vk-applevm/agent"
 	"github.com/vk-applevm/vk-applevm/agent/api"
+	"github.com/vk-applevm/vk-applevm/agent/client"
 	"github.com/vk-applevm/vk-applevm/agent/logframe"
 )
 
@@ -31,6 +33,18 @@ func (g *gatedWriter) release() { g.once.Do(func() { close(g.open) }) }
 // timeout: nothing else can hold the init's pipes (its exit killed the
 // container), so the log must end after every byte, not when a timer says.
 func TestInitLogEndsAfterItsLastOutputHoweverLateTheHostReads(t *testing.T) {
+	testLogEndsAfterLastOutput(t, false)
+}
+
+// Another process of the container (an exec) may leave a child holding its
+// pipes, which the drain timeout is for; but what the process itself wrote
+// before it exited is all in its pipes then, and must all be logged
+// however late the host reads.
+func TestExecLogEndsAfterItsOwnLastOutputHoweverLateTheHostReads(t *testing.T) {
+	testLogEndsAfterLastOutput(t, true)
+}
+
+func testLogEndsAfterLastOutput(t *testing.T, exec bool) {
 	var gate *gatedWriter
 	e := newEnv(t, func(c *agent.Config) {
 		gate = &gatedWriter{w: c.LogSink, open: make(chan struct{})}
@@ -41,6 +55,14 @@ func TestInitLogEndsAfterItsLastOutputHoweverLateTheHostReads(t *testing.T) {
 	t.Cleanup(gate.release) // before the server closes (cleanups run last first)
 	id := e.createContainer(t, "late")
 	ctx := ctxT(t)
+	if exec {
+		if _, err := e.cl.CreateProcess(ctx, &api.CreateProcessRequest{ContainerId: id, ProcessId: "init", Args: []string{"sleep", "1000"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.cl.StartProcess(ctx, &api.StartProcessRequest{ContainerId: id, ProcessId: "init"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// One byte, taken by the log writer that then blocks on the port; the
 	// rest, 4 KiB writes: one chunk queued, one held by the pipe reader
 	// waiting for room, at least 4 KiB left in the pipe (64 KiB), which
@@ -69,6 +91,25 @@ func TestInitLogEndsAfterItsLastOutputHoweverLateTheHostReads(t *testing.T) {
 		n += len(f.Data)
 	}
 	if n != 1+rest {
-		t.Fatalf("the log ended after %d bytes of the init's %d", n, 1+rest)
+		t.Fatalf("the log ended after %d bytes of the process's %d", n, 1+rest)
+	}
+}
+
+// A child that outlives an exec and keeps writing to its pipes must not
+// keep the exec from ending: after the exec's own output, the drain
+// timeout ends it.
+func TestExecEndsThoughAChildKeepsWritingToItsPipes(t *testing.T) {
+	e := newEnv(t, func(c *agent.Config) { c.DrainTimeout = 50 * time.Millisecond })
+	id := e.createContainer(t, "survivor")
+	ctx := ctxT(t)
+	if _, err := e.cl.CreateProcess(ctx, &api.CreateProcessRequest{ContainerId: id, ProcessId: "init", Args: []string{"sleep", "1000"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cl.StartProcess(ctx, &api.StartProcessRequest{ContainerId: id, ProcessId: "init"}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(t, id, client.ExecOptions{Args: sh("(while :; do echo tick; sleep 0.01; done) & echo parent-done")})
+	if r.err != nil || r.exit.GetExitCode() != 0 || !strings.Contains(r.stdout, "parent-done\n") {
+		t.Fatalf("exec with a writing child: err %v exit %+v stdout %q", r.err, r.exit, r.stdout)
 	}
 }

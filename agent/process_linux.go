@@ -57,6 +57,7 @@ type process struct {
 	// leader: the process was started in new namespaces, as the
 	// container's init; its exit ends every process of the container.
 	leader bool
+	pipes  []*outPipe // its output's read ends, from start on
 
 	exited  chan struct{} // closed when the exit status is known
 	settled chan struct{} // closed when output ended (or drain timed out) after exit
@@ -374,7 +375,7 @@ func (s *Server) exited(p *process, ws syscall.WaitStatus) {
 		p.stdinW.Close()
 	}
 	p.stdinW = nil
-	leader := p.leader
+	leader, pipes := p.leader, p.pipes
 	p.mu.Unlock()
 	close(p.exited)
 	s.log.Info("process exited", "container", p.c.id, "process", p.id, "pid", p.pid, "code", st.ExitCode, "signal", st.Signal, "oom", st.OomKilled)
@@ -389,6 +390,14 @@ func (s *Server) exited(p *process, ws syscall.WaitStatus) {
 		// and lose them.
 		var timeout <-chan time.Time
 		if !leader {
+			// Another process's own output is all in its pipes by now
+			// (or read): that is waited for as for the init, and only
+			// what a surviving child writes later gets the timeout.
+			for _, o := range pipes {
+				if target, ok := o.backlog(); ok {
+					o.waitHanded(s.ctx, target)
+				}
+			}
 			t := time.NewTimer(s.cfg.DrainTimeout)
 			defer t.Stop()
 			timeout = t.C
