@@ -54,6 +54,10 @@ type process struct {
 	pty         *os.File // pty master
 	stdinClosed bool
 	oomBefore   uint64
+	// leader: the process was started in new namespaces, as the
+	// container's init; its exit ends every process of the container.
+	leader bool
+	pipes  []*outPipe // its output's read ends, from start on
 
 	exited  chan struct{} // closed when the exit status is known
 	settled chan struct{} // closed when output ended (or drain timed out) after exit
@@ -291,6 +295,7 @@ func (s *Server) start(p *process) error {
 		p.c.first = p
 	}
 	p.pid, p.started, p.state = pid, time.Now(), procRunning
+	p.leader = newNS
 	p.stdinW, p.pty = sio.stdinW, sio.pty
 	s.pumpOutput(p, sio.stdoutR, sio.stderrR)
 	s.firstProcessStarted()
@@ -370,15 +375,36 @@ func (s *Server) exited(p *process, ws syscall.WaitStatus) {
 		p.stdinW.Close()
 	}
 	p.stdinW = nil
+	leader, pipes := p.leader, p.pipes
 	p.mu.Unlock()
 	close(p.exited)
 	s.log.Info("process exited", "container", p.c.id, "process", p.id, "pid", p.pid, "code", st.ExitCode, "signal", st.Signal, "oom", st.OomKilled)
 	s.goSafe("settle "+p.id, func() {
-		t := time.NewTimer(s.cfg.DrainTimeout)
-		defer t.Stop()
+		// The drain timeout is for a child that outlives the process and
+		// keeps its pipes open. The container's init has none: the kernel
+		// kills every other process of its PID namespace, and waits for
+		// them, before the init's exit is reported, so its pipes end as
+		// soon as what is in them has been read. Its output is waited for
+		// however long that takes (a loaded guest, a host slow to read the
+		// log port): a timer here would end the log before its last lines
+		// and lose them.
+		var timeout <-chan time.Time
+		if !leader {
+			// Another process's own output is all in its pipes by now
+			// (or read): that is waited for as for the init, and only
+			// what a surviving child writes later gets the timeout.
+			for _, o := range pipes {
+				if target, ok := o.backlog(); ok {
+					o.waitHanded(s.ctx, target)
+				}
+			}
+			t := time.NewTimer(s.cfg.DrainTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
 		select {
 		case <-p.out.done:
-		case <-t.C:
+		case <-timeout:
 		case <-s.ctx.Done():
 		}
 		// The end frame goes before settled is closed, so whoever waits

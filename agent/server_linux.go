@@ -54,9 +54,11 @@ type Config struct {
 	PendingOutputBytes int
 	// DiskWait bounds the wait for a disk serial to appear (default 10 s).
 	DiskWait time.Duration
-	// DrainTimeout is how long Attach waits, after the process exited, for
-	// its output pipes to close (a daemonized child may hold them open
-	// forever). Default 2 s.
+	// DrainTimeout is how long Attach and the log wait, once a process
+	// other than the container's init has exited and what it wrote has
+	// been delivered, for its output pipes to close (a daemonized child
+	// may hold them open forever); the init's output is always read to
+	// its end. Default 2 s.
 	DrainTimeout time.Duration
 	// SetClock sets the wall clock (default settimeofday(2)).
 	SetClock func(time.Time) error

@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -81,19 +84,21 @@ func (s *Server) openStdio(p *process) (*stdio, error) {
 }
 
 // pumpOutput copies the process's output into its hub until the pipes
-// close, then finishes the hub.
+// close, then finishes the hub. It runs from start, with p.mu held.
 func (s *Server) pumpOutput(p *process, stdout, stderr *os.File) {
 	var wg sync.WaitGroup
-	pump := func(f *os.File, stream logframe.Stream) {
+	pump := func(o *outPipe, stream logframe.Stream) {
 		defer wg.Done()
-		defer f.Close()
+		defer o.end()
 		buf := make([]byte, 32<<10)
 		for {
-			n, err := f.Read(buf)
+			n, err := o.read(buf)
 			if n > 0 {
 				data := make([]byte, n)
 				copy(data, buf[:n])
-				if werr := p.out.write(s.ctx, chunk{stream: stream, data: data}); werr != nil {
+				werr := p.out.write(s.ctx, chunk{stream: stream, data: data})
+				o.handedOver(n)
+				if werr != nil {
 					return
 				}
 			}
@@ -104,14 +109,139 @@ func (s *Server) pumpOutput(p *process, stdout, stderr *os.File) {
 			}
 		}
 	}
+	out := newOutPipe(stdout)
+	p.pipes = []*outPipe{out}
 	wg.Add(1)
-	s.goSafe("stdout "+p.id, func() { pump(stdout, logframe.Stdout) })
+	s.goSafe("stdout "+p.id, func() { pump(out, logframe.Stdout) })
 	if stderr != nil {
+		errp := newOutPipe(stderr)
+		p.pipes = append(p.pipes, errp)
 		wg.Add(1)
-		s.goSafe("stderr "+p.id, func() { pump(stderr, logframe.Stderr) })
+		s.goSafe("stderr "+p.id, func() { pump(errp, logframe.Stderr) })
 	}
 	s.goSafe("output "+p.id, func() {
 		wg.Wait()
 		p.out.finish()
 	})
+}
+
+// outPipe is the read end of one of a process's output pipes (or its pty
+// master). It counts the bytes taken out of the pipe and, of those, the
+// bytes the hub has accepted, so that once the process has exited its
+// settle can wait for exactly what the process wrote (backlog) before it
+// gives a surviving child's writes the drain timeout.
+type outPipe struct {
+	f  *os.File
+	rc syscall.RawConn // nil if the file is not pollable: no backlog then
+
+	mu     sync.Mutex
+	taken  int64         // bytes read out of the pipe
+	handed int64         // of those, bytes the hub took
+	moved  chan struct{} // closed and replaced when handed grows or the reader ends
+	ended  bool
+}
+
+func newOutPipe(f *os.File) *outPipe {
+	o := &outPipe{f: f, moved: make(chan struct{})}
+	if rc, err := f.SyscallConn(); err == nil {
+		o.rc = rc
+	}
+	return o
+}
+
+// read reads like f.Read, counting what it takes out of the pipe under
+// o.mu, so that backlog sees the count and the pipe's content at one
+// instant.
+func (o *outPipe) read(b []byte) (int, error) {
+	if o.rc == nil {
+		n, err := o.f.Read(b)
+		o.mu.Lock()
+		o.taken += int64(n)
+		o.mu.Unlock()
+		return n, err
+	}
+	var n int
+	var rerr error
+	err := o.rc.Read(func(fd uintptr) bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		for {
+			n, rerr = unix.Read(int(fd), b)
+			if rerr != unix.EINTR {
+				break
+			}
+		}
+		if n > 0 {
+			o.taken += int64(n)
+		}
+		return rerr != unix.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// handedOver records that the hub took n more bytes.
+func (o *outPipe) handedOver(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.handed += int64(n)
+	close(o.moved)
+	o.moved = make(chan struct{})
+}
+
+// end records that the reader has stopped, and closes the pipe.
+func (o *outPipe) end() {
+	o.mu.Lock()
+	o.ended = true
+	close(o.moved)
+	o.moved = make(chan struct{})
+	o.mu.Unlock()
+	o.f.Close()
+}
+
+// backlog returns how many bytes the hub must have taken for everything in
+// the pipe now to have reached it; ok is false when that cannot be told.
+// (For a pty master it counts what the line discipline holds, not what the
+// kernel has yet to move there.)
+func (o *outPipe) backlog() (target int64, ok bool) {
+	if o.rc == nil {
+		return 0, false
+	}
+	err := o.rc.Control(func(fd uintptr) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		// TIOCINQ is FIONREAD: the bytes waiting in a pipe, too.
+		if q, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+			target, ok = o.taken+int64(q), true
+		}
+	})
+	if err != nil {
+		return 0, true // closed: the reader has ended
+	}
+	return target, ok
+}
+
+// waitHanded waits until the hub has taken target bytes, the reader has
+// ended, or ctx ends.
+func (o *outPipe) waitHanded(ctx context.Context, target int64) {
+	for {
+		o.mu.Lock()
+		done, moved := o.handed >= target || o.ended, o.moved
+		o.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return
+		}
+	}
 }

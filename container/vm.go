@@ -276,10 +276,10 @@ func exitStatus(st *api.ExitStatus) ExitStatus {
 }
 
 // Wait blocks until the process exits and, when the process is logged,
-// until its log is complete on disk (bounded by logCompleteTimeout). The
-// output travels on the log port and the exit on the agent API, so the exit
-// can arrive first; whoever acts on it (the provider's status, and through
-// it `kubectl logs -f` ending) must find every byte already written.
+// until its log is complete on disk (bounded by ctx only). The output
+// travels on the log port and the exit on the agent API, so the exit can
+// arrive first; whoever acts on it (the provider's status, and through it
+// `kubectl logs -f` ending) must find every byte already written.
 func (s *VM) Wait(ctx context.Context, processID string) (ExitStatus, error) {
 	ag, err := s.agentClient()
 	if err != nil {
@@ -300,18 +300,25 @@ func (s *VM) Wait(ctx context.Context, processID string) (ExitStatus, error) {
 	return exitStatus(resp.GetExit()), nil
 }
 
-// logCompleteTimeout bounds the wait for a process's log to be complete
-// after its exit: the agent ends the log at most its drain timeout (2 s)
-// after the exit, and the log port and the shim's write follow at once.
-const logCompleteTimeout = 5 * time.Second
+// logSlowAfter is when a wait for a complete log is logged as slow.
+const logSlowAfter = 5 * time.Second
 
 // waitLog waits for the shim to have written the log called name up to
 // the end frame the agent sends after the process's last output (or for
-// the log port to have ended). Giving up only costs completeness, so it is
-// logged, not returned.
+// the log port to have ended). The agent always sends it: once the
+// output of a container's init has been read to its end (nothing of the
+// container survives the init to hold its pipes), or, for another process,
+// after its drain timeout for a surviving child's pipes. So the wait ends
+// by itself and is bounded by ctx only (the pod's life, or a stop's grace
+// period): a time bound would, on a loaded host where the guest or the log
+// port lags, report the exit before the last lines are on disk, and
+// `kubectl logs` of the finished container would lack them. Giving up only
+// costs completeness, so that is logged, not returned.
 func (s *VM) waitLog(ctx context.Context, processID, name string) {
-	ctx, cancel := context.WithTimeout(ctx, logCompleteTimeout)
-	defer cancel()
+	slow := time.AfterFunc(logSlowAfter, func() {
+		s.rt.log.Warn("process exited; its log is not complete yet, still waiting", "vm", s.id, "process", processID, "log", name, "after", logSlowAfter)
+	})
+	defer slow.Stop()
 	if _, err := s.shim.WaitLog(ctx, name); err != nil {
 		s.rt.log.Warn("process exited, but its log may still lack its last output", "vm", s.id, "process", processID, "log", name, "err", err)
 	}

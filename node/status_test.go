@@ -175,6 +175,63 @@ func TestNotReadyIsPushedBeforePingFails(t *testing.T) {
 	}
 }
 
+// A health check that runs out of time once (a slow switch status call on a
+// loaded host) leaves the node Ready; only one that has gone unanswered
+// for unansweredHealthLimit since it last passed makes it NotReady, and a
+// node that never had an answer is NotReady from the start.
+func TestUnansweredHealthCheckIsToleratedForAWhile(t *testing.T) {
+	h := newStatusHarness(t)
+	h.s.cfg.StatusInterval = 10 * time.Millisecond // each check's bound
+	var slow sync.Mutex
+	slowCheck := false
+	h.s.health = func(ctx context.Context) error {
+		slow.Lock()
+		s := slowCheck
+		slow.Unlock()
+		if !s {
+			return nil
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	setSlow := func(v bool) { slow.Lock(); slowCheck = v; slow.Unlock() }
+
+	h.round(t)
+	h.s.markRegistered()
+	setSlow(true)
+	for range 3 {
+		h.round(t)
+		if c := condition(h.s.node(), corev1.NodeReady); c.Status != corev1.ConditionTrue {
+			t.Fatalf("one slow health check made the node %s: %s", c.Status, c.Message)
+		}
+		if err := h.s.Ping(context.Background()); err != nil {
+			t.Fatalf("Ping = %v after a slow health check", err)
+		}
+	}
+	// Unanswered since the last pass for longer than the limit.
+	h.s.mu.Lock()
+	h.s.healthyAt = time.Now().Add(-unansweredHealthLimit)
+	h.s.mu.Unlock()
+	h.round(t)
+	if c := condition(h.s.node(), corev1.NodeReady); c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, "no answer for") {
+		t.Fatalf("health unanswered for %v: Ready = %+v", unansweredHealthLimit, c)
+	}
+	setSlow(false)
+	h.round(t)
+	if c := condition(h.s.node(), corev1.NodeReady); c.Status != corev1.ConditionTrue {
+		t.Fatalf("answered again: Ready = %+v", c)
+	}
+
+	fresh := newStatusHarness(t)
+	fresh.s.cfg.StatusInterval = 10 * time.Millisecond
+	fresh.s.health = h.s.health
+	setSlow(true)
+	fresh.round(t)
+	if c := condition(fresh.s.node(), corev1.NodeReady); c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, "since the node started") {
+		t.Fatalf("never answered: Ready = %+v", c)
+	}
+}
+
 func TestDiskBelowMinimumIsNotReady(t *testing.T) {
 	h := newStatusHarness(t)
 	h.host.set(func(h *fakeHostReader) { h.disk.FreeBytes = 100 << 20 })

@@ -168,13 +168,28 @@ func openStream(ctx context.Context, sess *yamux.Session) (net.Conn, error) {
 // the guest reconnect.
 func (h *Host) Reset(reason string) error {
 	h.log.Info("resetting the agent session", "reason", reason)
+	h.mu.Lock()
+	old := h.cur
+	h.mu.Unlock()
 	err := h.out.handOver(resetMessage(), nil)
-	h.setSession(nil)
+	if testHookResetSent != nil {
+		testHookResetSent()
+	}
+	// End the session the reset replaces, unless the guest has already
+	// answered: its hello may be read and its new session made current
+	// (by run) before this line runs, and ending that one would leave the
+	// guest holding a session the host dropped, with no reason ever to
+	// say hello again.
+	h.replaceSession(old, nil)
 	if err != nil {
 		return fmt.Errorf("reset agent session: %w", err)
 	}
 	return nil
 }
+
+// testHookResetSent, when set, runs in Reset between sending the reset and
+// ending the session (tests let the guest answer there).
+var testHookResetSent func()
 
 func resetMessage() []byte { return hello{Version: ProtocolVersion}.encode(resetMagic) }
 
@@ -203,9 +218,19 @@ func (h *Host) Close() error {
 }
 
 // setSession makes s (nil: none) the current session and ends the previous.
-func (h *Host) setSession(s *hostSession) {
+func (h *Host) setSession(s *hostSession) { h.swapSession(nil, s, true) }
+
+// replaceSession makes s the current session and ends old if old is still
+// the current one; otherwise it does nothing.
+func (h *Host) replaceSession(old, s *hostSession) { h.swapSession(old, s, false) }
+
+func (h *Host) swapSession(expect, s *hostSession, always bool) {
 	h.mu.Lock()
 	old := h.cur
+	if !always && old != expect {
+		h.mu.Unlock()
+		return
+	}
 	h.cur = s
 	close(h.changed)
 	h.changed = make(chan struct{})

@@ -164,6 +164,18 @@ func waitSessions(t *testing.T, h *Host, n int) {
 	}
 }
 
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestGarbageBothWaysBeforeTheHandshake(t *testing.T) {
 	for _, drop := range []bool{false, true} {
 		name := "held"
@@ -255,6 +267,35 @@ func TestHostResetMakesTheGuestSayHelloAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	roundTrip(t, h, "two") // Open waits for the next session
+	if h.Sessions() != 2 || l.Sessions() != 2 {
+		t.Fatalf("sessions host %d guest %d, want 2 and 2", h.Sessions(), l.Sessions())
+	}
+}
+
+// The guest may answer a reset, and the host take its new session, before
+// Reset has ended the old one: Reset must then keep the new session, not
+// drop it (the guest would hold it and never say hello again, and Open
+// would wait for ever; flake 6, once in 100 -race runs under load).
+func TestHostResetKeepsTheSessionTheGuestAnsweredWith(t *testing.T) {
+	h, l, _ := echoOverPort(t)
+	roundTrip(t, h, "one")
+	h.mu.Lock()
+	first := h.cur
+	h.mu.Unlock()
+	testHookResetSent = func() {
+		// The guest's new session is current.
+		waitFor(t, "the guest's new session", func() bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.cur != nil && h.cur != first
+		})
+	}
+	t.Cleanup(func() { testHookResetSent = nil })
+	if err := h.Reset("test"); err != nil {
+		t.Fatal(err)
+	}
+	testHookResetSent = nil
+	roundTrip(t, h, "two")
 	if h.Sessions() != 2 || l.Sessions() != 2 {
 		t.Fatalf("sessions host %d guest %d, want 2 and 2", h.Sessions(), l.Sessions())
 	}

@@ -138,8 +138,26 @@ func checkMountNamespace() error {
 // if it is not a mount point, as `ip netns add` does: a namespace mounted
 // later then propagates to mount namespaces copied from this one, and its
 // unmount does too, so Remove really frees the namespace.
+//
+// Two first callers at once (parallel tests, the node creating namespaces
+// concurrently) would both find dir no mount point and both bind it,
+// stacking one mount on the other. The namespaces still work (the upper
+// mount is the lower's peer, or the only one used), but every such race
+// leaves a hidden mount behind. So callers take turns on a lock of dir's
+// inode: flock(2) locks the inode, the same through the directory and
+// through its bind mount on itself, and holds between goroutines of one
+// process too, as each opens its own descriptor. `ip netns add` does not
+// take it; a race with it stays as harmless as before.
 func makeShared(dir string) error {
-	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s to lock it: %w", dir, err)
+	}
+	defer d.Close() // releases the lock
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", dir, err)
+	}
+	err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
 	if errors.Is(err, unix.EINVAL) {
 		if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind mount %s on itself: %w", dir, err)

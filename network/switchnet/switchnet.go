@@ -239,8 +239,15 @@ func (n *Network) Check(ctx context.Context) error {
 	if err := n.usable(); err != nil {
 		return err
 	}
-	if _, err := n.sw.Status(ctx); err == nil {
+	_, err := n.sw.Status(ctx)
+	switch {
+	case err == nil:
 		return nil
+	case ctx.Err() != nil:
+		// No answer in time is a slow switch (a loaded host), not a dead
+		// one: a dead one's socket refuses at once. Starting another
+		// would only fail on the running one's lock.
+		return fmt.Errorf("the pod network's switch did not answer: %w", err)
 	}
 	if err := n.ensureSwitch(ctx); err != nil {
 		return fmt.Errorf("the pod network's switch is down and does not restart: %w", err)

@@ -133,3 +133,28 @@ func TestHostLoopbackPolicyOfARunningSwitch(t *testing.T) {
 		t.Fatalf("status: %+v %v", st, err)
 	}
 }
+
+// A switch that does not answer within the check's time is slow, not dead:
+// Check says so and starts no other switch.
+func TestCheckTakesNoAnswerInTimeForSlowNotDead(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := Open(ctx, Config{StateDir: shortRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Teardown(ctx)
+	running := n.inProc
+	expired, cancelExpired := context.WithCancel(ctx)
+	cancelExpired()
+	err = n.Check(expired)
+	if err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("Check without time to answer: %v", err)
+	}
+	if n.inProc != running {
+		t.Fatal("Check started another switch")
+	}
+	if err := n.Check(ctx); err != nil {
+		t.Fatalf("Check with time to answer: %v", err)
+	}
+}
