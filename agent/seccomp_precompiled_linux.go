@@ -1,8 +1,9 @@
 package agent
 
 import (
-	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,15 +33,32 @@ type precompiledSeccomp struct {
 // nil where there is none (the filter is compiled at run time).
 var precompiledDefault *precompiledSeccomp
 
-// guestKernel is the running kernel's (major, minor), read the way moby's
-// profile code reads it; ok false if the release does not parse.
+// guestKernel is the running kernel's (major, minor); ok false if the
+// release does not parse.
 func guestKernel() (v [2]int, ok bool) {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return v, false
 	}
-	_, err := fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &v[0], &v[1])
-	return v, err == nil
+	return parseKernelRelease(unix.ByteSliceToString(uts.Release[:]))
+}
+
+// parseKernelRelease reads "6.1.0-57-cloud-amd64" as (6, 1), as moby's
+// profile code does (fmt's "%d.%d"), without fmt's scanner: under TCG
+// code the agent has not run before costs its translation too.
+func parseKernelRelease(release string) (v [2]int, ok bool) {
+	major, rest, found := strings.Cut(release, ".")
+	if !found {
+		return v, false
+	}
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	var err1, err2 error
+	v[0], err1 = strconv.Atoi(major)
+	v[1], err2 = strconv.Atoi(rest[:end])
+	return v, err1 == nil && err2 == nil
 }
 
 // lookup returns the precompiled filter when it is the one compileSeccomp

@@ -144,3 +144,24 @@ func TestCompileSeccompUsesPrecompiled(t *testing.T) {
 		t.Fatal("the default profile with the default capabilities compiles to another filter than the precompiled one")
 	}
 }
+
+func TestParseKernelRelease(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want [2]int
+		ok   bool
+	}{
+		{"6.1.0-57-cloud-amd64", [2]int{6, 1}, true},
+		{"6.18.44-fc-v1300", [2]int{6, 18}, true},
+		{"3.12-1-amd64", [2]int{3, 12}, true},
+		{"4.8", [2]int{4, 8}, true},
+		{"5", [2]int{}, false},
+		{"x.1", [2]int{}, false},
+		{"6.x", [2]int{}, false},
+	} {
+		got, ok := parseKernelRelease(tc.in)
+		if ok != tc.ok || ok && got != tc.want {
+			t.Errorf("parseKernelRelease(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
