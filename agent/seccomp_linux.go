@@ -32,6 +32,18 @@ const (
 // binaries on x86-64): unlike libseccomp's filters, the program covers the
 // native architecture only.
 func compileSeccomp(mode string, profileJSON []byte, caps []string) ([]unix.SockFilter, error) {
+	if mode == seccompRuntimeDefault {
+		if kv, ok := guestKernel(); ok {
+			if f, ok := precompiledDefault.lookup(caps, kv); ok {
+				return f, nil
+			}
+		}
+	}
+	return compileSeccompProfile(mode, profileJSON, caps)
+}
+
+// compileSeccompProfile is compileSeccomp without the precompiled filter.
+func compileSeccompProfile(mode string, profileJSON []byte, caps []string) ([]unix.SockFilter, error) {
 	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}}
 	var prof *specs.LinuxSeccomp
 	var err error
