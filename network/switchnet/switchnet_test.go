@@ -20,14 +20,21 @@ func shortRoot(t *testing.T) string {
 	return dir
 }
 
-func TestPodsShareAnAddressAndReleaseIt(t *testing.T) {
+// openNetwork opens a network with its own switch on a fresh state
+// directory, torn down with the test.
+func openNetwork(t *testing.T) (context.Context, *Network) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	n, err := Open(ctx, Config{StateDir: shortRoot(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Teardown(ctx)
+	t.Cleanup(func() { n.Teardown(ctx) })
+	return ctx, n
+}
+
+func TestPodsShareAnAddressAndReleaseIt(t *testing.T) {
+	ctx, n := openNetwork(t)
 	a, err := n.Attach(ctx, "aaaaaaaaaaaa", network.AttachOptions{Pod: "pod1", Slot: 0, Slots: 2, Ports: []network.Port{{Protocol: "TCP", Port: 80}}})
 	if err != nil {
 		t.Fatal(err)
@@ -137,17 +144,11 @@ func TestHostLoopbackPolicyOfARunningSwitch(t *testing.T) {
 // A switch that does not answer within the check's time is slow, not dead:
 // Check says so and starts no other switch.
 func TestCheckTakesNoAnswerInTimeForSlowNotDead(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	n, err := Open(ctx, Config{StateDir: shortRoot(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Teardown(ctx)
+	ctx, n := openNetwork(t)
 	running := n.inProc
 	expired, cancelExpired := context.WithCancel(ctx)
 	cancelExpired()
-	err = n.Check(expired)
+	err := n.Check(expired)
 	if err == nil || !strings.Contains(err.Error(), "did not answer") {
 		t.Fatalf("Check without time to answer: %v", err)
 	}
