@@ -218,26 +218,40 @@ func (h *Host) Close() error {
 }
 
 // setSession makes s (nil: none) the current session and ends the previous.
-func (h *Host) setSession(s *hostSession) { h.swapSession(nil, s, true) }
-
-// replaceSession makes s the current session and ends old if old is still
-// the current one; otherwise it does nothing.
-func (h *Host) replaceSession(old, s *hostSession) { h.swapSession(old, s, false) }
-
-func (h *Host) swapSession(expect, s *hostSession, always bool) {
+func (h *Host) setSession(s *hostSession) {
 	h.mu.Lock()
-	old := h.cur
-	if !always && old != expect {
-		h.mu.Unlock()
-		return
-	}
-	h.cur = s
-	close(h.changed)
-	h.changed = make(chan struct{})
+	old := h.swapLocked(s)
 	h.mu.Unlock()
 	if old != nil {
 		old.close()
 	}
+}
+
+// replaceSession makes s the current session and ends old if old is still
+// the current one; otherwise it does nothing. The compare and the swap are
+// one step under h.mu, so a session run made current meanwhile survives.
+func (h *Host) replaceSession(old, s *hostSession) {
+	h.mu.Lock()
+	if h.cur != old {
+		h.mu.Unlock()
+		return
+	}
+	h.swapLocked(s)
+	h.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+}
+
+// swapLocked makes s the current session, wakes whoever waits in Open and
+// returns the previous session for the caller to close once it has let go
+// of h.mu (closing waits for yamux to drain). h.mu must be held.
+func (h *Host) swapLocked(s *hostSession) *hostSession {
+	old := h.cur
+	h.cur = s
+	close(h.changed)
+	h.changed = make(chan struct{})
+	return old
 }
 
 // run reads the port until it fails: it routes each yamux frame to the
