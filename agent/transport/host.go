@@ -46,6 +46,11 @@ type Host struct {
 
 	done     chan struct{}
 	sessions atomic.Int64
+
+	// resetSent, set only by tests and before they call Reset, runs in
+	// Reset between sending the reset and ending the session: a test lets
+	// the guest answer there.
+	resetSent func()
 }
 
 // hostSession is one yamux session, started by one hello.
@@ -172,8 +177,8 @@ func (h *Host) Reset(reason string) error {
 	old := h.cur
 	h.mu.Unlock()
 	err := h.out.handOver(resetMessage(), nil)
-	if testHookResetSent != nil {
-		testHookResetSent()
+	if h.resetSent != nil {
+		h.resetSent()
 	}
 	// End the session the reset replaces, unless the guest has already
 	// answered: its hello may be read and its new session made current
@@ -186,10 +191,6 @@ func (h *Host) Reset(reason string) error {
 	}
 	return nil
 }
-
-// testHookResetSent, when set, runs in Reset between sending the reset and
-// ending the session (tests let the guest answer there).
-var testHookResetSent func()
 
 func resetMessage() []byte { return hello{Version: ProtocolVersion}.encode(resetMagic) }
 
