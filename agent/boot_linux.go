@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vk-applevm/vk-applevm/agent/initrdpath"
 	"github.com/vk-applevm/vk-applevm/agent/transport"
 )
 
@@ -96,11 +97,11 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	g := &Guest{Reaper: NewReaper(true, nil, log)}
 	go g.Reaper.Run(ctx)
 
-	list, err := ReadModuleList(ModulesList)
+	list, err := ReadModuleList(initrdpath.ModulesList)
 	if err != nil {
 		log.Error("read kernel module list", "err", err)
 	}
-	g.Modules = NewModuleLoader(ModulesDir, list, FinitModule, log)
+	g.Modules = NewModuleLoader(initrdpath.ModulesDir, list, FinitModule, log)
 	// Containers wait for the loader's Done, which follows the loopback.
 	g.Modules.AfterModule(portModule, func() {
 		if err := lowerThreadPriority(); err != nil {
@@ -120,12 +121,12 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 		// the initramfs, about 2 MB of guest memory never read again,
 		// which free page reporting can then give back to the host.
 		<-g.Modules.Done()
-		if err := os.RemoveAll(ModulesDir); err != nil {
+		if err := os.RemoveAll(initrdpath.ModulesDir); err != nil {
 			log.Warn("remove the loaded modules' files", "err", err)
 		}
 		// After virtio_balloon registered: Linux before 6.2 overwrites the
 		// order when a reporting device registers.
-		if err := SetPageReportingOrder(PageReportingOrderFile, PageReportingOrderParam); err != nil {
+		if err := SetPageReportingOrder(initrdpath.PageReportingOrderFile, PageReportingOrderParam); err != nil {
 			log.Warn("set the free page reporting order", "err", err)
 		}
 	}()

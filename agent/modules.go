@@ -16,17 +16,10 @@ import (
 	"time"
 )
 
-// Guest paths of the kernel modules the initrd carries (see guest/initrd).
-const (
-	ModulesDir  = "/lib/vkav/modules"
-	ModulesList = "/lib/vkav/modules.list"
-	// PageReportingOrderFile holds the free page reporting order the
-	// guest bundle chose (guest.PageReportingOrder).
-	PageReportingOrderFile = "/lib/vkav/page_reporting_order"
-	// PageReportingOrderParam is the kernel's knob for it (mm/page_reporting.c,
-	// built in with CONFIG_PAGE_REPORTING).
-	PageReportingOrderParam = "/sys/module/page_reporting/parameters/page_reporting_order"
-)
+// PageReportingOrderParam is the kernel's knob for the free page reporting
+// order the initrd carries (initrdpath.PageReportingOrderFile;
+// mm/page_reporting.c, built in with CONFIG_PAGE_REPORTING).
+const PageReportingOrderParam = "/sys/module/page_reporting/parameters/page_reporting_order"
 
 // PerCPUPageListHighFraction sets how much free memory each CPU may keep
 // in its own free lists (vm.percpu_pagelist_high_fraction: a zone's pages

@@ -8,16 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vk-applevm/vk-applevm/agent/initrdpath"
 	"github.com/vk-applevm/vk-applevm/guest/initrd"
-)
-
-// Paths inside the initrd that the guest agent reads (design.md, "guest").
-const (
-	ModulesDir  = "/lib/vkav/modules"
-	ModulesList = "/lib/vkav/modules.list"
-	// PageReportingOrderFile holds PageReportingOrder for the agent
-	// (agent.PageReportingOrderFile).
-	PageReportingOrderFile = "/lib/vkav/page_reporting_order"
 )
 
 // PageReportingOrder is the smallest free block, as a power of two of
@@ -31,7 +23,8 @@ const PageReportingOrder = 0
 
 // WriteInitrd writes an uncompressed newc initrd to dst: init as /init,
 // dev/console, every module in order as /lib/vkav/modules/<name>.ko and
-// /lib/vkav/modules.list naming them (relative to ModulesDir) in load order.
+// /lib/vkav/modules.list naming them (relative to initrdpath.ModulesDir)
+// in load order.
 //
 // The archive is not compressed: the kernel then only copies it, which
 // under TCG is cheaper than inflating it, and the agent binary dominates
@@ -77,20 +70,20 @@ func writeEntries(w *initrd.Writer, init string, order []Module) error {
 	if err := w.FileFromPath("init", 0o755, init); err != nil {
 		return err
 	}
-	if err := w.Dir(ModulesDir, 0o755); err != nil {
+	if err := w.Dir(initrdpath.ModulesDir, 0o755); err != nil {
 		return err
 	}
 	var list strings.Builder
 	for _, m := range order {
 		name := m.Name + ".ko"
-		if err := w.FileFromPath(path.Join(ModulesDir, name), 0o644, m.Path); err != nil {
+		if err := w.FileFromPath(path.Join(initrdpath.ModulesDir, name), 0o644, m.Path); err != nil {
 			return err
 		}
 		list.WriteString(name + "\n")
 	}
-	if err := w.File(ModulesList, 0o644, int64(list.Len()), strings.NewReader(list.String())); err != nil {
+	if err := w.File(initrdpath.ModulesList, 0o644, int64(list.Len()), strings.NewReader(list.String())); err != nil {
 		return err
 	}
 	reporting := strconv.Itoa(PageReportingOrder) + "\n"
-	return w.File(PageReportingOrderFile, 0o644, int64(len(reporting)), strings.NewReader(reporting))
+	return w.File(initrdpath.PageReportingOrderFile, 0o644, int64(len(reporting)), strings.NewReader(reporting))
 }

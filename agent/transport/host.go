@@ -46,6 +46,11 @@ type Host struct {
 
 	done     chan struct{}
 	sessions atomic.Int64
+
+	// resetSent, set only by tests and before they call Reset, runs in
+	// Reset between sending the reset and ending the session: a test lets
+	// the guest answer there.
+	resetSent func()
 }
 
 // hostSession is one yamux session, started by one hello.
@@ -172,8 +177,8 @@ func (h *Host) Reset(reason string) error {
 	old := h.cur
 	h.mu.Unlock()
 	err := h.out.handOver(resetMessage(), nil)
-	if testHookResetSent != nil {
-		testHookResetSent()
+	if h.resetSent != nil {
+		h.resetSent()
 	}
 	// End the session the reset replaces, unless the guest has already
 	// answered: its hello may be read and its new session made current
@@ -186,10 +191,6 @@ func (h *Host) Reset(reason string) error {
 	}
 	return nil
 }
-
-// testHookResetSent, when set, runs in Reset between sending the reset and
-// ending the session (tests let the guest answer there).
-var testHookResetSent func()
 
 func resetMessage() []byte { return hello{Version: ProtocolVersion}.encode(resetMagic) }
 
@@ -218,26 +219,40 @@ func (h *Host) Close() error {
 }
 
 // setSession makes s (nil: none) the current session and ends the previous.
-func (h *Host) setSession(s *hostSession) { h.swapSession(nil, s, true) }
-
-// replaceSession makes s the current session and ends old if old is still
-// the current one; otherwise it does nothing.
-func (h *Host) replaceSession(old, s *hostSession) { h.swapSession(old, s, false) }
-
-func (h *Host) swapSession(expect, s *hostSession, always bool) {
+func (h *Host) setSession(s *hostSession) {
 	h.mu.Lock()
-	old := h.cur
-	if !always && old != expect {
-		h.mu.Unlock()
-		return
-	}
-	h.cur = s
-	close(h.changed)
-	h.changed = make(chan struct{})
+	old := h.swapLocked(s)
 	h.mu.Unlock()
 	if old != nil {
 		old.close()
 	}
+}
+
+// replaceSession makes s the current session and ends old if old is still
+// the current one; otherwise it does nothing. The compare and the swap are
+// one step under h.mu, so a session run made current meanwhile survives.
+func (h *Host) replaceSession(old, s *hostSession) {
+	h.mu.Lock()
+	if h.cur != old {
+		h.mu.Unlock()
+		return
+	}
+	h.swapLocked(s)
+	h.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+}
+
+// swapLocked makes s the current session, wakes whoever waits in Open and
+// returns the previous session for the caller to close once it has let go
+// of h.mu (closing waits for yamux to drain). h.mu must be held.
+func (h *Host) swapLocked(s *hostSession) *hostSession {
+	old := h.cur
+	h.cur = s
+	close(h.changed)
+	h.changed = make(chan struct{})
+	return old
 }
 
 // run reads the port until it fails: it routes each yamux frame to the

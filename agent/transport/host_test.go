@@ -282,7 +282,7 @@ func TestHostResetKeepsTheSessionTheGuestAnsweredWith(t *testing.T) {
 	h.mu.Lock()
 	first := h.cur
 	h.mu.Unlock()
-	testHookResetSent = func() {
+	h.resetSent = func() {
 		// The guest's new session is current.
 		waitFor(t, "the guest's new session", func() bool {
 			h.mu.Lock()
@@ -290,11 +290,10 @@ func TestHostResetKeepsTheSessionTheGuestAnsweredWith(t *testing.T) {
 			return h.cur != nil && h.cur != first
 		})
 	}
-	t.Cleanup(func() { testHookResetSent = nil })
 	if err := h.Reset("test"); err != nil {
 		t.Fatal(err)
 	}
-	testHookResetSent = nil
+	h.resetSent = nil
 	roundTrip(t, h, "two")
 	if h.Sessions() != 2 || l.Sessions() != 2 {
 		t.Fatalf("sessions host %d guest %d, want 2 and 2", h.Sessions(), l.Sessions())

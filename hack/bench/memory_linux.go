@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vk-applevm/vk-applevm/agent/initrdpath"
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/guest/initrd"
@@ -410,9 +411,9 @@ func guestMeminfo(ctx context.Context, sb *container.VM) string {
 	return strings.Join(keep, " ")
 }
 
-// agentModulesList is where the agent's initrd lists the modules it loads
-// (agent.ModulesList, without the leading slash).
-const agentModulesList = "lib/vkav/modules.list"
+// agentModulesList is where the agent's initrd lists the modules it loads,
+// as the initrd's archive names it (without the leading slash).
+var agentModulesList = strings.TrimPrefix(initrdpath.ModulesList, "/")
 
 // initrdWithoutModule writes to dst the agent initrd src followed by a
 // second cpio archive that replaces modules.list with one that leaves out
@@ -440,9 +441,9 @@ func initrdWithoutModule(src, dst, module string) error {
 	return initrdWithFile(src, dst, agentModulesList, newList)
 }
 
-// agentPageReportingOrderFile is agent.PageReportingOrderFile without the
-// leading slash.
-const agentPageReportingOrderFile = "lib/vkav/page_reporting_order"
+// agentPageReportingOrderFile is initrdpath.PageReportingOrderFile as the
+// initrd's archive names it (without the leading slash).
+var agentPageReportingOrderFile = strings.TrimPrefix(initrdpath.PageReportingOrderFile, "/")
 
 // initrdWithFile writes to dst the initrd src followed by a second cpio
 // archive holding one file, name with content: the kernel unpacks
