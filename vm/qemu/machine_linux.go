@@ -39,6 +39,9 @@ type machine struct {
 	err     error         // set before done closes
 	console chan struct{} // closed once the console log has all QEMU wrote
 	qmpUp   chan struct{}
+	// running is closed once the guest runs: at once for a boot, after
+	// the load and cont for a restore (Spec.RestoreFrom).
+	running chan struct{}
 	mu      sync.Mutex
 	qmp     *qmpClient
 	reason  string // SHUTDOWN event reason
@@ -49,7 +52,11 @@ type machine struct {
 var _ vm.Saver = (*machine)(nil)
 
 func newMachine(spec vm.Spec, dir string, cmd *exec.Cmd, fsds []*virtiofsd, log *slog.Logger) *machine {
-	return &machine{spec: spec, dir: dir, cmd: cmd, virtiofsds: fsds, log: log, done: make(chan struct{}), qmpUp: make(chan struct{}), console: make(chan struct{})}
+	m := &machine{spec: spec, dir: dir, cmd: cmd, virtiofsds: fsds, log: log, done: make(chan struct{}), qmpUp: make(chan struct{}), console: make(chan struct{}), running: make(chan struct{})}
+	if spec.RestoreFrom == "" {
+		close(m.running)
+	}
+	return m
 }
 
 // run starts QEMU from a goroutine that keeps its OS thread locked for the
@@ -224,6 +231,7 @@ func (m *machine) resume(ctx context.Context, q *qmpClient) {
 		}
 	}()
 	if err == nil {
+		close(m.running)
 		return
 	}
 	select {
@@ -336,8 +344,18 @@ func (m *machine) dialSocket(ctx context.Context, path string) (net.Conn, error)
 
 // Port implements vm.Machine: a connection to the port's chardev socket.
 // QEMU's socket chardev takes one client at a time; after a Close the
-// port can be connected again.
+// port can be connected again. A restored machine's ports connect once
+// its guest runs: a connection made while QEMU loads the saved state is
+// not reliably announced to the guest (the bench's restores lost the
+// guest's first hello about every other time).
 func (m *machine) Port(ctx context.Context, name string) (io.ReadWriteCloser, error) {
+	select {
+	case <-m.running:
+	case <-m.done:
+		return nil, fmt.Errorf("open port %s of %s: machine stopped: %w", name, m.spec.ID, m.Err())
+	case <-ctx.Done():
+		return nil, fmt.Errorf("open port %s of %s: wait for the restored guest: %w", name, m.spec.ID, ctx.Err())
+	}
 	for i, p := range m.spec.Ports {
 		if p == name {
 			conn, err := m.dialSocket(ctx, portSocket(m.dir, i))
