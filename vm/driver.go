@@ -54,6 +54,16 @@ type BalloonMachine interface {
 	SetMemoryTarget(ctx context.Context, bytes uint64) error
 }
 
+// Saver is a Machine whose guest can be written to a file and resumed later
+// by a machine of the same shape (Spec.RestoreFrom), as Kata's VM templates
+// and Firecracker's snapshots are: under emulation a resume takes a
+// fraction of a boot. Save pauses the guest for good; the caller kills the
+// machine afterwards.
+type Saver interface {
+	Machine
+	Save(ctx context.Context, path string) error
+}
+
 // ErrNotSupported is returned by backends and stubs for a feature the host
 // platform does not have (for example vz on Linux).
 var ErrNotSupported = errors.New("not supported on this platform")

@@ -73,6 +73,12 @@ type Spec struct {
 	ConsoleLogMaxSize int64 `json:"consoleLogMaxSize,omitempty"`
 	// Rosetta exposes Apple's Rosetta translator to the guest (vz only).
 	Rosetta bool `json:"rosetta,omitempty"`
+	// RestoreFrom is a machine state written by Saver.Save from a machine
+	// of the same shape (devices, memory, CPUs, kernel and initrd): the
+	// backend resumes that guest instead of booting the kernel. Disk and
+	// NIC backends are this spec's own; the guest must not have bound
+	// their drivers before it was saved.
+	RestoreFrom string `json:"restoreFrom,omitempty"`
 }
 
 // Disk is one virtio block device backed by a raw image file.

@@ -89,12 +89,37 @@ func (b *bootBench) floor(ctx context.Context) (bootSample, error) {
 // agent boots an agent initrd (the bundle's, or another build of it to
 // compare) and waits for the first Info answer.
 func (b *bootBench) agent(ctx context.Context, initrd string) (bootSample, error) {
+	return b.agentVM(ctx, initrd, "", "")
+}
+
+// savedAgent boots the bundle's agent, waits for its first answer, lets
+// its background boot work finish, ends the host's session and saves the
+// machine to a file in the work directory: the state every
+// restoredAgent resumes.
+func (b *bootBench) savedAgent(ctx context.Context) (string, error) {
+	state := filepath.Join(b.work, "agent.state")
+	_, err := b.agentVM(ctx, b.bundle.Initrd, "", state)
+	return state, err
+}
+
+// restoredAgent resumes a saved agent VM in a new machine of the same
+// shape and waits for the first Info answer of a new host session.
+func (b *bootBench) restoredAgent(ctx context.Context, state string) (bootSample, error) {
+	return b.agentVM(ctx, b.bundle.Initrd, state, "")
+}
+
+// agentSettle is how long savedAgent lets the agent's background boot
+// work (the modules after the port's) run before it saves the machine.
+const agentSettle = 3 * time.Second
+
+func (b *bootBench) agentVM(ctx context.Context, initrd, restore, save string) (bootSample, error) {
 	dir, err := os.MkdirTemp(b.work, "agent-")
 	if err != nil {
 		return bootSample{}, fmt.Errorf("agent boot: %w", err)
 	}
 	defer b.removeDir(dir)
 	spec := b.spec(initrd, dir)
+	spec.RestoreFrom = restore
 	start := time.Now()
 	m, err := b.driver.Start(ctx, spec, filepath.Join(dir, "qemu"))
 	if err != nil {
@@ -128,6 +153,20 @@ func (b *bootBench) agent(ctx context.Context, initrd string) (bootSample, error
 	s.FirstAnswer = time.Duration(info.GetUptimeNs())
 	s.AgentRSS = info.GetAgentRssBytes()
 	s.InitStart = initStart(spec.ConsoleLog)
+	if save != "" {
+		ac.Close()
+		sess.Close()
+		if err := sleep(ctx, agentSettle); err != nil {
+			return s, err
+		}
+		saver, ok := m.(vm.Saver)
+		if !ok {
+			return s, fmt.Errorf("save the agent VM: the %s driver cannot", b.driver.Name())
+		}
+		if err := saver.Save(ctx, save); err != nil {
+			return s, fmt.Errorf("save the agent VM: %w", err)
+		}
+	}
 	return s, nil
 }
 

@@ -38,6 +38,7 @@ func benchGuest(o options, floor bool) (guest.Bundle, error) {
 const (
 	floorUncappedName = "floor, QEMU's default TCG code buffer"
 	agentUncappedName = "agent, QEMU's default TCG code buffer"
+	restoredAgentName = "agent resumed from a saved agent VM (-incoming), to its first answer"
 )
 
 // runBoot runs the floor, the agent and the product path in turn, one
@@ -70,6 +71,17 @@ func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []se
 	if o.tcgBuffer {
 		res.extraNames = append(res.extraNames, floorUncappedName, agentUncappedName)
 	}
+	// The agent resumed from a machine saved after its boot (vm.Saver):
+	// what a VM template would cost against the boot it replaces.
+	var agentState string
+	if !o.skip["boot"] && !o.skip["restore"] {
+		if agentState, err = bb.savedAgent(ctx); err != nil {
+			log.Error("save an agent VM", "err", err)
+			res.failed[restoredAgentName] = err
+		} else {
+			res.extraNames = append(res.extraNames, restoredAgentName)
+		}
+	}
 	// Every variant runs once per round; the order rotates from round to
 	// round so that no variant always follows the same one (a VM's exit
 	// and the host's caches colour the next boot).
@@ -98,6 +110,16 @@ func runBoot(ctx context.Context, o options, work string, log *slog.Logger) []se
 				log.Debug(c.name, "sample", s)
 				if err == nil && keep {
 					res.extra[c.name] = append(res.extra[c.name], s)
+				}
+				return err
+			}})
+		}
+		if agentState != "" {
+			variants = append(variants, variant{restoredAgentName, func(ctx context.Context, keep bool) error {
+				s, err := bb.restoredAgent(ctx, agentState)
+				log.Debug(restoredAgentName, "sample", s)
+				if err == nil && keep {
+					res.extra[restoredAgentName] = append(res.extra[restoredAgentName], s)
 				}
 				return err
 			}})

@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&o.memoryRounds, "memory-rounds", 3, "rounds of the memory benchmark")
 	flag.BoolVar(&o.tcgBuffer, "compare-tcg-buffer", false, "boot benchmark: also boot the floor and the agent with QEMU's default TCG code buffer (vm/qemu caps it)")
 	flag.Uint64Var(&o.memoryMiB, "memory", 640, "guest memory in MiB: a container's default 512 MiB plus the runtime's 128 MiB overhead")
-	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, product, run, pod, shim, memory, convert, net, churn")
+	flag.StringVar(&skip, "skip", "", "comma-separated benchmarks to leave out: boot, restore (the resumed agent in the boot rounds), product, run, pod, shim, memory, convert, net, churn")
 	flag.BoolVar(&o.verbose, "v", false, "log every sample")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (console logs of the last boots)")
 	flag.StringVar(&o.cmdline, "cmdline", "", "more kernel command line for every boot of the boot benchmark, e.g. GODEBUG=inittrace=1 with -keep to read Go's package init times in the console logs")

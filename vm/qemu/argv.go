@@ -99,13 +99,19 @@ const firstNICFD = 3
 // without bound.
 func ConsoleFD(spec vm.Spec) int { return firstNICFD + len(spec.NICs) }
 
+// RestoreFD is the fd number of Spec.RestoreFrom, opened for reading, in
+// the child: the ExtraFile after the console's. QEMU reads the saved
+// machine from it (-incoming fd:N) before the guest runs.
+func RestoreFD(spec vm.Spec) int { return ConsoleFD(spec) + 1 }
+
 // consoleFDSet is the -add-fd set the console pipe is given to QEMU in;
 // the chardev opens /dev/fdset/<set>, which dups it (QEMU >= 1.2).
 const consoleFDSet = "1"
 
 // Args translates spec into qemu-system arguments (without the binary).
 // NICs expect their descriptors as ExtraFiles in NIC order: NIC k is fd
-// 3+k; the console's pipe follows them (ConsoleFD).
+// 3+k; the console's pipe follows them (ConsoleFD), then the saved state
+// of a restore (RestoreFD).
 func Args(spec vm.Spec, cfg Config) ([]string, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -241,6 +247,11 @@ func Args(spec vm.Spec, cfg Config) ([]string, error) {
 		// guest keeps its full size (docs/decisions.md, "Guest memory
 		// goes back to the host").
 		"-device", BalloonDevice)
+	if spec.RestoreFrom != "" {
+		// QEMU loads the saved machine, then waits paused (it was saved
+		// paused); the machine lets it run (machine.resume).
+		a = append(a, "-incoming", "fd:"+strconv.Itoa(RestoreFD(spec)))
+	}
 	return a, nil
 }
 

@@ -47,6 +47,15 @@ func TestArgs(t *testing.T) {
 		edit: func(s *vm.Spec, _ *Config) { s.Cmdline = "  quiet  vkavfloor=wait " },
 		want: common + " -append [console=ttyS0 quiet vkavfloor=wait panic=-1]" + consoleAndQMP + rngAndBalloon,
 	}, {
+		name: "restore reads the state from the fd after the console's",
+		edit: func(s *vm.Spec, _ *Config) {
+			s.RestoreFrom = "/t/machine.state"
+			s.NICs = []vm.NIC{{MAC: "02:00:00:00:00:01", Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/s/ports.sock"}}}
+		},
+		want: common + " -append [console=ttyS0 panic=-1]" + strings.Replace(consoleAndQMP, "fd=3,", "fd=4,", 1) +
+			" -netdev dgram,id=net0,local.type=fd,local.str=3 -device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01" +
+			rngAndBalloon + " -incoming fd:5",
+	}, {
 		name: "ports by index",
 		edit: func(s *vm.Spec, _ *Config) { s.Ports = []string{vm.AgentPort, vm.LogPort} },
 		want: common + " -append [console=ttyS0 panic=-1]" + consoleAndQMP +

@@ -186,6 +186,14 @@ func (d *Driver) start(ctx context.Context, spec vm.Spec, dir string, accel Acce
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.ExtraFiles = append(append([]*os.File{}, nicFiles...), consoleW)
+	if spec.RestoreFrom != "" {
+		state, err := os.Open(spec.RestoreFrom)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: open the saved machine: %w", spec.ID, err)
+		}
+		defer state.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, state) // RestoreFD
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// QEMU dies with the shim (design.md). Setpgid keeps terminal
 		// signals meant for the shim's group away from QEMU.

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,9 @@ type machine struct {
 	err     error         // set before done closes
 	console chan struct{} // closed once the console log has all QEMU wrote
 	qmpUp   chan struct{}
+	// running is closed once the guest runs: at once for a boot, after
+	// the load and cont for a restore (Spec.RestoreFrom).
+	running chan struct{}
 	mu      sync.Mutex
 	qmp     *qmpClient
 	reason  string // SHUTDOWN event reason
@@ -45,10 +49,14 @@ type machine struct {
 	failure error // a virtiofsd died under the running machine
 }
 
-var _ vm.Machine = (*machine)(nil)
+var _ vm.Saver = (*machine)(nil)
 
 func newMachine(spec vm.Spec, dir string, cmd *exec.Cmd, fsds []*virtiofsd, log *slog.Logger) *machine {
-	return &machine{spec: spec, dir: dir, cmd: cmd, virtiofsds: fsds, log: log, done: make(chan struct{}), qmpUp: make(chan struct{}), console: make(chan struct{})}
+	m := &machine{spec: spec, dir: dir, cmd: cmd, virtiofsds: fsds, log: log, done: make(chan struct{}), qmpUp: make(chan struct{}), console: make(chan struct{}), running: make(chan struct{})}
+	if spec.RestoreFrom == "" {
+		close(m.running)
+	}
+	return m
 }
 
 // run starts QEMU from a goroutine that keeps its OS thread locked for the
@@ -189,6 +197,128 @@ func (m *machine) connectQMP() {
 	m.qmp = q
 	m.mu.Unlock()
 	close(m.qmpUp)
+	if m.spec.RestoreFrom != "" {
+		m.resume(ctx, q)
+	}
+}
+
+// resume lets a restored guest run once QEMU has loaded it: it was saved
+// paused, so QEMU keeps it paused after the load. A load that fails ends
+// QEMU, with the reason in qemu.log.
+func (m *machine) resume(ctx context.Context, q *qmpClient) {
+	err := func() error {
+		for wait := time.Millisecond; ; wait = min(2*wait, 10*time.Millisecond) {
+			status, err := queryStatus(ctx, q, "query-status")
+			if err != nil {
+				return err
+			}
+			switch status {
+			case "running":
+				return nil
+			case "paused":
+				return q.execute(ctx, "cont")
+			case "inmigrate":
+			default:
+				return fmt.Errorf("restored machine is %q", status)
+			}
+			select {
+			case <-m.done:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+	}()
+	if err == nil {
+		close(m.running)
+		return
+	}
+	select {
+	case <-m.done: // QEMU ended (a failed load): finish has the reason
+	default:
+		m.mu.Lock()
+		if m.failure == nil {
+			m.failure = fmt.Errorf("resume the restored machine: %w", err)
+		}
+		m.mu.Unlock()
+		m.log.Error("resume the restored machine", "err", err)
+		m.Kill()
+	}
+}
+
+// queryStatus runs query-status or query-migrate and returns its status.
+func queryStatus(ctx context.Context, q *qmpClient, command string) (string, error) {
+	ret, err := q.call(ctx, command, nil, -1)
+	if err != nil {
+		return "", err
+	}
+	var r struct {
+		Status    string `json:"status"`
+		ErrorDesc string `json:"error-desc"`
+	}
+	if err := json.Unmarshal(ret, &r); err != nil {
+		return "", fmt.Errorf("%s: %w", command, err)
+	}
+	if r.ErrorDesc != "" {
+		return r.Status, fmt.Errorf("%s: %s: %s", command, r.Status, r.ErrorDesc)
+	}
+	return r.Status, nil
+}
+
+// Save implements vm.Saver: it pauses the guest and writes the machine's
+// state to path (QEMU's migration stream, through a descriptor passed
+// over QMP). The guest stays paused; the caller kills the machine.
+func (m *machine) Save(ctx context.Context, path string) (retErr error) {
+	q, err := m.session(ctx)
+	if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".saving-*")
+	if err != nil {
+		return fmt.Errorf("save %s: %w", m.spec.ID, err)
+	}
+	defer func() {
+		f.Close()
+		if retErr != nil {
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := q.call(ctx, "getfd", map[string]string{"fdname": "save"}, int(f.Fd())); err != nil {
+		return fmt.Errorf("save %s: %w", m.spec.ID, err)
+	}
+	if err := q.execute(ctx, "stop"); err != nil {
+		return fmt.Errorf("save %s: %w", m.spec.ID, err)
+	}
+	if _, err := q.call(ctx, "migrate", map[string]string{"uri": "fd:save"}, -1); err != nil {
+		return fmt.Errorf("save %s: %w", m.spec.ID, err)
+	}
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		status, err := queryStatus(ctx, q, "query-migrate")
+		if err != nil {
+			return fmt.Errorf("save %s: %w", m.spec.ID, err)
+		}
+		if status == "completed" {
+			break
+		}
+		if status == "failed" || status == "cancelled" {
+			return fmt.Errorf("save %s: migration %s", m.spec.ID, status)
+		}
+		select {
+		case <-m.done:
+			return fmt.Errorf("save %s: machine stopped: %w", m.spec.ID, m.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("save %s: %w", m.spec.ID, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save %s: %w", m.spec.ID, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("save %s: %w", m.spec.ID, err)
+	}
+	return nil
 }
 
 // dialSocket connects to a unix socket QEMU creates asynchronously after it
@@ -214,8 +344,18 @@ func (m *machine) dialSocket(ctx context.Context, path string) (net.Conn, error)
 
 // Port implements vm.Machine: a connection to the port's chardev socket.
 // QEMU's socket chardev takes one client at a time; after a Close the
-// port can be connected again.
+// port can be connected again. A restored machine's ports connect once
+// its guest runs: a connection made while QEMU loads the saved state is
+// not reliably announced to the guest (the bench's restores lost the
+// guest's first hello about every other time).
 func (m *machine) Port(ctx context.Context, name string) (io.ReadWriteCloser, error) {
+	select {
+	case <-m.running:
+	case <-m.done:
+		return nil, fmt.Errorf("open port %s of %s: machine stopped: %w", name, m.spec.ID, m.Err())
+	case <-ctx.Done():
+		return nil, fmt.Errorf("open port %s of %s: wait for the restored guest: %w", name, m.spec.ID, ctx.Err())
+	}
 	for i, p := range m.spec.Ports {
 		if p == name {
 			conn, err := m.dialSocket(ctx, portSocket(m.dir, i))

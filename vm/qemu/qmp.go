@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // qmpMessage is any message QEMU's monitor sends (docs/interop/qmp-spec).
@@ -103,6 +105,14 @@ var errQMPClosed = errors.New("QMP connection closed")
 
 // execute runs one command without arguments and waits for its reply.
 func (q *qmpClient) execute(ctx context.Context, command string) error {
+	_, err := q.call(ctx, command, nil, -1)
+	return err
+}
+
+// call runs one command with arguments (nil: none) and returns its
+// reply's "return" value. A file descriptor fd >= 0 goes along with the
+// command (SCM_RIGHTS), as getfd wants it.
+func (q *qmpClient) call(ctx context.Context, command string, args any, fd int) (json.RawMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	// Drop a stale reply of an earlier command that timed out.
@@ -110,20 +120,37 @@ func (q *qmpClient) execute(ctx context.Context, command string) error {
 	case <-q.replies:
 	default:
 	}
-	msg, _ := json.Marshal(map[string]string{"execute": command})
-	if _, err := q.conn.Write(append(msg, '\n')); err != nil {
-		return fmt.Errorf("qmp %s: %w", command, err)
+	req := map[string]any{"execute": command}
+	if args != nil {
+		req["arguments"] = args
+	}
+	msg, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", command, err)
+	}
+	msg = append(msg, '\n')
+	if fd >= 0 {
+		uc, ok := q.conn.(*net.UnixConn)
+		if !ok {
+			return nil, fmt.Errorf("qmp %s: passing a descriptor needs a unix socket", command)
+		}
+		_, _, err = uc.WriteMsgUnix(msg, unix.UnixRights(fd), nil)
+	} else {
+		_, err = q.conn.Write(msg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", command, err)
 	}
 	select {
 	case m := <-q.replies:
 		if m.Error != nil {
-			return fmt.Errorf("qmp %s: %s: %s", command, m.Error.Class, m.Error.Desc)
+			return nil, fmt.Errorf("qmp %s: %s: %s", command, m.Error.Class, m.Error.Desc)
 		}
-		return nil
+		return m.Return, nil
 	case <-q.closed:
-		return fmt.Errorf("qmp %s: %w", command, errQMPClosed)
+		return nil, fmt.Errorf("qmp %s: %w", command, errQMPClosed)
 	case <-ctx.Done():
-		return fmt.Errorf("qmp %s: %w", command, ctx.Err())
+		return nil, fmt.Errorf("qmp %s: %w", command, ctx.Err())
 	}
 }
 

@@ -71,6 +71,11 @@ func Describe(spec vm.Spec, host HostLimits) (*Config, error) {
 	if spec.Arch != "arm64" {
 		fail(fmt.Errorf("%w: arch %s: vz runs arm64 guests only (Apple silicon)", vm.ErrInvalidSpec, spec.Arch))
 	}
+	if spec.RestoreFrom != "" {
+		// vz has saveMachineStateTo/restoreMachineStateFrom (macOS 14),
+		// untried here; under vz a boot is what TCG's restore replaces.
+		fail(fmt.Errorf("%w: restoring a saved machine (%s) is a QEMU feature here", vm.ErrNotSupported, spec.RestoreFrom))
+	}
 	if err := kernelformat.CheckFile(spec.Kernel); err != nil {
 		fail(err)
 	}

@@ -215,6 +215,12 @@ func TestDescribeErrors(t *testing.T) {
 			wantSub: "open kernel",
 		},
 		{
+			name:    "restore",
+			mutate:  func(t *testing.T, s *vm.Spec) { s.RestoreFrom = "/t/machine.state" },
+			wantIs:  vm.ErrNotSupported,
+			wantSub: "restoring a saved machine",
+		},
+		{
 			name:    "amd64 guest",
 			mutate:  func(t *testing.T, s *vm.Spec) { s.Arch = "amd64" },
 			wantIs:  vm.ErrInvalidSpec,
