@@ -38,7 +38,6 @@ func benchGuest(o options, floor bool) (guest.Bundle, error) {
 const (
 	floorUncappedName = "floor, QEMU's default TCG code buffer"
 	agentUncappedName = "agent, QEMU's default TCG code buffer"
-	restoredAgentName = "agent resumed from a saved agent VM (-incoming), to its first answer"
 )
 
 // runBoot runs the floor, the agent and the product path in turn, one
