@@ -345,9 +345,9 @@ func (m *machine) dialSocket(ctx context.Context, path string) (net.Conn, error)
 // Port implements vm.Machine: a connection to the port's chardev socket.
 // QEMU's socket chardev takes one client at a time; after a Close the
 // port can be connected again. A restored machine's ports connect once
-// its guest runs: a connection made while QEMU loads the saved state is
-// not reliably announced to the guest (the bench's restores lost the
-// guest's first hello about every other time).
+// its guest runs, so that the guest learns of the connection from the
+// loaded port state rather than from one the load then overwrites (a
+// precaution: the saved host_connected flag is QEMU's migration state).
 func (m *machine) Port(ctx context.Context, name string) (io.ReadWriteCloser, error) {
 	select {
 	case <-m.running:
