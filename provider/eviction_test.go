@@ -110,3 +110,42 @@ func TestSharedEmptyDirEviction(t *testing.T) {
 		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
 	}
 }
+
+// TestEvictionWhileAContainerIsCreated: evicted while its second
+// container's VM is still being created (under TCG a boot takes seconds,
+// and a writer can fill its emptyDir before its sibling starts), the pod's
+// last status has every container terminated, the one that never ran as
+// ContainerStatusUnknown, as the kubelet's TerminatePod reports it, never
+// Waiting in a Failed pod.
+func TestEvictionWhileAContainerIsCreated(t *testing.T) {
+	h := newHarness(t)
+	h.rt.images["slowboot"] = h.rt.images["busybox"]
+	release := h.rt.hold("create/slowboot")
+	t.Cleanup(release)
+	a, b := ctr("a", "run"), ctr("b", "run")
+	b.Image = "slowboot"
+	a.Resources.Limits = corev1.ResourceList{corev1.ResourceEphemeralStorage: resource.MustParse("16Mi")}
+	pod := testPod("creating", a, b)
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	h.create(pod)
+	h.waitFor("creating", "a running", func(p *corev1.Pod) bool {
+		return len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Running != nil
+	})
+	h.eventually("b's VM being created", func() bool { return h.rt.isBlocked("create/slowboot") })
+	vm := h.rt.vm("uid--creating", "a")
+	vm.mu.Lock()
+	vm.scratchUsed = 17 << 20
+	vm.mu.Unlock()
+	p := h.stepUntil("creating", "evicted", time.Second, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if p.Status.Reason != "Evicted" {
+		t.Fatalf("reason %q message %q", p.Status.Reason, p.Status.Message)
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Terminated == nil {
+			t.Fatalf("container %s in the Failed pod's status: %+v, want terminated", cs.Name, cs.State)
+		}
+		if cs.Name == "b" && (cs.State.Terminated.Reason != "ContainerStatusUnknown" || cs.State.Terminated.ExitCode != 137) {
+			t.Fatalf("container b, never started: %+v, want ContainerStatusUnknown, 137", cs.State.Terminated)
+		}
+	}
+}

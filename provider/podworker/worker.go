@@ -281,6 +281,17 @@ func (w *Worker) run() {
 		if w.evicted != "" {
 			w.phase, w.reason, w.message = corev1.PodFailed, ReasonEvicted, w.evicted
 		}
+		if w.phase == corev1.PodFailed {
+			// As the kubelet's TerminatePod: a container with no exit (one
+			// still being created when the pod was evicted) ends as
+			// ContainerStatusUnknown, never Waiting in a Failed pod, whose
+			// status is the last virtual-kubelet pushes. Under w.mu, so
+			// no status goes out between the phase and this.
+			now := w.cfg.Clock.Now()
+			for _, c := range w.containers() {
+				c.rec.Lose(now)
+			}
+		}
 		w.mu.Unlock()
 	default:
 		// Ended on its own: nothing runs any more. Free the VMs now and
