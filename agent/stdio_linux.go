@@ -192,6 +192,11 @@ func (o *outPipe) handedOver(n int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.handed += int64(n)
+	o.wakeLocked()
+}
+
+// wakeLocked wakes whoever waits in waitHanded; o.mu must be held.
+func (o *outPipe) wakeLocked() {
 	close(o.moved)
 	o.moved = make(chan struct{})
 }
@@ -200,8 +205,7 @@ func (o *outPipe) handedOver(n int) {
 func (o *outPipe) end() {
 	o.mu.Lock()
 	o.ended = true
-	close(o.moved)
-	o.moved = make(chan struct{})
+	o.wakeLocked()
 	o.mu.Unlock()
 	o.f.Close()
 }

@@ -206,30 +206,17 @@ func (m *machine) connectQMP() {
 // paused, so QEMU keeps it paused after the load. A load that fails ends
 // QEMU, with the reason in qemu.log.
 func (m *machine) resume(ctx context.Context, q *qmpClient) {
-	err := func() error {
-		for wait := time.Millisecond; ; wait = min(2*wait, 10*time.Millisecond) {
-			status, err := queryStatus(ctx, q, "query-status")
-			if err != nil {
-				return err
-			}
-			switch status {
-			case "running":
-				return nil
-			case "paused":
-				return q.execute(ctx, "cont")
-			case "inmigrate":
-			default:
-				return fmt.Errorf("restored machine is %q", status)
-			}
-			select {
-			case <-m.done:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
+	err := m.pollStatus(ctx, q, "query-status", 10*time.Millisecond, func(status string) (bool, error) {
+		switch status {
+		case "running":
+			return true, nil
+		case "paused":
+			return true, q.execute(ctx, "cont")
+		case "inmigrate":
+			return false, nil
 		}
-	}()
+		return false, fmt.Errorf("restored machine is %q", status)
+	})
 	if err == nil {
 		close(m.running)
 		return
@@ -244,6 +231,28 @@ func (m *machine) resume(ctx context.Context, q *qmpClient) {
 		m.mu.Unlock()
 		m.log.Error("resume the restored machine", "err", err)
 		m.Kill()
+	}
+}
+
+// pollStatus runs command (query-status or query-migrate) until final
+// says its status is the last one, waiting from 1 ms up to most between
+// tries; it gives up when the machine stops or ctx ends.
+func (m *machine) pollStatus(ctx context.Context, q *qmpClient, command string, most time.Duration, final func(status string) (bool, error)) error {
+	for wait := time.Millisecond; ; wait = min(2*wait, most) {
+		status, err := queryStatus(ctx, q, command)
+		if err != nil {
+			return err
+		}
+		if done, err := final(status); done || err != nil {
+			return err
+		}
+		select {
+		case <-m.done:
+			return fmt.Errorf("%s: machine stopped: %w", command, m.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", command, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
 }
 
@@ -293,24 +302,14 @@ func (m *machine) Save(ctx context.Context, path string) (retErr error) {
 	if _, err := q.call(ctx, "migrate", map[string]string{"uri": "fd:save"}, -1); err != nil {
 		return fmt.Errorf("save %s: %w", m.spec.ID, err)
 	}
-	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
-		status, err := queryStatus(ctx, q, "query-migrate")
-		if err != nil {
-			return fmt.Errorf("save %s: %w", m.spec.ID, err)
-		}
-		if status == "completed" {
-			break
-		}
+	err = m.pollStatus(ctx, q, "query-migrate", 20*time.Millisecond, func(status string) (bool, error) {
 		if status == "failed" || status == "cancelled" {
-			return fmt.Errorf("save %s: migration %s", m.spec.ID, status)
+			return false, fmt.Errorf("migration %s", status)
 		}
-		select {
-		case <-m.done:
-			return fmt.Errorf("save %s: machine stopped: %w", m.spec.ID, m.Err())
-		case <-ctx.Done():
-			return fmt.Errorf("save %s: %w", m.spec.ID, ctx.Err())
-		case <-time.After(wait):
-		}
+		return status == "completed", nil
+	})
+	if err != nil {
+		return fmt.Errorf("save %s: %w", m.spec.ID, err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("save %s: %w", m.spec.ID, err)
