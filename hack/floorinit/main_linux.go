@@ -156,13 +156,22 @@ func reportSerials(port *os.File) error {
 // any input device (the ACPI power button that system_powerdown presses).
 func waitForPowerOff(port *os.File, done chan string) error {
 	go func() {
-		sc := bufio.NewScanner(port)
-		for sc.Scan() {
-			if sc.Text() == "poweroff" {
-				select {
-				case done <- "host asked":
-				default:
+		for {
+			sc := bufio.NewScanner(port)
+			for sc.Scan() {
+				if sc.Text() == "poweroff" {
+					select {
+					case done <- "host asked":
+					default:
+					}
+					return
 				}
+			}
+			// EOF: virtio_console reads 0 while the host end is closed
+			// (the host read "ready" and hung up, or a restored machine's
+			// port is not yet reconnected). The next host may still ask.
+			if err := waitHostOpen(port); err != nil {
+				fmt.Fprintf(os.Stderr, "floorinit: %v\n", err)
 				return
 			}
 		}
@@ -170,6 +179,34 @@ func waitForPowerOff(port *os.File, done chan string) error {
 	why := <-done
 	fmt.Fprintf(os.Stderr, "floorinit: powering off (%s)\n", why)
 	return nil
+}
+
+// waitHostOpen returns once poll(2) stops reporting POLLHUP on the port:
+// the driver wakes no poller when the host end opens, so look every 20 ms.
+func waitHostOpen(port *os.File) error {
+	rc, err := port.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("wait for the host end of the port: %w", err)
+	}
+	for {
+		var hup bool
+		var perr error
+		if err := rc.Control(func(fd uintptr) {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, perr = unix.Poll(fds, 0); perr == nil {
+				hup = fds[0].Revents&unix.POLLHUP != 0
+			}
+		}); err != nil {
+			return fmt.Errorf("wait for the host end of the port: %w", err)
+		}
+		if perr != nil && perr != unix.EINTR {
+			return fmt.Errorf("poll the port: %w", perr)
+		}
+		if perr == nil && !hup {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // watchPowerKey reads struct input_event (24 bytes on 64-bit: timeval,
