@@ -61,6 +61,10 @@ type Guest struct {
 	Reaper    *Reaper
 	Modules   *ModuleLoader
 	AgentPort *transport.VirtioPort
+	// Template is set in a guest booted to be saved as a template
+	// (TemplateEnv): machines resumed from it reseed their random numbers
+	// at Setup (ReseedRandom).
+	Template bool
 	// LogPort writes to the "vkav.log" port once it appears.
 	LogPort io.Writer
 	// PowerButton delivers presses of the power button (Config.PowerButton).
@@ -114,7 +118,14 @@ func BootGuest(ctx context.Context, log *slog.Logger) (*Guest, error) {
 	// What no container start needs loads after the first container's
 	// process has run a while (Server.firstProcessStarted), or without a
 	// container once deferredModulesBound has passed.
-	g.Modules.Defer(deferredModulesBound, DeferredModules...)
+	if g.Template = os.Getenv(TemplateEnv) != ""; g.Template {
+		// The deferred modules' devices are the same in every machine of
+		// the shape: they load before the save, and only the drivers of
+		// devices with per-machine host ends wait for Setup.
+		g.Modules.Defer(0, HeldForResume...)
+	} else {
+		g.Modules.Defer(deferredModulesBound, DeferredModules...)
+	}
 	go g.Modules.Run(ctx)
 	go func() {
 		// A loaded module lives in kernel memory; its file would stay in

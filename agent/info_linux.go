@@ -31,8 +31,12 @@ func (s *Server) Info(ctx context.Context, _ *api.InfoRequest) (*api.InfoRespons
 	}
 	if m := s.cfg.Modules; m != nil {
 		resp.Modules = m.Loaded()
+		done := m.Done()
+		if st, ok := m.(interface{ Settled() <-chan struct{} }); ok {
+			done = st.Settled() // a template guest holds some for Setup
+		}
 		select {
-		case <-m.Done():
+		case <-done:
 		default:
 			resp.ModulesDone = false
 		}

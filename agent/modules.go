@@ -91,11 +91,15 @@ type ModuleLoader struct {
 	// tried (fixed at construction; closing is guarded by mu).
 	tried map[string]chan struct{}
 	// deferred are the modules Run loads last, once release is closed or
-	// deferBound has passed (Defer).
+	// deferBound has passed (Defer); a bound of 0 holds them until release.
 	deferred   map[string]bool
 	deferBound time.Duration
 	release    chan struct{}
 	releaseOne sync.Once
+	// settled closes once every module has been tried but those held
+	// without a bound (Settled).
+	settled    chan struct{}
+	settledOne sync.Once
 
 	mu     sync.Mutex
 	loaded []string
@@ -110,7 +114,7 @@ func NewModuleLoader(dir string, list []string, load func(path string) error, lo
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &ModuleLoader{dir: dir, list: list, load: load, log: log, failed: map[string]error{}, done: make(chan struct{}),
-		tried: map[string]chan struct{}{}, closed: map[string]bool{}, release: make(chan struct{})}
+		tried: map[string]chan struct{}{}, closed: map[string]bool{}, release: make(chan struct{}), settled: make(chan struct{})}
 	for _, rel := range list {
 		m.tried[ModuleName(rel)] = make(chan struct{})
 	}
@@ -135,7 +139,9 @@ func (m *ModuleLoader) AfterModule(last string, then func()) {
 // otherwise load in the middle of the first container's start. Waiting
 // for a deferred module (Tried) releases them. The deferred modules keep
 // their relative order; none may be a dependency of a module that is not
-// deferred. Call it before Run.
+// deferred. A bound of 0 holds them until Release: a template guest
+// (vkavtemplate) must not bind the drivers of devices whose host ends
+// differ in every machine resumed from it. Call it before Run.
 func (m *ModuleLoader) Defer(bound time.Duration, names ...string) {
 	m.deferBound = bound
 	m.deferred = map[string]bool{}
@@ -155,6 +161,7 @@ func (m *ModuleLoader) Release() {
 // Done when finished.
 func (m *ModuleLoader) Run(ctx context.Context) {
 	defer close(m.done)
+	defer m.settle()
 	then := m.then
 	if then != nil {
 		// Never unlocked: a thread whose state then changed must not run
@@ -166,7 +173,7 @@ func (m *ModuleLoader) Run(ctx context.Context) {
 		}
 	}
 	var bound <-chan time.Time
-	if len(m.deferred) > 0 {
+	if len(m.deferred) > 0 && m.deferBound > 0 {
 		t := time.NewTimer(m.deferBound)
 		defer t.Stop()
 		bound = t.C
@@ -188,6 +195,9 @@ func (m *ModuleLoader) Run(ctx context.Context) {
 		}
 	}
 	if len(held) > 0 {
+		if bound == nil {
+			m.settle()
+		}
 		select {
 		case <-m.release:
 		case <-bound:
@@ -242,6 +252,13 @@ func (m *ModuleLoader) Tried(name string) <-chan struct{} {
 	}
 	return closedChan
 }
+
+// Settled returns a channel closed once every module has been tried
+// except those Defer holds without a bound (then: once Run is done): what
+// a template guest loads before it is saved.
+func (m *ModuleLoader) Settled() <-chan struct{} { return m.settled }
+
+func (m *ModuleLoader) settle() { m.settledOne.Do(func() { close(m.settled) }) }
 
 // Loaded returns the modules loaded so far, in order.
 func (m *ModuleLoader) Loaded() []string {

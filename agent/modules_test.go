@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -153,6 +154,8 @@ func TestModuleLoaderDefersModulesUntilReleased(t *testing.T) {
 		t.Fatalf("%s loaded before the release", name)
 	case <-m.Done():
 		t.Fatal("Done before the release")
+	case <-m.Settled():
+		t.Fatal("Settled before the release of modules deferred with a bound")
 	case <-time.After(50 * time.Millisecond):
 	}
 	m.Release()
@@ -195,5 +198,47 @@ func TestModuleLoaderReleasesDeferredModulesWhenAskedOrAfterTheBound(t *testing.
 	}
 	if !slices.Equal(m.Loaded(), []string{"virtio_blk", "overlay", "fuse", "virtiofs"}) {
 		t.Fatalf("loaded %v", m.Loaded())
+	}
+}
+
+// TestModuleLoaderHoldsModulesWithoutABoundUntilAsked: a template guest
+// loads everything but the held drivers, says so (Settled) and binds them
+// only when Setup asks, in the machine resumed from the template.
+func TestModuleLoaderHoldsModulesWithoutABoundUntilAsked(t *testing.T) {
+	list := []string{"virtio_console.ko", "virtio_blk.ko", "net_failover.ko", "virtio_net.ko", "virtio_rng.ko"}
+	var mu sync.Mutex
+	var order []string
+	load := func(path string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, ModuleName(path))
+		return nil
+	}
+	m := NewModuleLoader("/m", list, load, nil)
+	m.Defer(0, "virtio_blk", "virtio_net")
+	go m.Run(context.Background())
+	select {
+	case <-m.Settled():
+	case <-time.After(10 * time.Second):
+		t.Fatal("never settled with only held modules left")
+	}
+	if got := m.Loaded(); !slices.Equal(got, []string{"virtio_console", "net_failover", "virtio_rng"}) {
+		t.Fatalf("settled with %v loaded, want all but the held modules", got)
+	}
+	select {
+	case <-m.Done():
+		t.Fatal("Done while modules are held")
+	case <-time.After(50 * time.Millisecond): // no bound: nothing but asking releases them
+	}
+	select {
+	case <-m.Tried("virtio_net"):
+	case <-time.After(10 * time.Second):
+		t.Fatal("a held module was not loaded when asked for")
+	}
+	<-m.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(order, []string{"virtio_console", "net_failover", "virtio_rng", "virtio_blk", "virtio_net"}) {
+		t.Fatalf("load order %v", order)
 	}
 }

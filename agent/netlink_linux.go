@@ -212,6 +212,15 @@ func (r *rtnl) setLinkAttrs(index int32, name string, mtu uint32) error {
 	return nil
 }
 
+// setLinkMAC gives a link another hardware address; virtio_net passes it
+// to the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), whose filter follows.
+func (r *rtnl) setLinkMAC(index int32, mac net.HardwareAddr) error {
+	if _, err := r.do(unix.RTM_NEWLINK, 0, nlAttr(ifinfomsg(index, 0, 0), unix.IFLA_ADDRESS, mac)); err != nil {
+		return fmt.Errorf("set link %d address %s: %w", index, mac, err)
+	}
+	return nil
+}
+
 func family(a netip.Addr) byte {
 	if a.Is4() {
 		return unix.AF_INET

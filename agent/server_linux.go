@@ -45,6 +45,13 @@ type Config struct {
 	// Modules reports kernel module loading; CreateContainer waits for it.
 	// Nil means there is nothing to wait for.
 	Modules ModuleStatus
+	// TemplateGuest: the guest was booted as a template (TemplateEnv) and
+	// may run resumed in another machine, whose NICs Setup finds by order
+	// rather than by MAC (configureNetwork).
+	TemplateGuest bool
+	// ReseedRandom, if set, runs first in every Setup: a guest resumed
+	// from a template gets its own random numbers there (ReseedRandom).
+	ReseedRandom func() error
 	// LogSink receives the framed output of logged processes (the
 	// "vkav.log" port). Nil discards it.
 	LogSink io.Writer

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,12 @@ import (
 // Setup configures the guest: clock, hostname, sysctls, Rosetta, network
 // (static addresses and routes), DNS and hosts files.
 func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupResponse, error) {
+	if f := s.cfg.ReseedRandom; f != nil {
+		// First: nothing a container does may use the template's CRNG.
+		if err := f(); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+	}
 	if ns := req.GetTimeUnixNs(); ns != 0 {
 		if err := s.cfg.SetClock(time.Unix(0, ns)); err != nil {
 			return nil, fmt.Errorf("setup: set clock: %w", err)
@@ -51,10 +58,11 @@ func (s *Server) Setup(ctx context.Context, req *api.SetupRequest) (*api.SetupRe
 			return nil, err
 		}
 	}
-	addrs, err := configureNetwork(req.GetInterfaces(), req.GetRoutes())
+	adopt := s.cfg.TemplateGuest
+	addrs, err := configureNetwork(req.GetInterfaces(), req.GetRoutes(), adopt)
 	for deadline := time.Now().Add(10 * time.Second); errors.Is(err, ErrNotFound) && time.Now().Before(deadline) && ctx.Err() == nil; {
 		time.Sleep(20 * time.Millisecond)
-		addrs, err = configureNetwork(req.GetInterfaces(), req.GetRoutes())
+		addrs, err = configureNetwork(req.GetInterfaces(), req.GetRoutes(), adopt)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
@@ -80,8 +88,12 @@ func writeSysctl(procSys, key, value string) error {
 }
 
 // configureNetwork sets up the interfaces (matched by MAC) and routes and
-// returns the addresses assigned.
-func configureNetwork(ifaces []*api.Interface, routes []*api.Route) ([]string, error) {
+// returns the addresses assigned. adopt: the guest was resumed from a
+// template, whose NICs still carry the template machine's MACs (the
+// device reads its MAC property only at a reset, which a driver's bind
+// does not do), so an interface no link has yet takes the next Ethernet
+// link in index (PCI) order that no requested MAC names.
+func configureNetwork(ifaces []*api.Interface, routes []*api.Route, adopt bool) ([]string, error) {
 	if len(ifaces) == 0 && len(routes) == 0 {
 		return nil, nil
 	}
@@ -93,6 +105,11 @@ func configureNetwork(ifaces []*api.Interface, routes []*api.Route) ([]string, e
 	links, err := nl.links()
 	if err != nil {
 		return nil, err
+	}
+	if adopt {
+		if links, err = adoptLinks(nl, links, ifaces); err != nil {
+			return nil, err
+		}
 	}
 	var addrs []string
 	for _, iface := range ifaces {
@@ -114,6 +131,41 @@ func configureNetwork(ifaces []*api.Interface, routes []*api.Route) ([]string, e
 		}
 	}
 	return addrs, nil
+}
+
+// adoptLinks gives each requested MAC no link has to a free Ethernet link
+// and returns the links as they are now.
+func adoptLinks(nl *rtnl, links []nlLink, ifaces []*api.Interface) ([]nlLink, error) {
+	wanted := map[string]bool{}
+	for _, iface := range ifaces {
+		wanted[strings.ToLower(iface.GetMac())] = true
+	}
+	var free []int
+	for i, l := range links {
+		if len(l.mac) == 6 && l.flags&unix.IFF_LOOPBACK == 0 && !wanted[l.mac.String()] {
+			free = append(free, i)
+		}
+	}
+	slices.SortFunc(free, func(a, b int) int { return int(links[a].index - links[b].index) })
+	for _, iface := range ifaces {
+		mac, err := net.ParseMAC(iface.GetMac())
+		if err != nil {
+			return nil, fmt.Errorf("interface mac %q: %w", iface.GetMac(), ErrInvalidArgument)
+		}
+		if slices.ContainsFunc(links, func(l nlLink) bool { return l.mac.String() == mac.String() }) {
+			continue
+		}
+		if len(free) == 0 {
+			return links, nil // not there yet: the caller looks again
+		}
+		l := &links[free[0]]
+		free = free[1:]
+		if err := nl.setLinkMAC(l.index, mac); err != nil {
+			return nil, err
+		}
+		l.mac = mac
+	}
+	return links, nil
 }
 
 func configureInterface(nl *rtnl, links []nlLink, iface *api.Interface) ([]string, error) {

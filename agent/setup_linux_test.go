@@ -76,6 +76,36 @@ func TestSetupNetworkClockAndSysctls(t *testing.T) {
 	}
 }
 
+// A guest resumed from a template still has the template machine's MAC
+// on its NIC: Setup gives the NIC the MAC asked for (and reseeds the
+// random numbers first) instead of finding no such interface.
+func TestSetupGivesATemplateGuestsNICItsMAC(t *testing.T) {
+	reseeded := 0
+	e := newEnv(t, func(c *agent.Config) {
+		c.TemplateGuest = true
+		c.ReseedRandom = func() error { reseeded++; return nil }
+	})
+	// One Ethernet link, as in a resumed machine with one NIC.
+	ipCmd(t, "tuntap", "add", "dev", "vkt2", "mode", "tap")
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", "eth0").Run()
+		exec.Command("ip", "link", "del", "vkt2").Run()
+	})
+	ipCmd(t, "link", "set", "vkt2", "address", "02:00:00:00:00:01")
+	const mac = "02:00:00:aa:bb:02"
+	if _, err := e.cl.Setup(ctxT(t), &api.SetupRequest{
+		Interfaces: []*api.Interface{{Mac: mac, Addresses: []string{"10.78.0.2/24"}, Name: "eth0"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if link := ipCmd(t, "-o", "link", "show", "eth0"); !strings.Contains(link, mac) {
+		t.Fatalf("eth0: %s, want MAC %s", link, mac)
+	}
+	if reseeded != 1 {
+		t.Fatalf("Setup reseeded %d times, want once", reseeded)
+	}
+}
+
 func TestShutdownStopsEverythingThenPowersOff(t *testing.T) {
 	e := newEnv(t)
 	id := e.createContainer(t, "shutdown")

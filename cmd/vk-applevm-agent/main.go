@@ -96,7 +96,7 @@ func runGuest() {
 			}
 		}
 	}
-	srv, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		Version:  version,
 		ClockSet: clockSet,
 		Log:      log,
@@ -107,7 +107,12 @@ func runGuest() {
 			_ = agent.PowerOff(ctx, agent.GuestPowerOps(), time.Second, log)
 		},
 		PowerButton: g.PowerButton.Presses(),
-	})
+	}
+	if g.Template {
+		cfg.TemplateGuest = true
+		cfg.ReseedRandom = func() error { return agent.ReseedRandom(agent.HWRNGDevice) }
+	}
+	srv, err := agent.New(cfg)
 	if err != nil {
 		log.Error("start agent", "err", err)
 		return
