@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
+	"github.com/vk-applevm/vk-applevm/container/vmtemplate"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/image/ext4"
@@ -42,6 +43,9 @@ type Config struct {
 	// BootTimeout bounds the wait for the guest agent (default 2 min: TCG
 	// boots take seconds, a loaded CI machine many more).
 	BootTimeout time.Duration
+	// Templates, when set, resumes machines from saved templates of their
+	// shape instead of booting them (vmtemplate; opt-in). Nil boots.
+	Templates *vmtemplate.Store
 	// Rosetta, when set, lets linux/amd64 images run in arm64 guests
 	// through Rosetta (vz on Apple silicon); nil: images must match the
 	// guest's architecture.
@@ -241,6 +245,14 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 		Dir: dir, Rootfs: rootfs, Scratch: scratch, Endpoint: ep, Cfg: cfg, Overhead: r.cfg.OverheadBytes,
 		Rosetta: rosetta,
 	})
+	if r.cfg.Templates != nil && vmtemplate.Eligible(spec) == nil {
+		if state, err := r.cfg.Templates.Get(ctx, spec); err != nil {
+			// A machine without a template boots: slower, never worse.
+			r.log.Warn("no VM template: booting", "id", id, "err", err)
+		} else {
+			spec.RestoreFrom = state
+		}
+	}
 	var opts []shim.LaunchOption
 	if len(r.cfg.ShimArgv) > 0 {
 		opts = append(opts, shim.WithArgv(append(append([]string{}, r.cfg.ShimArgv...), "--dir", dir)...))
@@ -257,12 +269,19 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 	ready, err := sb.boot(ctx)
 	if err != nil {
 		sb.closeAgent()
+		if spec.RestoreFrom != "" {
+			// The next machine of this shape builds a new one.
+			if derr := r.cfg.Templates.Discard(spec); derr != nil {
+				r.log.Warn("discard the VM template", "err", derr)
+			}
+			return nil, fmt.Errorf("resumed from the VM template %s (discarded): %w%s", spec.RestoreFrom, err, consoleTail(dir))
+		}
 		return nil, fmt.Errorf("%w%s", err, consoleTail(dir))
 	}
 	// The steps' durations show where a start goes (make bench reads them
 	// at debug level).
 	done := time.Now()
-	r.log.Debug("VM created", "id", id, "name", cfg.Name, "image", cfg.ImageRef, "ip", sb.IP(),
+	r.log.Debug("VM created", "id", id, "name", cfg.Name, "image", cfg.ImageRef, "ip", sb.IP(), "resumed", spec.RestoreFrom != "",
 		"host", launched.Sub(began), "boot", ready.Sub(launched), "setup", done.Sub(ready))
 	return sb, nil
 }

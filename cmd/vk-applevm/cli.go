@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/container/vmtemplate"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/network/switchnet"
@@ -59,8 +60,16 @@ func (g *globals) openRuntime(ctx context.Context, insecure []string, hostLoopba
 	if err != nil {
 		return nil, err
 	}
+	var templates *vmtemplate.Store
+	if g.templates {
+		if templates, err = g.templateStore(); err != nil {
+			_ = n.Close(ctx)
+			return nil, err
+		}
+	}
 	rt, err := container.New(container.Config{
 		Root: g.root, Images: images, Network: n, Guest: b, Driver: defaultDriver, Rosetta: g.rosettaCheck(), Logger: g.log,
+		Templates: templates,
 	})
 	if err != nil {
 		_ = n.Close(ctx)

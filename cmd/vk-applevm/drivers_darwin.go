@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
+
 	"context"
 
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/container/vmtemplate"
 	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/vz"
 )
@@ -27,4 +30,10 @@ func (g *globals) rosettaCheck() container.RosettaCheck {
 		}
 		return report.Limits.Rosetta.Err()
 	}
+}
+
+// templateStore: vz's save and restore (macOS 14) is not wired; see
+// docs/mac-pitfalls.md.
+func (g *globals) templateStore() (*vmtemplate.Store, error) {
+	return nil, fmt.Errorf("--vm-templates: %w on vz (resuming saved machines is wired for QEMU only)", vm.ErrNotSupported)
 }

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"path/filepath"
+	"runtime"
+
 	"github.com/vk-applevm/vk-applevm/container"
+	"github.com/vk-applevm/vk-applevm/container/vmtemplate"
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/qemu"
@@ -24,3 +29,20 @@ func (g *globals) drivers() map[string]vm.Driver {
 
 // rosettaCheck: QEMU translates nothing; images must match the guest.
 func (g *globals) rosettaCheck() container.RosettaCheck { return nil }
+
+// templateStore keeps VM templates under the state root; they load only
+// into the QEMU binary that saved them, so it is part of every shape.
+func (g *globals) templateStore() (*vmtemplate.Store, error) {
+	d := g.drivers()[defaultDriver]
+	qd, ok := d.(*qemu.Driver)
+	if !ok {
+		return nil, fmt.Errorf("--vm-templates: the %s driver is not QEMU's", d.Name())
+	}
+	bin, err := qd.Binary(runtime.GOARCH)
+	if err != nil {
+		return nil, fmt.Errorf("--vm-templates: %w", err)
+	}
+	return vmtemplate.New(vmtemplate.Options{
+		Dir: filepath.Join(g.root, "templates"), Driver: d, Stamps: []string{bin}, Logger: g.log,
+	})
+}

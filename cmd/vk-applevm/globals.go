@@ -19,8 +19,11 @@ type globals struct {
 	root     string
 	guestDir string
 	level    string
-	logLevel slog.Level
-	log      *slog.Logger
+	// templates resumes VMs from saved templates of their shape
+	// (container/vmtemplate) instead of booting them.
+	templates bool
+	logLevel  slog.Level
+	log       *slog.Logger
 }
 
 func defaultRoot() string {
@@ -46,6 +49,7 @@ func (g *globals) addFlags(root *cobra.Command) {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", defaultRoot(), "state directory (images, VMs, logs; $VKAV_ROOT)")
 	pf.StringVar(&g.guestDir, "guest", guest.DefaultDir(), "directory holding the guest kernel and initrd (bundle.json; $VKAV_GUEST_DIR)")
+	pf.BoolVar(&g.templates, "vm-templates", false, "resume VMs from a saved template of their shape instead of booting them (QEMU; opt-in: resumed VMs share the template's kernel address layout)")
 	pf.StringVar(&g.level, "log-level", "", "log level: debug, info, warn, error (default: info for the node, the shim and the switch, warn for the CLI)")
 }
 

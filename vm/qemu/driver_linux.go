@@ -51,6 +51,9 @@ func New(opts Options) *Driver {
 // Name implements vm.Driver.
 func (d *Driver) Name() string { return "qemu" }
 
+// Binary is the path of the qemu-system binary for arch that machines run.
+func (d *Driver) Binary(arch string) (string, error) { return d.binary(arch) }
+
 func (d *Driver) binary(arch string) (string, error) {
 	name := d.opts.Binary
 	if name == "" {

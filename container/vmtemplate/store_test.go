@@ -1,0 +1,122 @@
+package vmtemplate
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vk-applevm/vk-applevm/vm"
+)
+
+// nameOnly is a driver that only has a name: Key needs nothing else.
+type nameOnly struct{ vm.Driver }
+
+func (nameOnly) Name() string { return "qemu" }
+
+func testSpec(t *testing.T, dir string) vm.Spec {
+	t.Helper()
+	for _, f := range []string{"vmlinuz", "initrd.img", "qemu"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return vm.Spec{
+		ID: "aaaaaaaaaaaa", Arch: "amd64", Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"),
+		CPUs: 1, MemoryMiB: 640, Ports: []string{vm.AgentPort, vm.LogPort}, ConsoleLog: filepath.Join(dir, "console.log"),
+		Disks: []vm.Disk{{Serial: vm.DiskRootfs, Path: "/images/a.ext4", ReadOnly: true}, {Serial: vm.DiskScratch, Path: "/vms/a/scratch.ext4"}},
+		NICs:  []vm.NIC{{MAC: "02:00:00:00:00:aa", Attachment: vm.Attachment{Kind: vm.AttachSwitch, Socket: "/run/sw"}}},
+	}
+}
+
+// Machines differing only in their host ends share a template; anything
+// the saved state depends on makes another.
+func TestKeyIsTheShape(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Dir: filepath.Join(dir, "templates"), Driver: nameOnly{}, Stamps: []string{filepath.Join(dir, "qemu")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := testSpec(t, dir)
+	key := func(spec vm.Spec) string {
+		t.Helper()
+		k, err := s.Key(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k0 := key(base)
+
+	same := base
+	same.ID, same.ConsoleLog = "bbbbbbbbbbbb", "/elsewhere/console.log"
+	same.Disks = []vm.Disk{{Serial: vm.DiskRootfs, Path: "/images/b.ext4", ReadOnly: true}, {Serial: vm.DiskScratch, Path: "/vms/b/scratch.ext4"}}
+	same.NICs = []vm.NIC{{MAC: "02:00:00:00:00:bb", Attachment: vm.Attachment{Kind: vm.AttachTap, Tap: "tap1"}}}
+	if key(same) != k0 {
+		t.Error("machines differing only in disk images, MACs, attachments and logs have different keys")
+	}
+
+	for name, change := range map[string]func(*vm.Spec){
+		"memory":  func(s *vm.Spec) { s.MemoryMiB = 1152 },
+		"cpus":    func(s *vm.Spec) { s.CPUs = 2 },
+		"cmdline": func(s *vm.Spec) { s.Cmdline = "quiet" },
+		"a disk":  func(s *vm.Spec) { s.Disks = append(s.Disks, vm.Disk{Serial: "vkav-vol0", Path: "/v", Discard: true}) },
+		"no NIC":  func(s *vm.Spec) { s.NICs = nil },
+		"NIC MTU": func(s *vm.Spec) { s.NICs = []vm.NIC{{MAC: "02:00:00:00:00:aa", MTU: 9000}} },
+		"ports":   func(s *vm.Spec) { s.Ports = s.Ports[:1] },
+		"read-only": func(s *vm.Spec) {
+			s.Disks = []vm.Disk{{Serial: vm.DiskRootfs, Path: "/a"}, {Serial: vm.DiskScratch, Path: "/b"}}
+		},
+	} {
+		spec := base
+		spec.Disks = append([]vm.Disk(nil), base.Disks...)
+		change(&spec)
+		if key(spec) == k0 {
+			t.Errorf("a machine with another %s has the same key", name)
+		}
+	}
+	// A rebuilt initrd or QEMU binary (same path) is another shape.
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(filepath.Join(dir, "qemu"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	if key(base) == k0 {
+		t.Error("a rebuilt QEMU binary keeps the key")
+	}
+}
+
+func TestEligible(t *testing.T) {
+	spec := testSpec(t, t.TempDir())
+	if err := Eligible(spec); err != nil {
+		t.Fatalf("a plain container machine: %v", err)
+	}
+	for name, change := range map[string]func(*vm.Spec){
+		"shares":  func(s *vm.Spec) { s.Shares = []vm.Share{{Tag: "vkav-share0", HostPath: "/x"}} },
+		"rosetta": func(s *vm.Spec) { s.Rosetta = true },
+		"restore": func(s *vm.Spec) { s.RestoreFrom = "/t.state" },
+	} {
+		s := spec
+		change(&s)
+		if err := Eligible(s); !errors.Is(err, ErrNotEligible) {
+			t.Errorf("%s: Eligible = %v, want ErrNotEligible", name, err)
+		}
+	}
+}
+
+// A build that waits for another process's lock gives up with its
+// context.
+func TestLockWaitEndsWithTheContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.lock")
+	unlock, err := lockFile(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := lockFile(ctx, path); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second lock: %v, want the context's deadline", err)
+	}
+}
