@@ -102,7 +102,7 @@ func (r bootResults) bootRows() []row {
 				ID: "boot.resume", Figure: "An agent VM resumed from a machine saved after its boot (QEMU -incoming), to its first answer, vs the floor's boot, wall",
 				Value: median(ew).Seconds(), Unit: "s", Reference: &results.Reference{Name: "the floor's boot", Value: median(fw).Seconds()},
 				Ratio:  ratio(median(ew), median(fw)),
-				Detail: fmt.Sprintf("QEMU %s; %d rounds, medians; paired median %.3f×; QEMU RSS at the first answer %s against %s booted; not yet used by the runtime", r.accel, len(ew), median(pairedRatios(ew, fw)), fmtMiB(median(field(e, func(s bootSample) uint64 { return s.QEMU.RSS }))), fmtMiB(median(field(r.agent, func(s bootSample) uint64 { return s.QEMU.RSS })))),
+				Detail: fmt.Sprintf("QEMU %s; %d rounds, medians; paired median %.3f×; QEMU RSS at the first answer %s against %s booted; the runtime resumes templates this way with --vm-templates (run.echo.template)", r.accel, len(ew), median(pairedRatios(ew, fw)), fmtMiB(median(field(e, func(s bootSample) uint64 { return s.QEMU.RSS }))), fmtMiB(median(field(r.agent, func(s bootSample) uint64 { return s.QEMU.RSS })))),
 			})
 		}
 		rows = append(rows,

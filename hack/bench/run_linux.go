@@ -38,8 +38,10 @@ const runTarget = 1.25
 // passed on).
 type cliBench struct {
 	bin, root, guestDir, ref string
-	env                      []string
-	reg                      *imagetest.Registry
+	// flags go before the command (--vm-templates).
+	flags []string
+	env   []string
+	reg   *imagetest.Registry
 }
 
 // runSample is one `run --rm` with the CLI's own breakdown (its debug
@@ -74,6 +76,14 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 		return fail(err)
 	}
 	defer cb.close(context.WithoutCancel(ctx), log)
+	// The same CLI resuming its VMs from a template of their shape
+	// (--vm-templates); the warm-up round builds the template.
+	tb, err := newCLIBench(ctx, o.binary, o.guestDir, filepath.Join(work, "cli-templates"))
+	if err != nil {
+		return fail(err)
+	}
+	defer tb.close(context.WithoutCancel(ctx), log)
+	tb.flags = []string{"--vm-templates"}
 	var base *cliBench
 	if *runBaseline != "" {
 		base, err = newCLIBench(ctx, filepath.Join(*runBaseline, "vk-applevm"), filepath.Join(*runBaseline, "guest", runtime.GOARCH), filepath.Join(work, "cli-baseline"))
@@ -83,8 +93,8 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 		defer base.close(context.WithoutCancel(ctx), log)
 	}
 
-	var floor, runs, inits, baseRuns []time.Duration
-	var samples, baseSamples []runSample
+	var floor, runs, inits, baseRuns, tplRuns []time.Duration
+	var samples, baseSamples, tplSamples []runSample
 	variants := []variant{
 		{"floor cycle", func(ctx context.Context, keep bool) error {
 			d, err := bb.floorCycle(ctx)
@@ -98,6 +108,14 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 			if err == nil && keep {
 				runs = append(runs, rs.Wall)
 				samples = append(samples, rs)
+			}
+			return err
+		}},
+		{"run --rm --vm-templates", func(ctx context.Context, keep bool) error {
+			rs, err := tb.run(ctx)
+			if err == nil && keep {
+				tplRuns = append(tplRuns, rs.Wall)
+				tplSamples = append(tplSamples, rs)
 			}
 			return err
 		}},
@@ -137,6 +155,18 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 		info("  CLI process start and exit (vk-applevm version)", fmtDuration(median(inits))),
 	)
 	s.Rows = append(s.Rows, stepRows(samples, "  ")...)
+	s.Rows = append(s.Rows,
+		info("vk-applevm --vm-templates run --rm busybox echo", fmtDuration(median(tplRuns))+"  "+fmtSeries(tplRuns)),
+		measured(results.Figure{
+			ID:     "run.echo.template",
+			Figure: "`vk-applevm --vm-templates run --rm busybox echo` (the VM resumed from a template of its shape, built in the warm-up round) against the floor VM's full cycle, interleaved",
+			Value:  median(tplRuns).Seconds(), Unit: "s", Reference: &results.Reference{Name: "the floor VM's full cycle", Value: median(floor).Seconds()},
+			Ratio: ratio(median(tplRuns), median(floor)), Target: results.RatioAtMost(runTarget),
+			Detail:  runDetail(tplRuns, floor, inits, tplSamples),
+			Command: fmt.Sprintf("go run ./hack/bench -skip boot,product,pod,shim,memory,convert,net,churn -rounds %d", o.rounds),
+		}),
+	)
+	s.Rows = append(s.Rows, stepRows(tplSamples, "  templates ")...)
 	if base != nil {
 		br := ratio(median(baseRuns), median(floor))
 		s.Rows = append(s.Rows,
@@ -225,8 +255,8 @@ func (cb *cliBench) cli(ctx context.Context, args ...string) (stderr []byte, err
 
 // run times one `run --rm REF echo hello` and reads its breakdown.
 func (cb *cliBench) run(ctx context.Context) (runSample, error) {
-	cmd := exec.CommandContext(ctx, cb.bin, "--root", cb.root, "--guest", cb.guestDir, "--log-level", "debug",
-		"run", "--rm", cb.ref, "echo", "hello")
+	args := append([]string{"--root", cb.root, "--guest", cb.guestDir, "--log-level", "debug"}, cb.flags...)
+	cmd := exec.CommandContext(ctx, cb.bin, append(args, "run", "--rm", cb.ref, "echo", "hello")...)
 	cmd.Env = cb.env
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
