@@ -138,7 +138,9 @@ func configureNetwork(ifaces []*api.Interface, routes []*api.Route, adopt bool) 
 func adoptLinks(nl *rtnl, links []nlLink, ifaces []*api.Interface) ([]nlLink, error) {
 	wanted := map[string]bool{}
 	for _, iface := range ifaces {
-		wanted[strings.ToLower(iface.GetMac())] = true
+		if mac, err := net.ParseMAC(iface.GetMac()); err == nil {
+			wanted[mac.String()] = true
+		}
 	}
 	var free []int
 	for i, l := range links {
