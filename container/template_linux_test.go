@@ -16,7 +16,6 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/container/vmtemplate"
-	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/internal/testenv"
 	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/vm"
@@ -57,7 +56,6 @@ func (tn *tapNetwork) Attach(_ context.Context, id string, _ network.AttachOptio
 // it. Each guest drives its own NIC (its MAC), its own disks (the sizes
 // are read after the resume) and its own random numbers.
 func TestVMsResumeFromATemplate(t *testing.T) {
-	buildFixtures(t)
 	testenv.NeedsRoot(t, "a network namespace with taps")
 	ns := fmt.Sprintf("vkavtpl%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
@@ -65,40 +63,21 @@ func TestVMsResumeFromATemplate(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 
-	root, err := os.MkdirTemp("", "vkt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	images, err := image.Open(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var dir string
+	rt := newRuntime(t, func(c *container.Config) {
+		d := qemu.New(qemu.Options{}) // TCG, as the shims' (runShim)
+		bin, err := d.Binary("amd64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(c.Root, "templates")
+		if c.Templates, err = vmtemplate.New(vmtemplate.Options{Dir: dir, Driver: d, Stamps: []string{bin}}); err != nil {
+			t.Fatal(err)
+		}
+		c.Network = &tapNetwork{ns: ns}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := images.Pull(ctx, fixtures.busybox, image.PullOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	d := qemu.New(qemu.Options{}) // TCG, as the shims' (runShim)
-	bin, err := d.Binary("amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	templates, err := vmtemplate.New(vmtemplate.Options{Dir: filepath.Join(root, "templates"), Driver: d, Stamps: []string{bin}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := container.New(container.Config{
-		Root: root, Images: images, Network: &tapNetwork{ns: ns}, Guest: fixtures.bundle, Driver: "qemu",
-		ShimArgv: []string{exe, shimRole}, BootTimeout: 90 * time.Second, Templates: templates,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	type seen struct{ mac, random, cmdline string }
 	var got []seen
@@ -150,7 +129,7 @@ func TestVMsResumeFromATemplate(t *testing.T) {
 	if got[0].random == got[1].random {
 		t.Errorf("both containers resumed from one template read the same /dev/urandom bytes %s: the CRNG was not reseeded", got[0].random)
 	}
-	states, _ := filepath.Glob(filepath.Join(root, "templates", "*.state"))
+	states, _ := filepath.Glob(filepath.Join(dir, "*.state"))
 	if len(states) != 1 {
 		t.Errorf("templates %v, want one for the one shape", states)
 	}

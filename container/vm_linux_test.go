@@ -106,8 +106,8 @@ func (noNetwork) Close(context.Context) error              { return nil }
 func (noNetwork) Teardown(context.Context) error           { return nil }
 
 // newRuntime returns a runtime on a fresh state root with the busybox image
-// pulled.
-func newRuntime(t testing.TB) *container.Runtime {
+// pulled; opts change its configuration (Root is set) before it opens.
+func newRuntime(t testing.TB, opts ...func(*container.Config)) *container.Runtime {
 	t.Helper()
 	buildFixtures(t)
 	root, err := os.MkdirTemp("", "vkc") // short: unix socket paths
@@ -128,10 +128,14 @@ func newRuntime(t testing.TB) *container.Runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := container.New(container.Config{
+	cfg := container.Config{
 		Root: root, Images: images, Network: noNetwork{}, Guest: fixtures.bundle, Driver: "qemu",
 		ShimArgv: []string{exe, shimRole}, BootTimeout: 90 * time.Second,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	rt, err := container.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
