@@ -213,6 +213,14 @@ func (s *Store) Get(ctx context.Context, spec vm.Spec) (string, error) {
 	if touch(path) { // another goroutine or process built it meanwhile
 		return path, nil
 	}
+	// What a build of this shape killed midway left (its placeholder
+	// disks, a partial state): nobody else builds it while we hold the lock.
+	stale, _ := filepath.Glob(filepath.Join(s.opts.Dir, buildDirPrefix(key)+"*"))
+	for _, dir := range stale {
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("remove a stale VM template build", "dir", dir, "err", err)
+		}
+	}
 	bctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	began := time.Now()
@@ -302,8 +310,7 @@ const settlePoll = 50 * time.Millisecond
 // unplugged cable, waits until its agent has loaded every module but the
 // held drivers, and saves it to path.
 func (s *Store) build(ctx context.Context, spec vm.Spec, key, path string) error {
-	// Short: QEMU's sockets live below it (108-byte sun_path).
-	work, err := os.MkdirTemp(s.opts.Dir, "b")
+	work, err := os.MkdirTemp(s.opts.Dir, buildDirPrefix(key))
 	if err != nil {
 		return err
 	}
@@ -357,8 +364,21 @@ func (s *Store) build(ctx context.Context, spec vm.Spec, key, path string) error
 	if err := s.settle(ctx, m); err != nil {
 		return fmt.Errorf("%w%s", err, consoleTail(t.ConsoleLog))
 	}
-	return saver.Save(ctx, path)
+	// Saved inside the work directory (Save's temporary file too), so a
+	// build killed midway leaves nothing but that directory.
+	saved := filepath.Join(work, "state")
+	if err := saver.Save(ctx, saved); err != nil {
+		return err
+	}
+	if err := os.Rename(saved, path); err != nil {
+		return fmt.Errorf("keep the saved template: %w", err)
+	}
+	return nil
 }
+
+// buildDirPrefix names the work directories of a shape's builds; short, as
+// QEMU's sockets live below them (108-byte sun_path).
+func buildDirPrefix(key string) string { return "b" + key[:8] + "-" }
 
 // settle waits until the template guest's agent answers and has loaded
 // every module it loads before a Setup, then ends the session so the

@@ -120,3 +120,50 @@ func TestLockWaitEndsWithTheContext(t *testing.T) {
 		t.Fatalf("second lock: %v, want the context's deadline", err)
 	}
 }
+
+// A build killed midway (its work directory left, with a partial state)
+// is cleaned up by the next build of that shape, and only of that shape.
+func TestStaleBuildsOfTheShapeGo(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Dir: filepath.Join(dir, "templates"), Driver: failingDriver{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec(t, dir)
+	key, err := s.Key(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(s.opts.Dir, buildDirPrefix(key)+"123")
+	other := filepath.Join(s.opts.Dir, buildDirPrefix("ffffffffffff")+"456")
+	for _, d := range []string{stale, other} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "state"), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Get(context.Background(), spec); !errors.Is(err, errNoBoot) {
+		t.Fatalf("Get = %v, want the driver's failure", err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the stale build of the shape is still there (%v)", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another shape's build was removed: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(s.opts.Dir, "b*")); len(left) != 1 {
+		t.Errorf("build directories left: %v, want only the other shape's", left)
+	}
+}
+
+var errNoBoot = errors.New("no machines here")
+
+// failingDriver names itself qemu and starts nothing.
+type failingDriver struct{ vm.Driver }
+
+func (failingDriver) Name() string { return "qemu" }
+func (failingDriver) Start(context.Context, vm.Spec, string) (vm.Machine, error) {
+	return nil, errNoBoot
+}
