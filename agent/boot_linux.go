@@ -62,8 +62,9 @@ type Guest struct {
 	Modules   *ModuleLoader
 	AgentPort *transport.VirtioPort
 	// Template is set in a guest booted to be saved as a template
-	// (TemplateEnv): machines resumed from it reseed their random numbers
-	// at Setup (ReseedRandom).
+	// (TemplateEnv): it holds HeldForResume, and at Setup a machine
+	// resumed from it gives its NIC the machine's MAC and reseeds its
+	// random numbers (Config.TemplateGuest, ReseedRandom).
 	Template bool
 	// LogPort writes to the "vkav.log" port once it appears.
 	LogPort io.Writer

@@ -1,9 +1,8 @@
 package main
 
 import (
-	"fmt"
-
 	"context"
+	"fmt"
 
 	"github.com/vk-applevm/vk-applevm/container"
 	"github.com/vk-applevm/vk-applevm/container/vmtemplate"
