@@ -167,3 +167,30 @@ func (failingDriver) Name() string { return "qemu" }
 func (failingDriver) Start(context.Context, vm.Spec, string) (vm.Machine, error) {
 	return nil, errNoBoot
 }
+
+// The store keeps the most recently used templates and the one just built.
+func TestPruneKeepsTheMostRecentlyUsed(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Dir: dir, Driver: nameOnly{}, Max: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Hour)
+	for i, key := range []string{"built", "a", "b", "c", "d"} {
+		p := s.statePath(key)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		used := base.Add(time.Duration(i) * time.Minute) // "built" is the oldest by mtime
+		if err := os.Chtimes(p, used, used); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.prune("built")
+	for key, want := range map[string]bool{"built": true, "a": false, "b": false, "c": true, "d": true} {
+		_, err := os.Stat(s.statePath(key))
+		if kept := err == nil; kept != want {
+			t.Errorf("template %s kept=%v, want %v", key, kept, want)
+		}
+	}
+}
