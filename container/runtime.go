@@ -269,8 +269,9 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 	ready, err := sb.boot(ctx)
 	if err != nil {
 		sb.closeAgent()
-		if spec.RestoreFrom != "" {
-			// The next machine of this shape builds a new one.
+		if spec.RestoreFrom != "" && ctx.Err() == nil {
+			// The next machine of this shape builds a new one (not when
+			// the create was called off: the template is not to blame).
 			if derr := r.cfg.Templates.Discard(spec); derr != nil {
 				r.log.Warn("discard the VM template", "err", derr)
 			}
