@@ -262,22 +262,14 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 		MemoryFloorMiB: (cfg.MemoryRequestBytes + r.cfg.OverheadBytes) >> 20,
 	}, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("start VM: %w", err)
+		return nil, r.resumeFailed(ctx, spec, fmt.Errorf("start VM: %w", err))
 	}
 	launched := time.Now()
 	sb := &VM{rt: r, id: id, dir: dir, rec: rec, shim: sc}
 	ready, err := sb.boot(ctx)
 	if err != nil {
 		sb.closeAgent()
-		if spec.RestoreFrom != "" && ctx.Err() == nil {
-			// The next machine of this shape builds a new one (not when
-			// the create was called off: the template is not to blame).
-			if derr := r.cfg.Templates.Discard(spec); derr != nil {
-				r.log.Warn("discard the VM template", "err", derr)
-			}
-			return nil, fmt.Errorf("resumed from the VM template %s (discarded): %w%s", spec.RestoreFrom, err, consoleTail(dir))
-		}
-		return nil, fmt.Errorf("%w%s", err, consoleTail(dir))
+		return nil, r.resumeFailed(ctx, spec, fmt.Errorf("%w%s", err, consoleTail(dir)))
 	}
 	// The steps' durations show where a start goes (make bench reads them
 	// at debug level).
@@ -285,6 +277,19 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 	r.log.Debug("VM created", "id", id, "name", cfg.Name, "image", cfg.ImageRef, "ip", sb.IP(), "resumed", spec.RestoreFrom != "",
 		"host", launched.Sub(began), "boot", ready.Sub(launched), "setup", done.Sub(ready))
 	return sb, nil
+}
+
+// resumeFailed discards the template a machine that did not start was
+// resumed from, so the next machine of the shape builds a new one; not
+// when the create was called off, which is no fault of the template.
+func (r *Runtime) resumeFailed(ctx context.Context, spec vm.Spec, err error) error {
+	if spec.RestoreFrom == "" || ctx.Err() != nil {
+		return err
+	}
+	if derr := r.cfg.Templates.Discard(spec); derr != nil {
+		r.log.Warn("discard the VM template", "err", derr)
+	}
+	return fmt.Errorf("resumed from the VM template %s (discarded): %w", spec.RestoreFrom, err)
 }
 
 // boot waits for the agent and configures the guest and the container; it

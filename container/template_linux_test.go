@@ -131,6 +131,33 @@ func TestVMsResumeFromATemplate(t *testing.T) {
 	}
 	states, _ := filepath.Glob(filepath.Join(dir, "*.state"))
 	if len(states) != 1 {
-		t.Errorf("templates %v, want one for the one shape", states)
+		t.Fatalf("templates %v, want one for the one shape", states)
+	}
+
+	// A template that no longer loads (here: cut short) fails the create
+	// that resumes it with the reason and is discarded; the next create
+	// of the shape builds a new one and runs.
+	if err := os.Truncate(states[0], 4096); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Create(ctx, container.VMConfig{Name: "tplbad", ImageRef: fixtures.busybox}); err == nil || !strings.Contains(err.Error(), "(discarded)") {
+		t.Fatalf("create from a broken template: %v, want a failure that discards it", err)
+	} else {
+		t.Logf("as expected: %v", err)
+	}
+	if _, err := os.Stat(states[0]); !os.IsNotExist(err) {
+		t.Fatalf("the broken template is still there (%v)", err)
+	}
+	sb, err := rt.Create(ctx, container.VMConfig{Name: "tplagain", ImageRef: fixtures.busybox})
+	if err != nil {
+		t.Fatalf("create after the discard: %v", err)
+	}
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
+		defer dcancel()
+		_ = sb.Delete(dctx)
+	})
+	if _, err := os.Stat(states[0]); err != nil {
+		t.Fatalf("no new template after the discard: %v", err)
 	}
 }
