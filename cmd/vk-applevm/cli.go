@@ -62,7 +62,7 @@ func (g *globals) openRuntime(ctx context.Context, insecure []string, hostLoopba
 	}
 	var templates *vmtemplate.Store
 	if g.templates {
-		if templates, err = g.templateStore(); err != nil {
+		if templates, err = g.templateStore(ctx); err != nil {
 			_ = n.Close(ctx)
 			return nil, err
 		}

@@ -33,6 +33,6 @@ func (g *globals) rosettaCheck() container.RosettaCheck {
 
 // templateStore: vz's save and restore (macOS 14) is not wired; see
 // docs/mac-pitfalls.md.
-func (g *globals) templateStore() (*vmtemplate.Store, error) {
+func (g *globals) templateStore(context.Context) (*vmtemplate.Store, error) {
 	return nil, fmt.Errorf("--vm-templates: %w on vz (resuming saved machines is wired for QEMU only)", vm.ErrNotSupported)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -32,7 +33,7 @@ func (g *globals) rosettaCheck() container.RosettaCheck { return nil }
 
 // templateStore keeps VM templates under the state root; they load only
 // into the QEMU binary that saved them, so it is part of every shape.
-func (g *globals) templateStore() (*vmtemplate.Store, error) {
+func (g *globals) templateStore(ctx context.Context) (*vmtemplate.Store, error) {
 	d := g.drivers()[defaultDriver]
 	qd, ok := d.(*qemu.Driver)
 	if !ok {
@@ -42,7 +43,12 @@ func (g *globals) templateStore() (*vmtemplate.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--vm-templates: %w", err)
 	}
+	// The shims' driver decides the same way (the verdict is cached).
+	accel, err := qd.Accelerator(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--vm-templates: %w", err)
+	}
 	return vmtemplate.New(vmtemplate.Options{
-		Dir: filepath.Join(g.root, "templates"), Driver: d, Stamps: []string{bin}, Logger: g.log,
+		Dir: filepath.Join(g.root, "templates"), Driver: d, Stamps: []string{bin}, Variant: string(accel.Accel), Logger: g.log,
 	})
 }

@@ -77,6 +77,9 @@ type Options struct {
 	// hypervisor binary, for one (a state only loads into the QEMU that
 	// wrote it). The spec's kernel and initrd always are.
 	Stamps []string
+	// Variant is what else a state depends on that no file says: the
+	// accelerator (a state saved under TCG is not one to resume under KVM).
+	Variant string
 	// Max is how many templates are kept (default DefaultMax).
 	Max    int
 	Logger *slog.Logger
@@ -125,6 +128,7 @@ type shape struct {
 	NICMTUs   []int       `json:"nicMTUs"`
 	Ports     []string    `json:"ports"`
 	Stamps    []string    `json:"stamps"`
+	Variant   string      `json:"variant"`
 }
 
 type shapeDisk struct {
@@ -140,7 +144,7 @@ const shapeVersion = 1
 // same template.
 func (s *Store) Key(spec vm.Spec) (string, error) {
 	sh := shape{Version: shapeVersion, Driver: s.opts.Driver.Name(), Arch: spec.Arch, Cmdline: spec.Cmdline,
-		CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, Ports: spec.Ports}
+		CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, Ports: spec.Ports, Variant: s.opts.Variant}
 	var err error
 	if sh.Kernel, err = stamp(spec.Kernel); err != nil {
 		return "", err

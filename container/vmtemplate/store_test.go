@@ -77,6 +77,14 @@ func TestKeyIsTheShape(t *testing.T) {
 			t.Errorf("a machine with another %s has the same key", name)
 		}
 	}
+	// Another accelerator is another shape.
+	kvm, err := New(Options{Dir: filepath.Join(dir, "templates"), Driver: nameOnly{}, Stamps: []string{filepath.Join(dir, "qemu")}, Variant: "kvm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := kvm.Key(base); err != nil || k == k0 {
+		t.Errorf("a store for KVM machines has the key of TCG ones (%v)", err)
+	}
 	// A rebuilt initrd or QEMU binary (same path) is another shape.
 	later := time.Now().Add(time.Minute)
 	if err := os.Chtimes(filepath.Join(dir, "qemu"), later, later); err != nil {
