@@ -20,6 +20,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/guest"
 	"github.com/vk-applevm/vk-applevm/image"
 	"github.com/vk-applevm/vk-applevm/image/ext4"
+	"github.com/vk-applevm/vk-applevm/internal/filetail"
 	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/vm"
 	"github.com/vk-applevm/vk-applevm/vm/shim"
@@ -322,12 +323,9 @@ func (s *VM) boot(ctx context.Context) (ready time.Time, _ error) {
 
 // consoleTail returns the end of a VM's console log for error messages.
 func consoleTail(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, "console.log"))
+	b, err := filetail.Last(filepath.Join(dir, "console.log"), 2048)
 	if err != nil || len(b) == 0 {
 		return ""
-	}
-	if len(b) > 2048 {
-		b = b[len(b)-2048:]
 	}
 	return "\nguest console (last lines):\n" + string(b)
 }

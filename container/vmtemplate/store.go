@@ -31,6 +31,7 @@ import (
 
 	"github.com/vk-applevm/vk-applevm/agent/client"
 	"github.com/vk-applevm/vk-applevm/agent/transport"
+	"github.com/vk-applevm/vk-applevm/internal/filetail"
 	"github.com/vk-applevm/vk-applevm/vm"
 )
 
@@ -417,13 +418,9 @@ func (s *Store) settle(ctx context.Context, m vm.Machine) error {
 // consoleTail is the end of a failed template guest's console, for the
 // error.
 func consoleTail(path string) string {
-	b, err := os.ReadFile(path)
+	b, err := filetail.Last(path, 2048)
 	if err != nil || len(b) == 0 {
 		return ""
-	}
-	const max = 2048
-	if len(b) > max {
-		b = b[len(b)-max:]
 	}
 	return "\nconsole:\n" + string(b)
 }

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vk-applevm/vk-applevm/internal/filetail"
 	"github.com/vk-applevm/vk-applevm/vm"
 )
 
@@ -183,12 +184,9 @@ func (v *virtiofsd) stop() {
 
 // fileTail returns the end of a log file for error messages.
 func fileTail(path string) string {
-	b, err := os.ReadFile(path)
+	b, err := filetail.Last(path, 1024)
 	if err != nil || len(b) == 0 {
 		return ""
-	}
-	if len(b) > 1024 {
-		b = b[len(b)-1024:]
 	}
 	return ": " + strings.TrimSpace(string(b))
 }

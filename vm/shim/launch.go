@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/vk-applevm/vk-applevm/internal/filetail"
 	"github.com/vk-applevm/vk-applevm/internal/sockpath"
 )
 
@@ -222,16 +223,10 @@ func launchError(dir string, cfg Config, cause error) error {
 // tailFile returns the last lines of a file (at most 4 KiB), or a note why
 // it cannot.
 func tailFile(path string, lines int) string {
-	f, err := os.Open(path)
+	b, err := filetail.Last(path, 4<<10)
 	if err != nil {
 		return fmt.Sprintf("(%v)\n", err)
 	}
-	defer f.Close()
-	const maxTail = 4 << 10
-	if info, err := f.Stat(); err == nil && info.Size() > maxTail {
-		_, _ = f.Seek(info.Size()-maxTail, io.SeekStart)
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, maxTail))
 	if len(b) == 0 {
 		return "(empty)\n"
 	}
