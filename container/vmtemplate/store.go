@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +31,7 @@ import (
 	"github.com/vk-applevm/vk-applevm/agent/client"
 	"github.com/vk-applevm/vk-applevm/agent/transport"
 	"github.com/vk-applevm/vk-applevm/internal/filetail"
+	"github.com/vk-applevm/vk-applevm/network"
 	"github.com/vk-applevm/vk-applevm/vm"
 )
 
@@ -90,10 +90,6 @@ type Options struct {
 type Store struct {
 	opts Options
 	log  *slog.Logger
-	// building is the in-process single flight per shape; a lock file
-	// per shape serialises processes (the CLI and the node share a root).
-	mu       sync.Mutex
-	building map[string]*sync.Mutex
 }
 
 // New returns a Store keeping templates in opts.Dir.
@@ -110,7 +106,7 @@ func New(opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("VM templates: %w", err)
 	}
-	return &Store{opts: opts, log: opts.Logger.With("component", "vmtemplate"), building: map[string]*sync.Mutex{}}, nil
+	return &Store{opts: opts, log: opts.Logger.With("component", "vmtemplate")}, nil
 }
 
 // shape is what a saved machine's state depends on. Host ends (disk
@@ -201,18 +197,11 @@ func (s *Store) Get(ctx context.Context, spec vm.Spec) (string, error) {
 	if touch(path) {
 		return path, nil
 	}
-	s.mu.Lock()
-	one, ok := s.building[key]
-	if !ok {
-		one = &sync.Mutex{}
-		s.building[key] = one
-	}
-	s.mu.Unlock()
-	one.Lock()
-	defer one.Unlock()
-	unlock, err := lockFile(ctx, filepath.Join(s.opts.Dir, key+".lock"))
+	// One build per shape, across the node's goroutines and the processes
+	// sharing the root (the lock is per open file).
+	unlock, err := network.LockFile(ctx, filepath.Join(s.opts.Dir, key+".lock"))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("wait for the VM template's build: %w", err)
 	}
 	defer unlock()
 	if touch(path) { // another goroutine or process built it meanwhile
@@ -279,31 +268,6 @@ func (s *Store) prune(keep string) {
 		// A machine resuming it holds it open; the file goes with it.
 		if err := os.Remove(a.path); err != nil {
 			s.log.Warn("remove an old VM template", "path", a.path, "err", err)
-		}
-	}
-}
-
-// lockFile takes an exclusive flock on path, polling so ctx can end the
-// wait (a build takes seconds).
-func lockFile(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock the VM template: %w", err)
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock the VM template: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("wait for the VM template's build: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -113,22 +113,6 @@ func TestEligible(t *testing.T) {
 	}
 }
 
-// A build that waits for another process's lock gives up with its
-// context.
-func TestLockWaitEndsWithTheContext(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "k.lock")
-	unlock, err := lockFile(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if _, err := lockFile(ctx, path); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second lock: %v, want the context's deadline", err)
-	}
-}
-
 // A build killed midway (its work directory left, with a partial state)
 // is cleaned up by the next build of that shape, and only of that shape.
 func TestStaleBuildsOfTheShapeGo(t *testing.T) {
