@@ -66,12 +66,9 @@ func TestVMsResumeFromATemplate(t *testing.T) {
 	var dir string
 	rt := newRuntime(t, func(c *container.Config) {
 		d := qemu.New(qemu.Options{}) // TCG, as the shims' (runShim)
-		bin, err := d.Binary("amd64")
-		if err != nil {
-			t.Fatal(err)
-		}
 		dir = filepath.Join(c.Root, "templates")
-		if c.Templates, err = vmtemplate.New(vmtemplate.Options{Dir: dir, Driver: d, Stamps: []string{bin}}); err != nil {
+		var err error
+		if c.Templates, err = vmtemplate.ForQEMU(context.Background(), dir, d, "amd64", nil); err != nil {
 			t.Fatal(err)
 		}
 		c.Network = &tapNetwork{ns: ns}

@@ -31,24 +31,17 @@ func (g *globals) drivers() map[string]vm.Driver {
 // rosettaCheck: QEMU translates nothing; images must match the guest.
 func (g *globals) rosettaCheck() container.RosettaCheck { return nil }
 
-// templateStore keeps VM templates under the state root; they load only
-// into the QEMU binary that saved them, so it is part of every shape.
+// templateStore keeps VM templates under the state root, built by the
+// QEMU driver the shims use.
 func (g *globals) templateStore(ctx context.Context) (*vmtemplate.Store, error) {
 	d := g.drivers()[defaultDriver]
 	qd, ok := d.(*qemu.Driver)
 	if !ok {
 		return nil, fmt.Errorf("--vm-templates: the %s driver is not QEMU's", d.Name())
 	}
-	bin, err := qd.Binary(runtime.GOARCH)
+	s, err := vmtemplate.ForQEMU(ctx, filepath.Join(g.root, "templates"), qd, runtime.GOARCH, g.log)
 	if err != nil {
 		return nil, fmt.Errorf("--vm-templates: %w", err)
 	}
-	// The shims' driver decides the same way (the verdict is cached).
-	accel, err := qd.Accelerator(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("--vm-templates: %w", err)
-	}
-	return vmtemplate.New(vmtemplate.Options{
-		Dir: filepath.Join(g.root, "templates"), Driver: d, Stamps: []string{bin}, Variant: string(accel.Accel), Logger: g.log,
-	})
+	return s, nil
 }

@@ -164,15 +164,7 @@ func manyRows(id, how string, ds []time.Duration, start time.Time, rounds int) [
 func templatedPodBench(ctx context.Context, pb *productBench, bundle guest.Bundle, podNet vmruntime.PodNetwork) (*podBench, error) {
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	d := qemu.New(qemu.Options{Logger: quiet, Probe: qemu.ProbeImage{Kernel: bundle.Kernel, Initrd: bundle.FloorInitrd}})
-	bin, err := d.Binary(bundle.Arch)
-	if err != nil {
-		return nil, err
-	}
-	accel, err := d.Accelerator(ctx)
-	if err != nil {
-		return nil, err
-	}
-	store, err := vmtemplate.New(vmtemplate.Options{Dir: filepath.Join(pb.root, "templates"), Driver: d, Stamps: []string{bin}, Variant: string(accel.Accel), Logger: quiet})
+	store, err := vmtemplate.ForQEMU(ctx, filepath.Join(pb.root, "templates"), d, bundle.Arch, quiet)
 	if err != nil {
 		return nil, err
 	}
