@@ -246,12 +246,14 @@ func (r *Runtime) Create(ctx context.Context, cfg VMConfig) (_ *VM, retErr error
 		Dir: dir, Rootfs: rootfs, Scratch: scratch, Endpoint: ep, Cfg: cfg, Overhead: r.cfg.OverheadBytes,
 		Rosetta: rosetta,
 	})
-	if r.cfg.Templates != nil && vmtemplate.Eligible(spec) == nil {
-		if state, err := r.cfg.Templates.Get(ctx, spec); err != nil {
+	if r.cfg.Templates != nil {
+		state, err := r.cfg.Templates.Get(ctx, spec)
+		switch {
+		case err == nil:
+			spec.RestoreFrom = state
+		case !errors.Is(err, vmtemplate.ErrNotEligible):
 			// A machine without a template boots: slower, never worse.
 			r.log.Warn("no VM template: booting", "id", id, "err", err)
-		} else {
-			spec.RestoreFrom = state
 		}
 	}
 	var opts []shim.LaunchOption
