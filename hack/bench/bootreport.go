@@ -95,9 +95,9 @@ func (r bootResults) bootRows() []row {
 		ew, ec := walls(e), cpus(e)
 		wall := info(name+": wall / floor", fmt.Sprintf("%s, %.3fx (paired %.3fx)", fmtDuration(median(ew)), ratio(median(ew), median(fw)), median(pairedRatios(ew, fw))))
 		if name == restoredAgentName {
-			// What a VM template would start from (docs/decisions.md,
-			// "Resuming a saved machine instead of booting"); the runtime
-			// does not use one yet.
+			// What a VM template starts from (container/vmtemplate;
+			// docs/decisions.md, "Resuming a saved machine instead of
+			// booting").
 			wall = measured(results.Figure{
 				ID: "boot.resume", Figure: "An agent VM resumed from a machine saved after its boot (QEMU -incoming), to its first answer, vs the floor's boot, wall",
 				Value: median(ew).Seconds(), Unit: "s", Reference: &results.Reference{Name: "the floor's boot", Value: median(fw).Seconds()},

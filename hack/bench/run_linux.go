@@ -76,13 +76,9 @@ func runRunBench(ctx context.Context, o options, work string, log *slog.Logger) 
 		return fail(err)
 	}
 	defer cb.close(context.WithoutCancel(ctx), log)
-	// The same CLI resuming its VMs from a template of their shape
-	// (--vm-templates); the warm-up round builds the template.
-	tb, err := newCLIBench(ctx, o.binary, o.guestDir, filepath.Join(work, "cli-templates"))
-	if err != nil {
-		return fail(err)
-	}
-	defer tb.close(context.WithoutCancel(ctx), log)
+	// The same CLI and state root resuming its VMs from a template of
+	// their shape (--vm-templates); the warm-up round builds the template.
+	tb := *cb
 	tb.flags = []string{"--vm-templates"}
 	var base *cliBench
 	if *runBaseline != "" {
